@@ -1,0 +1,61 @@
+# moneypath developer entry points. Every target installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+OPA_VERSION := v1.22.3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := .tools/uv/bin/uv
+OPA := .tools/bin/opa
+export XDG_RUNTIME_DIR ?= /tmp
+
+.PHONY: install run test test-unit test-integration test-e2e lint fmt lock clean
+
+$(UV):
+	$(PYTHON) -m venv .tools/uv
+	.tools/uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
+	test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip sync --quiet --python $(PY) --require-hashes requirements.lock
+	$(UV) pip install --quiet --python $(PY) --no-deps --editable .
+	touch $@
+
+$(OPA):
+	@command -v go >/dev/null || { echo "go not found: install Go >= 1.22 or put an opa binary at $(OPA)"; exit 1; }
+	GOBIN=$(CURDIR)/.tools/bin CGO_ENABLED=0 go install github.com/open-policy-agent/opa@$(OPA_VERSION)
+
+install: $(VENV)/.installed $(OPA)
+
+## Start PostgreSQL, OpenBao, OPA, the API and the evidence service in the foreground.
+run: install
+	$(PY) -m app.entrypoints.cli up
+
+## The whole test suite: unit, integration and e2e, against real services it starts itself.
+test: install
+	$(PY) -m pytest tests/unit tests/integration tests/e2e
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(OPA) fmt --fail policies
+	$(OPA) check --strict policies
+	$(OPA) test policies
+
+fmt: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+	$(OPA) fmt -w policies
+
+## Re-resolve the locked dependency set after editing pyproject.toml.
+lock: | $(UV)
+	$(UV) pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+		--quiet -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .data

@@ -1,0 +1,1 @@
+"""moneypath: payments and double-entry ledger platform."""

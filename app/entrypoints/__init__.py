@@ -1,0 +1,1 @@
+"""Composition root: the ASGI app, the CLI, the dev stack and background workers."""

@@ -1,0 +1,1 @@
+"""Identity: API clients, keys, tokens, request signatures, customers and KYC."""

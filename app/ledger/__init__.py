@@ -1,0 +1,1 @@
+"""Ledger: accounts, multi-leg transactions, holds, reversals and the hash-chained journal."""

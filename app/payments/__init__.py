@@ -1,0 +1,1 @@
+"""Payments: the payment saga (risk, provider, ledger, outbox), refunds and payouts."""

@@ -1,0 +1,1 @@
+"""Shared infrastructure: settings, database, errors, HTTP plumbing, Vault and OPA clients."""

@@ -1,0 +1,71 @@
+"""The append-only audit log (PCI DSS 10.2.2 fields).
+
+Every state change and every security rejection writes one row: who (actor), what
+(event type), when, success or failure, where from (IP and request id), which resource,
+and the OPA decision that let it through or stopped it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+MAX_DETAILS_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    actor: str | None
+    event_type: str
+    outcome: str  # "success" | "failure"
+    request_id: str | None
+    origin_ip: str | None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    decision_id: str | None = None
+    code: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+_INSERT = text(
+    """
+    INSERT INTO platform.audit_log
+        (occurred_at, actor, event_type, outcome, code, origin_ip, request_id,
+         resource_type, resource_id, decision_id, details)
+    VALUES (now(), :actor, :event_type, :outcome, :code, :origin_ip, :request_id,
+            :resource_type, :resource_id, :decision_id, CAST(:details AS jsonb))
+    """
+)
+
+
+def _params(event: AuditEvent) -> dict[str, Any]:
+    details = json.dumps(event.details, default=str)
+    if len(details) > MAX_DETAILS_BYTES:
+        details = json.dumps({"truncated": True})
+    return {
+        "actor": event.actor,
+        "event_type": event.event_type,
+        "outcome": event.outcome,
+        "code": event.code,
+        "origin_ip": event.origin_ip,
+        "request_id": event.request_id,
+        "resource_type": event.resource_type,
+        "resource_id": event.resource_id,
+        "decision_id": event.decision_id,
+        "details": details,
+    }
+
+
+async def record(session: AsyncSession, event: AuditEvent) -> None:
+    """Write `event` in the caller's transaction, so it lands exactly when the effect does."""
+    await session.execute(_INSERT, _params(event))
+
+
+async def record_alone(sessions: async_sessionmaker[AsyncSession], event: AuditEvent) -> None:
+    """Write `event` in its own transaction: for rejections, where nothing else commits."""
+    async with sessions() as session, session.begin():
+        await session.execute(_INSERT, _params(event))

@@ -1,0 +1,108 @@
+"""Async SQLAlchemy engine and sessions, plus the bounded retry for transient conflicts."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy import MetaData
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+T = TypeVar("T")
+
+# SQLSTATEs that mean "try the whole transaction again": serialization failure,
+# deadlock detected, and the lock timeout we set on hot rows.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+MAX_TRANSACTION_ATTEMPTS = 5
+RETRY_BASE_DELAY_S = 0.005
+RETRY_MAX_DELAY_S = 0.2
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """The single declarative base; each domain's tables live in that domain's schema."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def async_url(url: str) -> str:
+    """Turn a libpq-style URL into the SQLAlchemy psycopg 3 async URL."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError("expected a postgresql:// URL")
+
+
+def libpq_url(url: str) -> str:
+    """The plain postgresql:// form, for psql, pgbench and psycopg."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    raise ValueError("expected a postgresql:// URL")
+
+
+def create_engine(
+    url: str, *, pool_size: int = 10, statement_timeout_ms: int = 15_000
+) -> AsyncEngine:
+    # A statement timeout bounds every query, so a stuck lock cannot hang a request forever.
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=10,
+        pool_pre_ping=True,
+        connect_args={
+            "connect_timeout": 5,
+            "options": f"-c statement_timeout={statement_timeout_ms}",
+        },
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def is_retryable(error: BaseException) -> bool:
+    if isinstance(error, DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None)
+        return sqlstate in RETRYABLE_SQLSTATES
+    return False
+
+
+async def run_in_transaction(
+    sessions: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    attempts: int = MAX_TRANSACTION_ATTEMPTS,
+) -> T:
+    """Run `work` in one transaction, retrying deadlocks and serialization failures.
+
+    Retries are capped and use full jitter so that colliding transactions spread out
+    instead of colliding again in lock-step. Any other error propagates at once.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            async with sessions() as session, session.begin():
+                return await work(session)
+        except DBAPIError as error:
+            if not is_retryable(error) or attempt == attempts:
+                raise
+            cap = min(RETRY_MAX_DELAY_S, RETRY_BASE_DELAY_S * 2**attempt)
+            await asyncio.sleep(random.uniform(0, cap))  # noqa: S311 - jitter, not crypto
+    raise RuntimeError("unreachable: the loop either returns or raises")

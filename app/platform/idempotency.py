@@ -1,0 +1,253 @@
+"""Idempotency keys (draft-ietf-httpapi-idempotency-key-header), shared by every domain.
+
+A key is claimed by an INSERT under the primary key (client, method, route, key) and
+committed at once, so a concurrent repeat sees it and gets 409. The effect and the
+completion of the key are then written in ONE transaction, guarded by the claim token:
+either both land or neither does. A crash between claim and completion leaves a stale
+claim, which a retry takes over after `stale_claim_s`; because the effect never committed,
+re-running it cannot double it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.platform.errors import ConflictError, DomainError, ValidationError
+
+MAX_KEY_LENGTH = 255
+CLEANUP_BATCH_SIZE = 1000
+
+
+class IdempotencyKeyRequiredError(ValidationError):
+    status = 400
+    code = "idempotency_key_required"
+    title = "Idempotency-Key required"
+
+
+class IdempotencyKeyReusedError(ValidationError):
+    status = 422
+    code = "idempotency_key_reused"
+    title = "Idempotency-Key reused with a different body"
+
+
+class IdempotencyKeyInUseError(ConflictError):
+    status = 409
+    code = "idempotency_key_in_use"
+    title = "Idempotency-Key in use"
+
+
+class ClaimLostError(DomainError):
+    """Our claim was taken over as stale while we worked; our effect must roll back."""
+
+    status = 409
+    code = "idempotency_key_in_use"
+    title = "Idempotency-Key in use"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    client_id: str
+    method: str
+    route: str
+    key: str
+    token: str
+
+
+def fingerprint(raw_body: bytes) -> str:
+    """API.md: the fingerprint is the sha-256 of the raw body bytes."""
+    return hashlib.sha256(raw_body).hexdigest()
+
+
+def check_key(key: str | None) -> str:
+    if key is None:
+        raise IdempotencyKeyRequiredError("this request needs an Idempotency-Key header")
+    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+        raise ValidationError(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters")
+    return key
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    client_id: str,
+    method: str,
+    route: str,
+    key: str,
+    body_fingerprint: str,
+    ttl_s: int,
+    stale_claim_s: int,
+) -> Claim | StoredResponse:
+    """Claim `key`, or return the stored response to replay.
+
+    Raises IdempotencyKeyReusedError when the key was used with another body, and
+    IdempotencyKeyInUseError (with Retry-After) while another request holds it.
+    The caller commits the session right after a successful claim.
+    """
+    token = secrets.token_hex(16)
+    params = {
+        "client_id": client_id,
+        "method": method,
+        "route": route,
+        "key": key,
+        "fingerprint": body_fingerprint,
+        "token": token,
+        "ttl_s": ttl_s,
+        "stale_s": stale_claim_s,
+    }
+    inserted = await session.execute(
+        text(
+            """
+            INSERT INTO platform.idempotency_keys
+                (client_id, method, route, key, fingerprint, status, claim_token,
+                 created_at, locked_until, expires_at)
+            VALUES (:client_id, :method, :route, :key, :fingerprint, 'in_progress', :token,
+                    now(), now() + make_interval(secs => :stale_s),
+                    now() + make_interval(secs => :ttl_s))
+            ON CONFLICT (client_id, method, route, key) DO NOTHING
+            RETURNING 1
+            """
+        ),
+        params,
+    )
+    if inserted.first() is not None:
+        return Claim(client_id, method, route, key, token)
+
+    row = (
+        await session.execute(
+            text(
+                """
+                SELECT fingerprint, status, response_status, response_body,
+                       locked_until, expires_at, now() AS db_now
+                FROM platform.idempotency_keys
+                WHERE client_id = :client_id AND method = :method
+                  AND route = :route AND key = :key
+                FOR UPDATE
+                """
+            ),
+            params,
+        )
+    ).one()
+    db_now: datetime = row.db_now
+    if row.expires_at <= db_now:
+        # An expired key that the cleanup worker has not reached yet counts as new.
+        await session.execute(
+            text(
+                """
+                UPDATE platform.idempotency_keys
+                SET fingerprint = :fingerprint, status = 'in_progress', claim_token = :token,
+                    response_status = NULL, response_body = NULL, created_at = now(),
+                    locked_until = now() + make_interval(secs => :stale_s),
+                    expires_at = now() + make_interval(secs => :ttl_s)
+                WHERE client_id = :client_id AND method = :method
+                  AND route = :route AND key = :key
+                """
+            ),
+            params,
+        )
+        return Claim(client_id, method, route, key, token)
+    if row.fingerprint != body_fingerprint:
+        raise IdempotencyKeyReusedError(
+            "this Idempotency-Key was already used with a different request body"
+        )
+    if row.status == "completed":
+        return StoredResponse(status=row.response_status, body=row.response_body)
+    if row.locked_until > db_now:
+        wait_s = max(1, math.ceil((row.locked_until - db_now).total_seconds()))
+        error = IdempotencyKeyInUseError(
+            "a request with this Idempotency-Key is still being processed; retry later"
+        )
+        error.headers["Retry-After"] = str(wait_s)
+        raise error
+    # The earlier claim went stale (its process died or hung). Take it over; the claim
+    # token makes sure the old holder can no longer complete it.
+    await session.execute(
+        text(
+            """
+            UPDATE platform.idempotency_keys
+            SET claim_token = :token, locked_until = now() + make_interval(secs => :stale_s)
+            WHERE client_id = :client_id AND method = :method
+              AND route = :route AND key = :key
+            """
+        ),
+        params,
+    )
+    return Claim(client_id, method, route, key, token)
+
+
+async def complete(session: AsyncSession, held: Claim, status: int, body: Any) -> None:
+    """Store the response in the caller's transaction. Raises ClaimLostError if taken over."""
+    result = await session.execute(
+        text(
+            """
+            UPDATE platform.idempotency_keys
+            SET status = 'completed', response_status = :status,
+                response_body = CAST(:body AS jsonb), claim_token = NULL
+            WHERE client_id = :client_id AND method = :method AND route = :route
+              AND key = :key AND claim_token = :token AND status = 'in_progress'
+            """
+        ),
+        {
+            "status": status,
+            "body": json.dumps(body, default=str),
+            "client_id": held.client_id,
+            "method": held.method,
+            "route": held.route,
+            "key": held.key,
+            "token": held.token,
+        },
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ClaimLostError("the idempotency claim was taken over by a retry")
+
+
+async def release(session: AsyncSession, held: Claim) -> None:
+    """Forget an unfinished claim so that a retry executes again (5xx, validation errors)."""
+    await session.execute(
+        text(
+            """
+            DELETE FROM platform.idempotency_keys
+            WHERE client_id = :client_id AND method = :method AND route = :route
+              AND key = :key AND claim_token = :token AND status = 'in_progress'
+            """
+        ),
+        {
+            "client_id": held.client_id,
+            "method": held.method,
+            "route": held.route,
+            "key": held.key,
+            "token": held.token,
+        },
+    )
+
+
+async def delete_expired(session: AsyncSession, batch_size: int = CLEANUP_BATCH_SIZE) -> int:
+    """Delete up to `batch_size` expired keys; returns how many went."""
+    result = await session.execute(
+        text(
+            """
+            DELETE FROM platform.idempotency_keys
+            WHERE ctid IN (
+                SELECT ctid FROM platform.idempotency_keys
+                WHERE expires_at <= now() LIMIT :batch
+            )
+            """
+        ),
+        {"batch": batch_size},
+    )
+    deleted: int = result.rowcount  # type: ignore[attr-defined]
+    return deleted

@@ -1,0 +1,119 @@
+"""Strict JSON request bodies: bounded, exact integers, no duplicate keys, schema-checked.
+
+Money must never pass through a float, so JSON numbers with a fraction or exponent are
+parsed as `Decimal` and then refused by the schema's `integer` type. Booleans are not
+integers either (JSON Schema keeps them apart, unlike Python).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from app.platform.errors import ValidationError
+
+MAX_JSON_DEPTH = 32
+
+
+class MalformedJsonError(ValidationError):
+    status = 400
+    code = "malformed_json"
+    title = "Malformed JSON"
+
+
+class UnsupportedMediaTypeError(ValidationError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise MalformedJsonError(f"{name} is not valid JSON")
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise MalformedJsonError(f"duplicate key {key!r} in JSON object")
+        result[key] = value
+    return result
+
+
+def _depth(value: Any, limit: int) -> int:
+    # Iterative so that a hostile nesting depth cannot exhaust the Python stack.
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > limit:
+            return deepest
+        if isinstance(node, dict):
+            stack.extend((child, level + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, level + 1) for child in node)
+    return deepest
+
+
+def parse_json_bytes(raw: bytes) -> Any:
+    """Decode a JSON document strictly. Raises MalformedJsonError."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedJsonError("body is not UTF-8") from None
+    try:
+        value = json.loads(
+            text,
+            parse_float=Decimal,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_refuse_duplicate_keys,
+        )
+    except MalformedJsonError:
+        raise
+    except (ValueError, RecursionError) as error:
+        raise MalformedJsonError(f"body is not valid JSON: {error}") from None
+    if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise MalformedJsonError(f"JSON nesting deeper than {MAX_JSON_DEPTH}")
+    return value
+
+
+_VALIDATORS: dict[int, Draft202012Validator] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Draft202012Validator:
+    key = id(schema)
+    validator = _VALIDATORS.get(key)
+    if validator is None:
+        Draft202012Validator.check_schema(schema)
+        validator = Draft202012Validator(schema)
+        _VALIDATORS[key] = validator
+    return validator
+
+
+def validate(value: Any, schema: dict[str, Any]) -> None:
+    """Check `value` against a JSON Schema. Raises ValidationError listing every problem."""
+    errors = sorted(_validator(schema).iter_errors(value), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    listed = [
+        {
+            "field": "/" + "/".join(str(part) for part in error.absolute_path),
+            "message": error.message if len(error.message) <= 200 else error.message[:200] + "…",
+        }
+        for error in errors[:20]
+    ]
+    first = listed[0]
+    raise ValidationError(f"{first['field']}: {first['message']}", errors=listed)
+
+
+def parse_and_validate(raw: bytes, schema: dict[str, Any]) -> dict[str, Any]:
+    """Parse a body that must be a JSON object and validate it. An empty body is `{}`."""
+    value: Any = {} if raw.strip() == b"" else parse_json_bytes(raw)
+    if not isinstance(value, dict):
+        raise ValidationError("body must be a JSON object")
+    validate(value, schema)
+    return value

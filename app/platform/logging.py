@@ -1,0 +1,45 @@
+"""structlog JSON logs, with secrets and PII kept out by construction and by filter."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+# Field names whose values never reach a log line, whatever a caller passes.
+_SECRET_FIELDS = re.compile(
+    r"(secret|password|token|authorization|signature|private|ciphertext|plaintext|email|"
+    r"date_of_birth|name_on|pan|cvv)",
+    re.IGNORECASE,
+)
+
+
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event):
+        if key != "event" and _SECRET_FIELDS.search(key):
+            event[key] = "[redacted]"
+    return event
+
+
+def configure_logging(level: str = "info") -> None:
+    """JSON lines on stdout, one per event, with request and decision ids bound in context."""
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(format="%(message)s", stream=sys.stdout, level=numeric, force=True)
+    # httpx logs every request at INFO; our own logs already say what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,136 @@
+"""Builds the served OpenAPI 3.1 document from the declared endpoints.
+
+The request schemas that validate bodies are the same objects that appear here, so the
+contract a fuzzer reads is the contract the server enforces.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from app.platform.web import Endpoint
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+}
+
+_PATH_PARAMETER = re.compile(r"{([a-z_]+)(?::[a-z]+)?}")
+
+_STANDARD_ERRORS = {
+    "400": "Missing Idempotency-Key or malformed request",
+    "401": "Missing or invalid token or signature",
+    "403": "Denied by policy",
+    "404": "Not found",
+    "409": "Conflict with the current state",
+    "413": "Body too large",
+    "415": "Body is not application/json",
+    "422": "Validation or business rule failure",
+    "503": "A dependency (OPA, Vault, database) is unavailable",
+}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+
+
+def _operation(endpoint: Endpoint) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "maxLength": 128},
+        }
+        for name in _PATH_PARAMETER.findall(endpoint.path)
+    ]
+    parameters.extend(endpoint.query_parameters)
+    if endpoint.idempotent:
+        parameters.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            }
+        )
+    if endpoint.needs_signature:
+        for header in ("Signature-Input", "Signature"):
+            parameters.append(
+                {"name": header, "in": "header", "required": True, "schema": {"type": "string"}}
+            )
+        parameters.append(
+            {
+                "name": "Content-Digest",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+            }
+        )
+    success: dict[str, Any] = {"description": "OK"}
+    if endpoint.response_schema is not None:
+        success["content"] = {"application/json": {"schema": endpoint.response_schema}}
+    responses: dict[str, Any] = {str(endpoint.success_status): success}
+    for status, description in _STANDARD_ERRORS.items():
+        if status == "400" and not endpoint.idempotent:
+            continue
+        if status in {"401", "403"} and not endpoint.authenticated:
+            continue
+        responses[status] = _problem(description)
+    operation: dict[str, Any] = {
+        "operationId": endpoint.action.replace(".", "_"),
+        "summary": endpoint.summary,
+        "tags": [endpoint.tag],
+        "parameters": parameters,
+        "responses": responses,
+        "x-scopes": list(endpoint.scopes),
+        "x-error-codes": list(endpoint.error_codes),
+    }
+    if endpoint.authenticated:
+        operation["security"] = [{"bearerAuth": list(endpoint.scopes)}]
+    else:
+        operation["security"] = []
+    if endpoint.request_schema is not None:
+        operation["requestBody"] = {
+            "required": endpoint.method != "POST" or bool(endpoint.request_schema.get("required")),
+            "content": {"application/json": {"schema": endpoint.request_schema}},
+        }
+    return operation
+
+
+def build_document(
+    title: str,
+    version: str,
+    endpoints: Sequence[Endpoint],
+    extra_paths: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    paths: dict[str, Any] = dict(extra_paths or {})
+    for endpoint in endpoints:
+        openapi_path = _PATH_PARAMETER.sub(r"{\1}", endpoint.path)
+        paths.setdefault(openapi_path, {})[endpoint.method.lower()] = _operation(endpoint)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": {"Problem": PROBLEM_SCHEMA},
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }

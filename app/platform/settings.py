@@ -1,0 +1,136 @@
+"""Typed settings, read once from the environment and validated at start-up.
+
+Only addresses, ports, limits and the Vault login come from the environment. Secrets
+(database credentials in production, signing keys, webhook secrets) come from Vault.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} must lie in [{low}, {high}]")
+    return value
+
+
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise SettingsError(f"{name}={value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class VaultLogin:
+    """How the app logs in to Vault: a token (dev only) or an AppRole."""
+
+    token: str | None = field(default=None, repr=False)
+    role_id: str | None = field(default=None, repr=False)
+    secret_id: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable of the API process. Build it with `Settings.from_env()`."""
+
+    environment: str
+    database_url: str | None
+    vault_addr: str
+    vault_login: VaultLogin
+    opa_url: str
+    public_base_url: str
+    evidence_url: str
+    request_body_limit_bytes: int
+    outbound_timeout_ms: int
+    opa_timeout_ms: int
+    idempotency_ttl_s: int
+    idempotency_stale_claim_s: int
+    db_pool_size: int
+    allow_insecure_webhook_urls: bool
+    data_dir: Path
+    log_level: str
+
+    @property
+    def is_dev(self) -> bool:
+        return self.environment in {"dev", "test"}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the environment. Raises SettingsError naming the bad variable."""
+        source = os.environ if env is None else env
+        environment = source.get("MONEYPATH_ENV", "dev")
+        if environment not in {"dev", "test", "production"}:
+            raise SettingsError(
+                f"MONEYPATH_ENV={environment!r} must be one of dev, test, production"
+            )
+        login = VaultLogin(
+            token=source.get("VAULT_TOKEN") or None,
+            role_id=source.get("VAULT_ROLE_ID") or None,
+            secret_id=source.get("VAULT_SECRET_ID") or None,
+        )
+        if login.token is None and (login.role_id is None or login.secret_id is None):
+            if environment == "production":
+                raise SettingsError(
+                    "set VAULT_ROLE_ID and VAULT_SECRET_ID (AppRole) to log in to Vault"
+                )
+            login = VaultLogin(token="moneypath-dev-root")  # noqa: S106 - the dev server token
+        if environment == "production" and login.token is not None:
+            raise SettingsError("VAULT_TOKEN is for development only; use AppRole in production")
+        database_url = source.get("DATABASE_URL") or None
+        if database_url is not None and not database_url.startswith(("postgresql", "postgres")):
+            raise SettingsError(f"DATABASE_URL must be a postgresql:// URL, got {database_url!r}")
+        log_level = source.get("LOG_LEVEL", "info").lower()
+        if log_level not in {"debug", "info", "warning", "error"}:
+            raise SettingsError(f"LOG_LEVEL={log_level!r} must be debug, info, warning or error")
+        return cls(
+            environment=environment,
+            database_url=database_url,
+            vault_addr=_http_url(source, "VAULT_ADDR", "http://127.0.0.1:8200"),
+            vault_login=login,
+            opa_url=_http_url(source, "OPA_URL", "http://127.0.0.1:8181"),
+            public_base_url=_http_url(source, "PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+            evidence_url=_http_url(source, "EVIDENCE_URL", "http://127.0.0.1:8081"),
+            request_body_limit_bytes=_integer(
+                source, "REQUEST_BODY_LIMIT_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024
+            ),
+            outbound_timeout_ms=_integer(source, "OUTBOUND_TIMEOUT_MS", 2000, 50, 60_000),
+            opa_timeout_ms=_integer(source, "OPA_TIMEOUT_MS", 500, 10, 10_000),
+            idempotency_ttl_s=_integer(source, "IDEMPOTENCY_TTL_S", 86_400, 60, 30 * 86_400),
+            idempotency_stale_claim_s=_integer(source, "IDEMPOTENCY_STALE_CLAIM_S", 60, 1, 3600),
+            db_pool_size=_integer(source, "DB_POOL_SIZE", 10, 1, 200),
+            allow_insecure_webhook_urls=_boolean(
+                source, "ALLOW_INSECURE_WEBHOOK_URLS", environment != "production"
+            ),
+            data_dir=Path(source.get("MONEYPATH_DATA_DIR", ".data")),
+            log_level=log_level,
+        )

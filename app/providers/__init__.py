@@ -1,0 +1,1 @@
+"""Providers: adapters that map each payment provider onto internal states."""

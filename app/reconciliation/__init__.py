@@ -1,0 +1,1 @@
+"""Reconciliation: matching provider settlement files against the ledger."""

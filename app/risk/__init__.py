@@ -1,0 +1,1 @@
+"""Risk: Rego risk rules, velocity counters and manual review."""

@@ -1,0 +1,1 @@
+"""The evidence service: append-only, Merkle-logged, signed audit evidence."""

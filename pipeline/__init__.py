@@ -1,0 +1,1 @@
+"""The gated CI pipeline: scanning gates decided by Rego, each writing signed evidence."""

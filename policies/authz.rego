@@ -1,0 +1,69 @@
+# API authorization: deny by default. An action is allowed when the caller holds the
+# action's scope and, for owned resources, owns the resource.
+package moneypath.authz
+
+import rego.v1
+
+default allow := false
+
+# The scope each action needs. Domains add their actions here as they gain endpoints.
+action_scopes := {
+	"clients.create": "clients:admin",
+	"clients.read": "clients:admin",
+	"customers.create": "kyc:write",
+	"customers.kyc": "kyc:write",
+	"customers.read": "kyc:write",
+	"ledger.accounts.create": "ledger:write",
+	"ledger.accounts.read": "ledger:read",
+	"ledger.entries.read": "ledger:read",
+	"ledger.transactions.create": "ledger:write",
+	"ledger.transactions.post": "ledger:write",
+	"ledger.transactions.void": "ledger:write",
+	"ledger.transactions.reverse": "ledger:write",
+	"ledger.transactions.read": "ledger:read",
+	"ledger.verify": "ledger:read",
+	"payments.create": "payments:write",
+	"payments.capture": "payments:write",
+	"payments.void": "payments:write",
+	"payments.read": "payments:read",
+	"refunds.create": "refunds:write",
+	"payouts.create": "payouts:write",
+	"webhook_endpoints.create": "payments:write",
+	"evidence.create": "evidence:write",
+	"evidence.read": "evidence:read",
+}
+
+# Resources that belong to one API client: only that client may touch them.
+owned_types := {"customer", "payment", "refund", "payout", "webhook_endpoint"}
+
+has_scope if {
+	some scope in input.principal.scopes
+	scope == action_scopes[input.action]
+}
+
+owner_ok if not owned_types[input.resource.type]
+
+owner_ok if {
+	owned_types[input.resource.type]
+	input.resource.owner == null
+}
+
+owner_ok if {
+	owned_types[input.resource.type]
+	input.resource.owner == input.principal.client_id
+}
+
+allow if {
+	input.principal.client_id
+	has_scope
+	owner_ok
+}
+
+reasons contains "unknown action" if not action_scopes[input.action]
+
+reasons contains "missing scope" if {
+	action_scopes[input.action]
+	not has_scope
+}
+
+reasons contains "not the owner" if not owner_ok
