@@ -81,6 +81,8 @@ class Principal:
     client_id: str
     scopes: frozenset[str]
     key_id: str | None = None
+    # The public JWK the token binds (RFC 7800 `cnf.jwk`); requests must be signed with it.
+    key_jwk: Mapping[str, Any] | None = None
 
 
 class Authenticator(Protocol):
