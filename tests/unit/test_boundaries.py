@@ -18,7 +18,11 @@ PUBLIC = {"__init__", "api", "events"}
 def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
-        cwd=root, capture_output=True, text=True, timeout=120, check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -61,9 +65,7 @@ def test_every_private_module_of_a_domain_is_protected(domain: str) -> None:
     }
     package = REPO / "app" / domain
     private = {
-        f"app.{domain}.{path.stem}"
-        for path in package.glob("*.py")
-        if path.stem not in PUBLIC
+        f"app.{domain}.{path.stem}" for path in package.glob("*.py") if path.stem not in PUBLIC
     } | {
         f"app.{domain}.{path.name}"
         for path in package.iterdir()

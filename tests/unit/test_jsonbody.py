@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.platform.errors import ValidationError
+from app.platform.jsonbody import MalformedJsonError, parse_and_validate
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["amount_minor"],
+    "properties": {"amount_minor": {"type": "integer", "minimum": 1}},
+}
+
+
+def test_integer_amount_is_accepted_when_exact() -> None:
+    assert parse_and_validate(b'{"amount_minor": 100}', SCHEMA) == {"amount_minor": 100}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"amount_minor": 1.0}',
+        b'{"amount_minor": 1e2}',
+        b'{"amount_minor": "100"}',
+        b'{"amount_minor": true}',
+        b'{"amount_minor": 0}',
+        b'{"amount_minor": 1, "x": 1}',
+    ],
+)
+def test_amount_is_refused_when_not_a_positive_exact_integer(raw: bytes) -> None:
+    with pytest.raises(ValidationError) as raised:
+        parse_and_validate(raw, SCHEMA)
+    assert raised.value.code == "validation_error"
+
+
+@pytest.mark.parametrize(
+    "raw", [b"{", b'{"amount_minor": NaN}', b'{"a": 1, "a": 2}', b"\xff", b"[" * 100 + b"]" * 100]
+)
+def test_body_is_malformed_when_not_strict_json(raw: bytes) -> None:
+    with pytest.raises(MalformedJsonError):
+        parse_and_validate(raw, SCHEMA)
+
+
+def test_body_must_be_an_object_when_an_array_is_sent() -> None:
+    with pytest.raises(ValidationError, match="JSON object"):
+        parse_and_validate(b"[1]", SCHEMA)
