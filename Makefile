@@ -7,7 +7,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := .tools/uv/bin/uv
 OPA := .tools/bin/opa
-export XDG_RUNTIME_DIR ?= /tmp
 
 .PHONY: install run test test-unit test-integration test-e2e lint fmt lock clean
 

@@ -9,6 +9,7 @@ Every readiness wait has a deadline and reports its failure in one line with a f
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -129,9 +130,12 @@ def bao_binary() -> Path:
 
 
 def postgres_bin_dir() -> Path:
-    import pgserver
-
-    return Path(pgserver.__file__).resolve().parent / "pginstall" / "bin"
+    # Locate the wheel without importing it: importing pgserver sets up its own server
+    # management (and warns about XDG_RUNTIME_DIR), none of which we use.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise StackError("pgserver not installed: run make install, or set DATABASE_URL")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def wait_until(
