@@ -106,3 +106,25 @@ def test_start_fails_fast_when_policies_directory_is_unreadable(tmp_path: Path) 
         policies.chmod(0o755)
         stack.stop_all()
     assert time.monotonic() - started < 10
+
+
+def test_opa_reloads_policies_when_a_file_changes_in_dev(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "probe.rego").write_text("package probe\n\nanswer := 1\n")
+    stack = Stack(root=tmp_path / "s", ports=Ports.free(), policies_dir=policies)
+    try:
+        stack.start_opa()
+        url = f"{stack.opa_url}/v1/data/probe/answer"
+        assert httpx.get(url, timeout=5).json()["result"] == 1
+        (policies / "probe.rego").write_text("package probe\n\nanswer := 2\n")
+        deadline = time.monotonic() + 15
+        result = None
+        while time.monotonic() < deadline:
+            result = httpx.get(url, timeout=5).json().get("result")
+            if result == 2:
+                break
+            time.sleep(0.2)
+        assert result == 2
+    finally:
+        stack.stop_all()
