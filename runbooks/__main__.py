@@ -1,0 +1,3 @@
+from runbooks.drills import main
+
+raise SystemExit(main())
