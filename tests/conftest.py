@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from app.entrypoints.devstack import Ports, Stack
 from app.platform.settings import Settings
+from tests.support.api_client import ClientFactory
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,15 @@ def api(settings: Settings) -> Iterator[TestClient]:
 
     with TestClient(create_app(settings), base_url=settings.public_base_url) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def client_factory(stack: Stack, api: TestClient) -> ClientFactory:
+    """`client_factory(scopes=[...], name=None, http=None)`: a real API client with its own
+    Ed25519 key that fetches its token and signs mutating requests (RFC 9421). Defaults to
+    the in-process `api`; pass `http=httpx.Client(base_url=live_stack.api_url)` for e2e."""
+    assert stack.database_url is not None
+    return ClientFactory(stack.database_url, api)
 
 
 @pytest.fixture(scope="session")

@@ -16,16 +16,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.entrypoints.bootstrap import DATABASE_SECRET
+from app.identity import api as identity_api
 from app.platform.db import create_engine, session_factory
-from app.platform.errors import DomainError, UnauthorizedError
+from app.platform.errors import DomainError
 from app.platform.logging import configure_logging
 from app.platform.opa import Opa, OpaAuthorizer
 from app.platform.openapi import build_document
+from app.platform.request_auth import Rfc9421Verifier
 from app.platform.settings import Settings, SettingsError
 from app.platform.vault import Vault
 from app.platform.web import (
     Endpoint,
-    Principal,
     RequestIdMiddleware,
     Services,
     domain_error_handler,
@@ -38,21 +39,9 @@ log = structlog.get_logger("moneypath.app")
 API_VERSION = "1.0.0"
 
 
-class NoAuthenticator:
-    """Deny-by-default until a domain installs the real authenticator."""
-
-    async def authenticate(self, request: Request) -> Principal:
-        raise UnauthorizedError("no authenticator is configured")
-
-
-class NoSignatureVerifier:
-    async def verify(self, request: Request, body: bytes, principal: Principal | None) -> None:
-        raise UnauthorizedError("no signature verifier is configured")
-
-
 def all_endpoints() -> list[Endpoint]:
     """Every `/v1` endpoint of every domain, in one list: routing and OpenAPI share it."""
-    return []
+    return [*identity_api.endpoints()]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -69,18 +58,30 @@ def create_app(settings: Settings | None = None) -> Starlette:
     engine = create_engine(str(secret["url"]), pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
     opa = Opa(settings.opa_url, settings.opa_timeout_ms)
+    identity = identity_api.start_identity(vault, sessions, settings.public_base_url)
     services = Services(
         sessions=sessions,
-        authenticator=NoAuthenticator(),
-        signatures=NoSignatureVerifier(),
+        authenticator=identity.authenticator,
+        signatures=Rfc9421Verifier(public_base_url=settings.public_base_url, sessions=sessions),
         authorizer=OpaAuthorizer(opa),
         body_limit_bytes=settings.request_body_limit_bytes,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         idempotency_stale_claim_s=settings.idempotency_stale_claim_s,
-        extras={"settings": settings, "vault": vault, "opa": opa, "engine": engine},
+        extras={
+            "settings": settings,
+            "vault": vault,
+            "opa": opa,
+            "engine": engine,
+            "token_issuer": identity.issuer,
+        },
     )
     endpoints = all_endpoints()
-    openapi_document = build_document("moneypath API", API_VERSION, endpoints, _operational_paths())
+    openapi_document = build_document(
+        "moneypath API",
+        API_VERSION,
+        endpoints,
+        {**_operational_paths(), **identity_api.openapi_paths()},
+    )
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        *identity_api.plain_routes(),
         *endpoint_routes(endpoints),
     ]
     app = Starlette(

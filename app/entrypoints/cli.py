@@ -74,6 +74,106 @@ def migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _scopes(values: list[str]) -> list[str]:
+    # Accept `--scopes a b`, `--scopes a,b` and `--scopes "a b"` alike.
+    return [scope for value in values for scope in value.replace(",", " ").split() if scope]
+
+
+def clients_create(args: argparse.Namespace) -> int:
+    """Create an API client (the first admin, typically) straight in the database.
+
+    Prints the client id, the secret (shown this once) and the key id as JSON. Without
+    --public-key, a new Ed25519 key pair is made and its private key written to
+    --private-key-out (mode 0600); the private key is never printed.
+    """
+    import asyncio
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from app.entrypoints.bootstrap import DATABASE_SECRET
+    from app.identity import api as identity_api
+    from app.platform.db import create_engine, session_factory
+    from app.platform.errors import DomainError
+    from app.platform.settings import Settings, SettingsError
+    from app.platform.vault import Vault
+
+    if args.public_key is None and args.private_key_out is None:
+        print("moneypath clients create: give --public-key or --private-key-out", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"moneypath clients create: {error}", file=sys.stderr)
+        return 2
+    vault = Vault.login(settings.vault_addr, settings.vault_login)
+    secret = vault.read_secret(DATABASE_SECRET)
+    if secret is None or "url" not in secret:
+        print("moneypath clients create: run the bootstrap first", file=sys.stderr)
+        return 1
+    if args.public_key is not None:
+        public_pem = Path(args.public_key).read_text()
+    else:
+        private_key = Ed25519PrivateKey.generate()
+        out = Path(args.private_key_out)
+        out.touch(mode=0o600, exist_ok=False)
+        out.write_bytes(
+            private_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        public_pem = (
+            private_key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    async def create() -> identity_api.CreatedClient:
+        engine = create_engine(str(secret["url"]), pool_size=1)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                return await identity_api.create_client(
+                    session, name=args.name, scopes=_scopes(args.scopes), public_key_pem=public_pem
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        created = asyncio.run(create())
+    except DomainError as error:
+        print(f"moneypath clients create: {error.detail}", file=sys.stderr)
+        return 1
+    print(
+        json.dumps(
+            {
+                "client_id": created.client.id,
+                "client_secret": created.client_secret,
+                "key_id": created.key_id,
+                "scopes": list(created.client.scopes),
+                "private_key_file": args.private_key_out,
+            }
+        )
+    )
+    return 0
+
+
+def keys_rotate_jwt(_: argparse.Namespace) -> int:
+    """Rotate the token signing key in Vault (previous key stays published)."""
+    from app.identity import api as identity_api
+    from app.platform.settings import Settings
+    from app.platform.vault import Vault
+
+    settings = Settings.from_env()
+    vault = Vault.login(settings.vault_addr, settings.vault_login)
+    print(identity_api.rotate_signing_key(vault))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moneypath")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     up_parser.set_defaults(run=up)
     migrate_parser = commands.add_parser("migrate", help="apply migrations to DATABASE_URL")
     migrate_parser.set_defaults(run=migrate)
+    clients = commands.add_parser("clients", help="administer API clients")
+    clients_commands = clients.add_subparsers(dest="clients_command", required=True)
+    create = clients_commands.add_parser("create", help="create an API client")
+    create.add_argument("--name", required=True)
+    create.add_argument("--scopes", nargs="+", required=True)
+    create.add_argument("--public-key", help="Ed25519 public key PEM file")
+    create.add_argument("--private-key-out", help="where to write a generated private key")
+    create.set_defaults(run=clients_create)
+    keys = commands.add_parser("keys", help="rotate keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    rotate_jwt = keys_commands.add_parser("rotate-jwt", help="rotate the token signing key")
+    rotate_jwt.set_defaults(run=keys_rotate_jwt)
     return parser
 
 

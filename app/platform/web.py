@@ -139,6 +139,9 @@ class Result:
     body: Any
     resource_id: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # What an idempotent replay answers, when it must differ from `body`: a secret shown
+    # once (a new client's secret) is neither stored with the key nor replayed.
+    replay_body: Any = None
 
 
 Handler = Callable[[Call, AsyncSession], Awaitable[Result]]
@@ -352,7 +355,8 @@ async def _run(endpoint: Endpoint, request: Request) -> Response:
         if endpoint.audited:
             await audit.record(session, _audit_event(endpoint, call, result, "success", None))
         if held is not None:
-            await idempotency.complete(session, held, result.status, result.body)
+            stored = result.body if result.replay_body is None else result.replay_body
+            await idempotency.complete(session, held, result.status, stored)
         return result
 
     try:

@@ -1,0 +1,161 @@
+"""The identity domain's public door: API clients, their keys, and the token machinery.
+
+Other domains and the composition root use only what is defined or re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.routing import Route
+
+from app.identity import domain, routes, service, tokens
+from app.identity.domain import Client, ClientKey, CreatedClient, InvalidPublicKeyError
+from app.identity.service import ClientNotFoundError
+from app.platform.request_auth import TOKEN_AUDIENCE, BearerAuthenticator, TokenVerifier
+from app.platform.vault import Vault
+from app.platform.web import Endpoint, Principal
+
+__all__ = [
+    "KNOWN_SCOPES",
+    "Client",
+    "ClientKey",
+    "ClientNotFoundError",
+    "CreatedClient",
+    "IdentityRuntime",
+    "InvalidPublicKeyError",
+    "UnknownScopeError",
+    "add_key",
+    "create_client",
+    "disable_client",
+    "endpoints",
+    "get_client",
+    "openapi_paths",
+    "plain_routes",
+    "public_jwk_from_pem",
+    "rotate_signing_key",
+    "start_identity",
+]
+
+KNOWN_SCOPES = domain.KNOWN_SCOPES
+UnknownScopeError = domain.UnknownScopeError
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRuntime:
+    """What the composition root wires in: the token issuer and the request authenticator."""
+
+    issuer: tokens.TokenIssuer
+    verifier: TokenVerifier
+    authenticator: BearerAuthenticator
+
+
+def start_identity(
+    vault: Vault, sessions: async_sessionmaker[AsyncSession], public_base_url: str
+) -> IdentityRuntime:
+    """Load the token signing keys from Vault (creating the first one) and build the
+    authenticator. Raises VaultUnavailableError when Vault cannot be reached."""
+    tokens.ensure_signing_key(vault)
+    issuer = tokens.TokenIssuer(vault, issuer=public_base_url, audience=TOKEN_AUDIENCE)
+    issuer.load()
+    verifier = TokenVerifier(issuer=public_base_url, jwks_source=issuer.jwks)
+
+    async def is_active(principal: Principal) -> bool:
+        async with sessions() as session:
+            return await service.is_active(session, principal.client_id, principal.key_id)
+
+    return IdentityRuntime(
+        issuer=issuer,
+        verifier=verifier,
+        authenticator=BearerAuthenticator(verifier, is_active=is_active),
+    )
+
+
+async def create_client(
+    session: AsyncSession,
+    *,
+    name: str,
+    scopes: Sequence[str],
+    public_jwk: Mapping[str, Any] | None = None,
+    public_key_pem: str | None = None,
+    owner: str | None = None,
+) -> CreatedClient:
+    """Create a client with one public key (PEM or JWK) in the caller's transaction.
+
+    Raises UnknownScopeError, InvalidPublicKeyError, ValidationError (name).
+    """
+    if (public_jwk is None) == (public_key_pem is None):
+        raise InvalidPublicKeyError("send exactly one of public_key_pem and public_jwk")
+    jwk = (
+        domain.public_jwk_from_pem(public_key_pem)
+        if public_key_pem is not None
+        else dict(public_jwk or {})
+    )
+    return await service.create_client(
+        session, name=name, scopes=scopes, public_jwk=jwk, owner=owner
+    )
+
+
+async def add_key(
+    session: AsyncSession,
+    *,
+    client_id: str,
+    public_jwk: Mapping[str, Any],
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> str:
+    """Register another public key for rotation; returns its key id.
+
+    Raises ClientNotFoundError, InvalidPublicKeyError.
+    """
+    await service.get_client(session, client_id)
+    return await service.add_key(
+        session,
+        client_id=client_id,
+        public_jwk=public_jwk,
+        not_before=not_before,
+        not_after=not_after,
+    )
+
+
+async def get_client(session: AsyncSession, client_id: str) -> Client:
+    """Raises ClientNotFoundError."""
+    return await service.get_client(session, client_id)
+
+
+async def disable_client(session: AsyncSession, client_id: str) -> Client:
+    """Disable a client: its tokens are refused from the next request on.
+
+    Raises ClientNotFoundError.
+    """
+    return await service.set_disabled(session, client_id, True)
+
+
+def public_jwk_from_pem(pem: str) -> dict[str, str]:
+    """Raises InvalidPublicKeyError."""
+    return domain.public_jwk_from_pem(pem)
+
+
+def rotate_signing_key(vault: Vault) -> str:
+    """Rotate the token signing key in Vault; returns the new kid. Running APIs pick it
+    up within their reload interval; tokens signed with the previous kid stay valid."""
+    return tokens.rotate_signing_key(vault)
+
+
+def plain_routes() -> list[Route]:
+    """The token endpoint and the JWKS (outside the JSON pipeline)."""
+    return routes.plain_routes()
+
+
+def openapi_paths() -> dict[str, Any]:
+    """OpenAPI entries for `plain_routes()`."""
+    return routes.openapi_paths()
+
+
+def endpoints() -> list[Endpoint]:
+    """The identity domain's `/v1` JSON endpoints."""
+    return routes.endpoints()

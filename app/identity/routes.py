@@ -1,0 +1,431 @@
+"""Identity HTTP surface: the OAuth2 token endpoint, the JWKS, and the `/v1/clients` API.
+
+The token endpoint is form-encoded (RFC 6749) and answers RFC 6749 §5.2 errors, so it
+does not go through the JSON `Endpoint` pipeline; its OpenAPI entry is written by hand in
+`openapi_paths()`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.identity import domain, service
+from app.identity.tokens import TokenIssuer
+from app.platform import audit
+from app.platform.errors import DomainError
+from app.platform.web import (
+    REJECTIONS,
+    Call,
+    Endpoint,
+    Result,
+    Services,
+    client_ip,
+    read_body,
+    request_id_of,
+)
+
+log = structlog.get_logger("moneypath.identity")
+
+TOKEN_PATH = "/v1/oauth/token"  # noqa: S105 - a path
+JWKS_PATH = "/.well-known/jwks.json"
+TOKEN_BODY_LIMIT_BYTES = 8192
+MAX_FORM_FIELDS = 10
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class OAuthError(Exception):
+    """An RFC 6749 §5.2 error: `invalid_client` is 401, the others 400."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+    @property
+    def status(self) -> int:
+        return 401 if self.error == "invalid_client" else 400
+
+
+def _issuer(request: Request) -> TokenIssuer:
+    services: Services = request.app.state.services
+    issuer: TokenIssuer = services.extras["token_issuer"]
+    return issuer
+
+
+def _form(raw: bytes, content_type: str) -> dict[str, str]:
+    if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        raise OAuthError("invalid_request", "send the form as application/x-www-form-urlencoded")
+    try:
+        pairs = parse_qsl(
+            raw.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=bool(raw),
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise OAuthError("invalid_request", "the form is malformed") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            raise OAuthError("invalid_request", f"parameter {name} is repeated")
+        form[name] = value
+    return form
+
+
+async def _issue(request: Request, services: Services, form: dict[str, str]) -> dict[str, Any]:
+    grant_type = form.get("grant_type")
+    if not grant_type:
+        raise OAuthError("invalid_request", "grant_type is required")
+    if grant_type != "client_credentials":
+        raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
+    client_id, client_secret = form.get("client_id"), form.get("client_secret")
+    if not client_id or not client_secret or len(client_id) > 64 or len(client_secret) > 256:
+        raise OAuthError("invalid_client", "client_id and client_secret are required")
+    issuer = _issuer(request)
+    await issuer.refresh_if_due()
+    async with services.sessions() as session:
+        client = await service.authenticate_client(session, client_id, client_secret)
+    if client is None:
+        raise OAuthError("invalid_client", "client authentication failed")
+    scopes = domain.requested_scopes(form.get("scope"), client.scopes)
+    if scopes is None:
+        raise OAuthError("invalid_scope", "the requested scope exceeds the client's scopes")
+    key = service.pick_key(client, form.get("key_id") or None, datetime.now(UTC))
+    if key is None:
+        raise OAuthError("invalid_request", "the client has no such active key")
+    token = issuer.issue(
+        client_id=client.id, scopes=scopes, key_id=key.key_id, public_jwk=key.public_jwk
+    )
+    return {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": issuer.lifetime_s,
+        "scope": " ".join(scopes),
+    }
+
+
+async def token_endpoint(request: Request) -> Response:
+    services: Services = request.app.state.services
+    form: dict[str, str] = {}
+    try:
+        raw = await read_body(request, TOKEN_BODY_LIMIT_BYTES)
+        form = _form(raw, request.headers.get("content-type", ""))
+        body = await _issue(request, services, form)
+    except DomainError as error:
+        if error.status >= 500:
+            raise
+        failure = OAuthError("invalid_request", error.detail)
+        return await _refuse(request, services, failure, form.get("client_id"))
+    except OAuthError as error:
+        return await _refuse(request, services, error, form.get("client_id"))
+    await audit.record_alone(
+        services.sessions,
+        audit.AuditEvent(
+            actor=form["client_id"],
+            event_type="oauth.token",
+            outcome="success",
+            request_id=request_id_of(request),
+            origin_ip=client_ip(request),
+            resource_type="client",
+            resource_id=form["client_id"],
+            details={"scope": body["scope"]},
+        ),
+    )
+    return JSONResponse(body, headers=_NO_STORE)
+
+
+async def _refuse(
+    request: Request, services: Services, error: OAuthError, client_id: str | None
+) -> Response:
+    REJECTIONS.labels(code=error.error).inc()
+    log.warning("token_refused", error=error.error, client_id=client_id)
+    # The claimed client id is recorded as given (bounded), never the secret.
+    claimed = client_id[:64] if client_id else None
+    await audit.record_alone(
+        services.sessions,
+        audit.AuditEvent(
+            actor=claimed,
+            event_type="oauth.token",
+            outcome="failure",
+            code=error.error,
+            request_id=request_id_of(request),
+            origin_ip=client_ip(request),
+            resource_type="client",
+            resource_id=claimed,
+        ),
+    )
+    headers = dict(_NO_STORE)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="moneypath"'
+    return JSONResponse(
+        {"error": error.error, "error_description": error.description},
+        status_code=error.status,
+        headers=headers,
+    )
+
+
+async def jwks_endpoint(request: Request) -> Response:
+    issuer = _issuer(request)
+    await issuer.refresh_if_due()
+    return JSONResponse(dict(issuer.jwks()), headers={"Cache-Control": "public, max-age=60"})
+
+
+def plain_routes() -> list[Route]:
+    """Routes outside the JSON pipeline: the token endpoint and the JWKS."""
+    return [
+        Route(TOKEN_PATH, token_endpoint, methods=["POST"]),
+        Route(JWKS_PATH, jwks_endpoint, methods=["GET"]),
+    ]
+
+
+def openapi_paths() -> dict[str, Any]:
+    oauth_error = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "string",
+                "enum": [
+                    "invalid_client",
+                    "invalid_scope",
+                    "invalid_request",
+                    "unsupported_grant_type",
+                ],
+            },
+            "error_description": {"type": "string"},
+        },
+    }
+    return {
+        TOKEN_PATH: {
+            "post": {
+                "operationId": "oauth_token",
+                "summary": "Exchange client credentials for an access token (RFC 6749 §4.4)",
+                "tags": ["identity"],
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["grant_type", "client_id", "client_secret"],
+                                "properties": {
+                                    "grant_type": {"type": "string", "const": "client_credentials"},
+                                    "client_id": {"type": "string", "maxLength": 64},
+                                    "client_secret": {"type": "string", "maxLength": 256},
+                                    "scope": {"type": "string"},
+                                    "key_id": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "An EdDSA access token (at most 300 s)",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": [
+                                        "access_token",
+                                        "token_type",
+                                        "expires_in",
+                                        "scope",
+                                    ],
+                                    "properties": {
+                                        "access_token": {"type": "string"},
+                                        "token_type": {"type": "string", "const": "Bearer"},
+                                        "expires_in": {"type": "integer", "maximum": 300},
+                                        "scope": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "400": {
+                        "description": "invalid_request, invalid_scope or unsupported_grant_type",
+                        "content": {"application/json": {"schema": oauth_error}},
+                    },
+                    "401": {
+                        "description": "invalid_client",
+                        "content": {"application/json": {"schema": oauth_error}},
+                    },
+                },
+            }
+        },
+        JWKS_PATH: {
+            "get": {
+                "operationId": "jwks",
+                "summary": "Token verification keys, current and previous",
+                "tags": ["identity"],
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "A JWK Set (RFC 7517)",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
+    }
+
+
+# ---- /v1/clients ----------------------------------------------------------------------------
+
+_PUBLIC_JWK_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["kty", "crv", "x"],
+    "properties": {
+        "kty": {"type": "string", "maxLength": 8},
+        "crv": {"type": "string", "maxLength": 16},
+        "x": {"type": "string", "maxLength": 64},
+        "kid": {"type": "string", "maxLength": 128},
+        "alg": {"type": "string", "maxLength": 16},
+        "use": {"type": "string", "maxLength": 8},
+    },
+}
+_KEY_FIELDS: dict[str, Any] = {
+    "public_key_pem": {"type": "string", "minLength": 1, "maxLength": domain.MAX_PEM_LENGTH},
+    "public_jwk": _PUBLIC_JWK_SCHEMA,
+}
+CREATE_CLIENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "scopes"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": domain.MAX_NAME_LENGTH},
+        "scopes": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": domain.MAX_SCOPES,
+            "uniqueItems": True,
+            "items": {"type": "string", "maxLength": 64},
+        },
+        **_KEY_FIELDS,
+    },
+}
+_KEY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["key_id", "public_jwk", "created_at", "not_before", "not_after"],
+    "properties": {
+        "key_id": {"type": "string"},
+        "public_jwk": {"type": "object"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "not_before": {"type": "string", "format": "date-time"},
+        "not_after": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+CLIENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "name", "scopes", "disabled", "owner", "created_at", "keys"],
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "scopes": {"type": "array", "items": {"type": "string"}},
+        "disabled": {"type": "boolean"},
+        "owner": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "keys": {"type": "array", "items": _KEY_SCHEMA},
+        "key_id": {"type": "string"},
+        "client_secret": {"type": ["string", "null"]},
+    },
+}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def key_view(key: domain.ClientKey) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "public_jwk": key.public_jwk,
+        "created_at": _iso(key.created_at),
+        "not_before": _iso(key.not_before),
+        "not_after": _iso(key.not_after),
+    }
+
+
+def client_view(client: domain.Client) -> dict[str, Any]:
+    return {
+        "id": client.id,
+        "name": client.name,
+        "scopes": list(client.scopes),
+        "disabled": client.disabled,
+        "owner": client.owner,
+        "created_at": _iso(client.created_at),
+        "keys": [key_view(key) for key in client.keys],
+    }
+
+
+def _jwk_from_body(body: dict[str, Any]) -> dict[str, str]:
+    if ("public_key_pem" in body) == ("public_jwk" in body):
+        raise domain.InvalidPublicKeyError("send exactly one of public_key_pem and public_jwk")
+    if "public_key_pem" in body:
+        return domain.public_jwk_from_pem(body["public_key_pem"])
+    return domain.check_public_jwk(body["public_jwk"])
+
+
+async def create_client_handler(call: Call, session: AsyncSession) -> Result:
+    assert call.principal is not None
+    created = await service.create_client(
+        session,
+        name=call.body["name"],
+        scopes=call.body["scopes"],
+        public_jwk=_jwk_from_body(call.body),
+        owner=call.principal.client_id,
+    )
+    view = {**client_view(created.client), "key_id": created.key_id}
+    return Result(
+        status=201,
+        body={**view, "client_secret": created.client_secret},
+        resource_id=created.client.id,
+        replay_body={**view, "client_secret": None},
+    )
+
+
+async def get_client_handler(call: Call, session: AsyncSession) -> Result:
+    client = await service.get_client(session, call.path["id"])
+    return Result(status=200, body=client_view(client), resource_id=client.id)
+
+
+def endpoints() -> list[Endpoint]:
+    return [
+        Endpoint(
+            method="POST",
+            path="/v1/clients",
+            handler=create_client_handler,
+            action="clients.create",
+            resource_type="client",
+            summary="Create an API client (the secret is shown once)",
+            scopes=("clients:admin",),
+            success_status=201,
+            request_schema=CREATE_CLIENT_SCHEMA,
+            response_schema=CLIENT_SCHEMA,
+            idempotent=True,
+            error_codes=("unknown_scope", "invalid_public_key", "validation_error"),
+            tag="identity",
+        ),
+        Endpoint(
+            method="GET",
+            path="/v1/clients/{id}",
+            handler=get_client_handler,
+            action="clients.read",
+            resource_type="client",
+            summary="Read an API client and its keys",
+            scopes=("clients:admin",),
+            response_schema=CLIENT_SCHEMA,
+            error_codes=("not_found",),
+            tag="identity",
+        ),
+    ]
