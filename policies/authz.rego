@@ -10,6 +10,8 @@ default allow := false
 action_scopes := {
 	"clients.create": "clients:admin",
 	"clients.read": "clients:admin",
+	"clients.keys.create": "clients:admin",
+	"clients.disable": "clients:admin",
 	"customers.create": "kyc:write",
 	"customers.kyc": "kyc:write",
 	"customers.read": "kyc:write",

@@ -38,3 +38,31 @@ test_other_client_cannot_read_payment if {
 test_anonymous_is_denied if {
 	not authz.allow with input as {"principal": null, "action": "ledger.accounts.read", "resource": {"type": "account"}}
 }
+
+kyc_client := {"client_id": "cli_a", "scopes": ["kyc:write"]}
+
+admin_client := {"client_id": "cli_admin", "scopes": ["clients:admin"]}
+
+test_owner_reads_own_customer if {
+	authz.allow with input as {"principal": kyc_client, "action": "customers.read", "resource": {"type": "customer", "id": "cus_1", "owner": "cli_a"}}
+}
+
+test_other_client_cannot_read_or_decide_kyc_of_customer if {
+	not authz.allow with input as {"principal": kyc_client, "action": "customers.read", "resource": {"type": "customer", "id": "cus_1", "owner": "cli_b"}}
+	not authz.allow with input as {"principal": kyc_client, "action": "customers.kyc", "resource": {"type": "customer", "id": "cus_1", "owner": "cli_b"}}
+	authz.reasons["not the owner"] with input as {"principal": kyc_client, "action": "customers.kyc", "resource": {"type": "customer", "id": "cus_1", "owner": "cli_b"}}
+}
+
+test_kyc_scope_cannot_administer_clients if {
+	not authz.allow with input as {"principal": kyc_client, "action": "clients.create", "resource": {"type": "client", "id": null, "owner": null}}
+}
+
+test_admin_manages_clients_and_their_keys if {
+	authz.allow with input as {"principal": admin_client, "action": "clients.create", "resource": {"type": "client", "id": null, "owner": null}}
+	authz.allow with input as {"principal": admin_client, "action": "clients.keys.create", "resource": {"type": "client", "id": "cli_x", "owner": null}}
+	authz.allow with input as {"principal": admin_client, "action": "clients.disable", "resource": {"type": "client", "id": "cli_x", "owner": null}}
+}
+
+test_admin_cannot_read_customers_without_kyc_scope if {
+	not authz.allow with input as {"principal": admin_client, "action": "customers.read", "resource": {"type": "customer", "id": "cus_1", "owner": "cli_admin"}}
+}
