@@ -1,0 +1,301 @@
+"""One pipeline run: gates in order, a Rego verdict per gate, one evidence record per gate,
+then a run record linking them all and a Rego verdict for the whole run.
+
+Evidence is written through an `EvidenceSink`. With no sink (or a sink that fails), the
+gate records carry no evidence id and the run policy fails the run: a run never passes
+without evidence.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.gates import GATES, GateResult, Tool, attach
+from pipeline.policy import PolicyError, bundle_digest, evaluate
+from pipeline.waivers import WaiverFileError
+from pipeline.waivers import load as load_waivers
+from pipeline.workspace import Workspace, run_tool, sha256_file
+
+GATE_QUERY = "data.moneypath.pipeline.gates.decision"
+RUN_QUERY = "data.moneypath.pipeline.run.decision"
+RUN_CONTROLS = ("SOC2:CC8.1", "SOC2:CC7.1", "PCI-DSS-4.0.1:6.2.4", "PCI-DSS-4.0.1:6.3.3")
+MAX_FINDINGS = 30
+MAX_FINDING_CHARS = 300
+
+
+class EvidenceWriteError(RuntimeError):
+    """The evidence service did not accept a record."""
+
+
+class EvidenceSink(Protocol):
+    def write(self, record: Mapping[str, Any], attachments: Sequence[tuple[str, Path]]) -> str:
+        """Store `record` and its (name, report file) attachments; return the evidence id.
+
+        Raises EvidenceWriteError when the service is unreachable or refuses the record.
+        """
+        ...
+
+
+@dataclass(slots=True)
+class GateOutcome:
+    result: GateResult
+    decision: dict[str, Any]
+    evidence_id: str | None
+    evidence_error: str | None = None
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    run_id: str
+    commit: str
+    gates: list[GateOutcome] = field(default_factory=list)
+    decision: dict[str, Any] = field(default_factory=dict)
+    evidence_id: str | None = None
+    evidence_error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.decision.get("result") == "pass"
+
+
+def ci_actor(env: Mapping[str, str] | None = None) -> str:
+    """Who ran this: the CI's actor when in CI, else the local user."""
+    environ = os.environ if env is None else env
+    return environ.get("PIPELINE_ACTOR") or environ.get("GITHUB_ACTOR") or getpass.getuser()
+
+
+def current_commit(root: Path) -> str:
+    """HEAD of the tree under test; `GITHUB_SHA` when not a git checkout."""
+    run = run_tool(["git", "rev-parse", "HEAD"], cwd=root, timeout_s=30)
+    if run.exit_code == 0 and run.stdout.strip():
+        return run.stdout.strip()
+    return os.environ.get("GITHUB_SHA", "unknown")
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def gate_record(
+    result: GateResult,
+    decision: Mapping[str, Any],
+    *,
+    commit: str,
+    actor: str,
+    run_id: str,
+    policy_digest: str,
+) -> dict[str, Any]:
+    """The evidence record for one gate (API.md `POST /v1/evidence` body)."""
+    inputs = {**result.inputs, "policy-bundle": policy_digest}
+    return {
+        "type": "ci.gate",
+        "control_refs": list(result.controls),
+        "result": decision["result"],
+        "subject": {
+            "commit": commit,
+            "artifacts": [{"name": name, "digest": digest} for name, digest in inputs.items()],
+        },
+        "tool": {
+            "name": result.tool.name,
+            "version": result.tool.version,
+            "config_digest": result.tool.config_digest,
+        },
+        "actor": actor,
+        "started_at": _rfc3339(result.started_at),
+        "finished_at": _rfc3339(result.finished_at),
+        "details": {
+            "gate": result.gate,
+            "run_id": run_id,
+            "duration_ms": result.duration_ms,
+            "finding_counts": result.finding_counts,
+            # The evidence service caps details at 16 KiB; the full facts are an attachment.
+            "findings": [v[:MAX_FINDING_CHARS] for v in decision["violations"][:MAX_FINDINGS]],
+            "findings_total": len(decision["violations"]),
+            "waivers_used": decision["waivers_used"],
+            "waivers_ignored": decision["waivers_ignored"],
+            "inputs": inputs,
+            "attachments": [
+                {
+                    "name": a.name,
+                    "digest": a.digest,
+                    "media_type": a.media_type,
+                    "size_bytes": a.size_bytes,
+                }
+                for a in result.attachments
+            ],
+            **_headline(result.facts),
+        },
+    }
+
+
+def _headline(facts: Mapping[str, Any]) -> dict[str, Any]:
+    # Evidence records hold no floats (their JCS form is not stable), so percentages are text.
+    return {
+        key: f"{facts[key]:.2f}"
+        for key in ("coverage_percent",)
+        if isinstance(facts.get(key), int | float)
+    }
+
+
+def _decide_gate(
+    ws: Workspace, result: GateResult, waivers: list[dict[str, Any]]
+) -> dict[str, Any]:
+    document = {
+        "gate": result.gate,
+        "facts": result.facts,
+        "waivers": waivers,
+        "now": _rfc3339(datetime.now(UTC)),
+    }
+    try:
+        decision = evaluate(ws.opa, ws.policy_dir, GATE_QUERY, document)
+    except PolicyError as error:
+        # No verdict is never a pass: record the gate as an error.
+        return {
+            "gate": result.gate,
+            "result": "error",
+            "violations": [str(error)],
+            "waivers_used": [],
+            "waivers_ignored": [],
+        }
+    return dict(decision)
+
+
+def _error_result(name: str, message: str) -> GateResult:
+    moment = datetime.now(UTC)
+    return GateResult(
+        gate=name,
+        controls=(),
+        tool=Tool(name, "unavailable", "sha256:none"),
+        facts={"tool_error": message},
+        finding_counts={},
+        started_at=moment,
+        finished_at=moment,
+        duration_ms=0,
+    )
+
+
+def run_pipeline(
+    ws: Workspace,
+    gate_names: Sequence[str],
+    *,
+    sink: EvidenceSink | None,
+    waivers_dir: Path,
+    commit: str,
+    actor: str,
+    echo: bool = True,
+) -> RunOutcome:
+    """Run `gate_names` in order over `ws` and write their evidence through `sink`."""
+    run_id = "run_" + uuid.uuid4().hex
+    outcome = RunOutcome(run_id=run_id, commit=commit)
+    started_at = datetime.now(UTC)
+    policy_digest = bundle_digest(ws.policy_dir)
+    try:
+        waivers = load_waivers(waivers_dir)
+        waiver_error = None
+    except WaiverFileError as error:
+        waivers, waiver_error = [], str(error)
+    for name in gate_names:
+        gate = GATES.get(name)
+        result = gate(ws) if gate else _error_result(name, f"no gate named {name!r}")
+        if waiver_error:
+            result.facts["tool_error"] = f"waivers unreadable: {waiver_error}"
+        decision = _decide_gate(ws, result, waivers)
+        facts_file = ws.reports_dir / name / "facts.json"
+        facts_file.parent.mkdir(parents=True, exist_ok=True)
+        facts_file.write_text(json.dumps({"facts": result.facts, "decision": decision}))
+        result.attachments += attach(ws, name, facts_file, "application/json")
+        record = gate_record(
+            result, decision, commit=commit, actor=actor, run_id=run_id, policy_digest=policy_digest
+        )
+        gate_outcome = GateOutcome(result=result, decision=decision, evidence_id=None)
+        if sink is None:
+            gate_outcome.evidence_error = "no evidence sink configured"
+        else:
+            try:
+                gate_outcome.evidence_id = sink.write(
+                    record, [(a.name, a.path) for a in result.attachments]
+                )
+            except EvidenceWriteError as error:
+                gate_outcome.evidence_error = str(error)
+        outcome.gates.append(gate_outcome)
+        if echo:
+            print(
+                f"gate {name:<13} {decision['result']:<5} {result.duration_ms / 1000:7.1f} s "
+                f"evidence={gate_outcome.evidence_id or gate_outcome.evidence_error}"
+            )
+            for line in decision["violations"][:20]:
+                print(f"    - {line}")
+    summary = [
+        {"gate": g.result.gate, "result": g.decision["result"], "evidence_id": g.evidence_id}
+        for g in outcome.gates
+    ]
+    try:
+        provisional = evaluate(ws.opa, ws.policy_dir, RUN_QUERY, {"gates": summary})
+    except PolicyError as error:
+        provisional = {"result": "error", "violations": [str(error)]}
+    run_record = {
+        "type": "ci.run",
+        "control_refs": list(RUN_CONTROLS),
+        "result": provisional["result"],
+        "subject": {
+            "commit": commit,
+            "artifacts": [
+                {"name": "requirements.lock", "digest": sha256_file(ws.root / "requirements.lock")},
+                {"name": "policy-bundle", "digest": policy_digest},
+            ],
+        },
+        "tool": {"name": "moneypath-pipeline", "version": "1", "config_digest": policy_digest},
+        "actor": actor,
+        "started_at": _rfc3339(started_at),
+        "finished_at": _rfc3339(datetime.now(UTC)),
+        "details": {
+            "run_id": run_id,
+            "gates": summary,
+            "gate_records": {g["gate"]: g["evidence_id"] for g in summary if g["evidence_id"]},
+            "findings": provisional["violations"],
+            "waivers_used": sorted({w for g in outcome.gates for w in g.decision["waivers_used"]}),
+        },
+    }
+    if sink is None:
+        outcome.evidence_error = "no evidence sink configured"
+    else:
+        try:
+            outcome.evidence_id = sink.write(run_record, [])
+        except EvidenceWriteError as error:
+            outcome.evidence_error = str(error)
+    try:
+        outcome.decision = evaluate(
+            ws.opa,
+            ws.policy_dir,
+            RUN_QUERY,
+            {"gates": summary, "run_evidence_id": outcome.evidence_id},
+        )
+    except PolicyError as error:
+        outcome.decision = {"result": "error", "violations": [str(error)]}
+    ws.reports_dir.mkdir(parents=True, exist_ok=True)
+    (ws.reports_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "run": run_record,
+                "decision": outcome.decision,
+                "run_evidence_id": outcome.evidence_id,
+            },
+            indent=2,
+        )
+    )
+    if echo:
+        print(
+            f"run {run_id} {outcome.decision['result']} evidence="
+            f"{outcome.evidence_id or outcome.evidence_error}"
+        )
+        for line in outcome.decision["violations"][:40]:
+            print(f"    - {line}")
+    return outcome

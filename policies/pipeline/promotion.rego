@@ -1,0 +1,55 @@
+# Promotion: an artifact may go to an environment only when the evidence service holds a
+# passing run for the commit, that run covers every required gate, and each linked gate
+# record is itself a passing record for the same commit. No evidence, no promotion.
+package moneypath.pipeline.promotion
+
+import rego.v1
+
+required_gates := {"ruff", "mypy", "lint-imports", "bandit", "pip-audit", "checkov", "opa", "pytest", "sbom"}
+
+environments := {"staging", "production"}
+
+default allow := false
+
+# A run record qualifies when every required gate links a passing record for its commit.
+qualifying_runs contains run.id if {
+	some run in input.runs
+	run.type == "ci.run"
+	run.result == "pass"
+	run.subject.commit == input.commit
+	linked := {name: id | some name, id in run.details.gate_records}
+	every name in required_gates {
+		record := input.gate_records[linked[name]]
+		record.result == "pass"
+		record.subject.commit == input.commit
+		record.details.gate == name
+	}
+}
+
+reasons contains msg if {
+	not input.environment in environments
+	msg := sprintf("unknown environment %q", [input.environment])
+}
+
+reasons contains msg if {
+	not regex.match(`^sha256:[0-9a-f]{64}$`, input.artifact_digest)
+	msg := sprintf("artifact digest %q is not sha256:<64 hex>", [input.artifact_digest])
+}
+
+reasons contains msg if {
+	count(trim_space(object.get(input, "actor", ""))) == 0
+	msg := "the promoting actor is unknown"
+}
+
+reasons contains msg if {
+	count(qualifying_runs) == 0
+	msg := sprintf("no passing pipeline run with evidence for every required gate for commit %s", [input.commit])
+}
+
+allow if count(reasons) == 0
+
+decision := {
+	"allow": allow,
+	"reasons": sort([r | some r in reasons]),
+	"runs": sort([r | some r in qualifying_runs]),
+}

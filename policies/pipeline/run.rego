@@ -1,0 +1,45 @@
+# Whole-run verdict: a run passes only when every gate it ran passed AND every gate's result
+# was written to the evidence service. A run without evidence never passes.
+package moneypath.pipeline.run
+
+import rego.v1
+
+violations contains "the run ran no gate" if {
+	count(object.get(input, "gates", [])) == 0
+}
+
+violations contains msg if {
+	some gate in input.gates
+	gate.result != "pass"
+	msg := sprintf("gate %s: %s", [gate.gate, gate.result])
+}
+
+violations contains msg if {
+	some gate in input.gates
+	not evidence_id(object.get(gate, "evidence_id", null))
+	msg := sprintf("gate %s: no evidence record was written", [gate.gate])
+}
+
+violations contains msg if {
+	some gate, seen in {g.gate: n | some g in input.gates; n := count([x | some x in input.gates; x.gate == g.gate])}
+	seen > 1
+	msg := sprintf("gate %s ran %d times", [gate, seen])
+}
+
+# The second evaluation, after the run record itself was submitted, says whether it landed.
+violations contains "the run record was not written to the evidence service" if {
+	"run_evidence_id" in object.keys(input)
+	not evidence_id(input.run_evidence_id)
+}
+
+# An evidence id is a non-empty string; null (nothing written) must not count as one.
+evidence_id(value) if {
+	is_string(value)
+	count(value) > 0
+}
+
+default result := "fail"
+
+result := "pass" if count(violations) == 0
+
+decision := {"result": result, "violations": sort([v | some v in violations])}
