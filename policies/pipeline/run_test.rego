@@ -1,0 +1,34 @@
+package moneypath.pipeline.run_test
+
+import rego.v1
+
+import data.moneypath.pipeline.run
+
+gate(name, result, id) := {"gate": name, "result": result, "evidence_id": id}
+
+test_run_passes_when_every_gate_passed_with_evidence if {
+	run.decision.result == "pass" with input as {"gates": [gate("ruff", "pass", "evd_1"), gate("opa", "pass", "evd_2")]}
+}
+
+test_run_fails_when_a_gate_failed if {
+	d := run.decision with input as {"gates": [gate("ruff", "pass", "evd_1"), gate("opa", "fail", "evd_2")]}
+	d.violations == ["gate opa: fail"]
+}
+
+test_run_fails_when_evidence_is_missing if {
+	d := run.decision with input as {"gates": [gate("ruff", "pass", null)]}
+	d.result == "fail"
+	d.violations == ["gate ruff: no evidence record was written"]
+}
+
+test_run_fails_when_the_run_record_was_not_written if {
+	d := run.decision with input as {"gates": [gate("ruff", "pass", "evd_1")], "run_evidence_id": null}
+	d.violations == ["the run record was not written to the evidence service"]
+	run.decision.result == "pass" with input as {"gates": [gate("ruff", "pass", "evd_1")], "run_evidence_id": "evd_9"}
+}
+
+test_run_fails_when_no_gate_ran_or_a_gate_ran_twice if {
+	run.decision.result == "fail" with input as {"gates": []}
+	d := run.decision with input as {"gates": [gate("ruff", "pass", "evd_1"), gate("ruff", "pass", "evd_2")]}
+	d.violations == ["gate ruff ran 2 times"]
+}
