@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
+from app.ledger import routes as ledger_routes
 from app.platform.db import create_engine, session_factory
 from app.platform.errors import DomainError
 from app.platform.logging import configure_logging
@@ -41,7 +42,7 @@ API_VERSION = "1.0.0"
 
 def all_endpoints() -> list[Endpoint]:
     """Every `/v1` endpoint of every domain, in one list: routing and OpenAPI share it."""
-    return [*identity_api.endpoints()]
+    return [*identity_api.endpoints(), *ledger_routes.endpoints()]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

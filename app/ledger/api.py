@@ -1,0 +1,208 @@
+"""The ledger's public door: functions, frozen DTOs and errors other domains may use.
+
+Every write function takes the caller's `AsyncSession` and runs inside the caller's
+transaction, so a payment saga can post to the ledger atomically with its own step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.ledger import service
+from app.ledger.currencies import EXPONENTS
+from app.ledger.domain import (
+    MAX_AMOUNT_MINOR,
+    MAX_POSTINGS,
+    Account,
+    AccountNotFoundError,
+    BadEntry,
+    Balances,
+    ChainReport,
+    CurrencyMismatchError,
+    Direction,
+    DuplicateAccountCodeError,
+    Entry,
+    EntryPage,
+    InsufficientFundsError,
+    InvalidStateError,
+    Leg,
+    PartialPostUnsupportedError,
+    Transaction,
+    TransactionExpiredError,
+    TransactionNotFoundError,
+    UnbalancedTransactionError,
+    UnknownAccountError,
+    UnknownCurrencyError,
+    currency_exponent,
+    parse_time,
+)
+
+__all__ = [
+    "MAX_AMOUNT_MINOR",
+    "MAX_POSTINGS",
+    "Account",
+    "AccountNotFoundError",
+    "BadEntry",
+    "Balances",
+    "ChainReport",
+    "CurrencyMismatchError",
+    "Direction",
+    "DuplicateAccountCodeError",
+    "Entry",
+    "EntryPage",
+    "InsufficientFundsError",
+    "InvalidStateError",
+    "Leg",
+    "PartialPostUnsupportedError",
+    "Transaction",
+    "TransactionExpiredError",
+    "TransactionNotFoundError",
+    "UnbalancedTransactionError",
+    "UnknownAccountError",
+    "UnknownCurrencyError",
+    "create_account",
+    "create_transaction",
+    "currencies",
+    "currency_exponent",
+    "ensure_posting_partitions",
+    "expire_holds",
+    "get_account",
+    "get_transaction",
+    "list_entries",
+    "parse_time",
+    "post_transaction",
+    "reverse_transaction",
+    "verify_chain",
+    "void_transaction",
+]
+
+
+def currencies() -> Mapping[str, int | None]:
+    """Every active ISO 4217 code with its exponent (None where ISO lists no minor unit)."""
+    return EXPONENTS
+
+
+async def create_account(
+    session: AsyncSession,
+    *,
+    code: str,
+    currency: str,
+    normal_balance: Direction,
+    overdraft_limit_minor: int | None = 0,
+    customer_id: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> Account:
+    """Open an account with zero balances.
+
+    Raises UnknownCurrencyError, DuplicateAccountCodeError, and ValidationError when
+    metadata exceeds 4 KB.
+    """
+    return await service.create_account(
+        session,
+        code=code,
+        currency=currency,
+        normal_balance=normal_balance,
+        overdraft_limit_minor=overdraft_limit_minor,
+        customer_id=customer_id,
+        metadata=metadata or {},
+    )
+
+
+async def get_account(
+    session: AsyncSession, account_id: str, *, as_of: datetime | None = None
+) -> Account:
+    """The account with its current balances, or those at `as_of` (summed from postings).
+
+    Raises AccountNotFoundError.
+    """
+    return await service.get_account(session, account_id, as_of)
+
+
+async def list_entries(
+    session: AsyncSession, account_id: str, *, limit: int, after_id: int | None = None
+) -> EntryPage:
+    """The account's postings, oldest first, each with the running posted balance.
+
+    Raises AccountNotFoundError.
+    """
+    return await service.list_entries(session, account_id, limit=limit, after_id=after_id)
+
+
+async def create_transaction(
+    session: AsyncSession,
+    *,
+    legs: Sequence[Leg],
+    status: str = "posted",
+    expires_at: datetime | None = None,
+    description: str | None = None,
+    external_ref: str | None = None,
+) -> Transaction:
+    """Write a balanced transaction (posted, or pending as a hold until `expires_at`).
+
+    Raises ValidationError, UnknownCurrencyError, UnbalancedTransactionError,
+    UnknownAccountError, CurrencyMismatchError, InsufficientFundsError.
+    """
+    return await service.create_transaction(
+        session,
+        legs=legs,
+        status=status,
+        expires_at=expires_at,
+        description=description,
+        external_ref=external_ref,
+    )
+
+
+async def post_transaction(
+    session: AsyncSession, transaction_id: str, *, amount_minor: int | None = None
+) -> Transaction:
+    """Post a pending transaction in full, or `amount_minor` of a two-posting one.
+
+    Raises TransactionNotFoundError, InvalidStateError, TransactionExpiredError,
+    PartialPostUnsupportedError, ValidationError (amount above the hold).
+    """
+    return await service.post_transaction(session, transaction_id, amount_minor)
+
+
+async def void_transaction(session: AsyncSession, transaction_id: str) -> Transaction:
+    """Release a pending transaction's hold.
+
+    Raises TransactionNotFoundError, InvalidStateError, TransactionExpiredError.
+    """
+    return await service.void_transaction(session, transaction_id)
+
+
+async def reverse_transaction(session: AsyncSession, transaction_id: str) -> Transaction:
+    """Write the mirror of a posted transaction; the original rows never change.
+
+    Raises TransactionNotFoundError, InvalidStateError (not posted, or already reversed),
+    InsufficientFundsError (the mirror would overdraw an account).
+    """
+    return await service.reverse_transaction(session, transaction_id)
+
+
+async def get_transaction(session: AsyncSession, transaction_id: str) -> Transaction:
+    """The transaction with its current status and derived `reversed_by`.
+
+    Raises TransactionNotFoundError.
+    """
+    return await service.get_transaction(session, transaction_id)
+
+
+async def verify_chain(session: AsyncSession) -> ChainReport:
+    """Recompute the journal hash chain from the stored rows; names the first bad entry."""
+    return await service.verify_chain(session)
+
+
+async def expire_holds(sessions: async_sessionmaker[AsyncSession], *, max_holds: int = 100) -> int:
+    """Worker step: expire up to `max_holds` overdue holds; returns how many expired."""
+    return await service.expire_holds(sessions, max_holds=max_holds)
+
+
+async def ensure_posting_partitions(
+    session: AsyncSession, months_ahead: int = service.POSTINGS_MONTHS_AHEAD
+) -> int:
+    """Worker step: create the monthly postings partitions ahead; returns how many were new."""
+    return await service.ensure_partitions(session, months_ahead)

@@ -1,0 +1,490 @@
+"""HTTP endpoints of the ledger (API.md "Ledger"), declared for the platform pipeline."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ledger import api
+from app.platform import web
+from app.platform.errors import ValidationError
+from app.platform.web import Call, Endpoint, Result
+
+_READ = ("ledger:read",)
+_WRITE = ("ledger:write",)
+_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+AMOUNT_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": api.MAX_AMOUNT_MINOR}
+CURRENCY_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[A-Z]{3}$"}
+DIRECTION_SCHEMA: dict[str, Any] = {"type": "string", "enum": ["debit", "credit"]}
+
+NEW_ACCOUNT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["code", "currency", "normal_balance"],
+    "properties": {
+        "code": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+        },
+        "currency": CURRENCY_SCHEMA,
+        "normal_balance": DIRECTION_SCHEMA,
+        "overdraft_limit_minor": {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "maximum": api.MAX_AMOUNT_MINOR,
+        },
+        "customer_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 64},
+        "metadata": {
+            "type": "object",
+            "maxProperties": 50,
+            "propertyNames": {"maxLength": 40},
+            "additionalProperties": {"type": "string", "maxLength": 500},
+        },
+    },
+}
+
+NEW_TRANSACTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["postings", "status"],
+    "properties": {
+        "postings": {
+            "type": "array",
+            "minItems": 2,
+            "maxItems": api.MAX_POSTINGS,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["account_id", "direction", "amount_minor", "currency"],
+                "properties": {
+                    "account_id": _ID,
+                    "direction": DIRECTION_SCHEMA,
+                    "amount_minor": AMOUNT_SCHEMA,
+                    "currency": CURRENCY_SCHEMA,
+                },
+            },
+        },
+        "status": {"type": "string", "enum": ["posted", "pending"]},
+        "expires_at": {"type": "string", "format": "date-time", "maxLength": 64},
+        "description": {"type": "string", "maxLength": 500},
+        "external_ref": {"type": "string", "minLength": 1, "maxLength": 128},
+    },
+}
+
+POST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"amount_minor": AMOUNT_SCHEMA},
+}
+
+EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
+
+_BALANCES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["posted", "pending_debits", "pending_credits", "available"],
+    "properties": {
+        name: {"type": "integer"}
+        for name in ("posted", "pending_debits", "pending_credits", "available")
+    },
+}
+ACCOUNT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "code", "currency", "normal_balance", "balances"],
+    "properties": {
+        "id": {"type": "string"},
+        "code": {"type": "string"},
+        "currency": {"type": "string"},
+        "currency_exponent": {"type": "integer"},
+        "normal_balance": DIRECTION_SCHEMA,
+        "overdraft_limit_minor": {"type": ["integer", "null"]},
+        "customer_id": {"type": ["string", "null"]},
+        "metadata": {"type": "object"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "as_of": {"type": ["string", "null"], "format": "date-time"},
+        "balances": _BALANCES_SCHEMA,
+    },
+}
+TRANSACTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "status", "postings"],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "posted", "voided", "expired"]},
+        "postings": NEW_TRANSACTION_SCHEMA["properties"]["postings"],
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+        "description": {"type": ["string", "null"]},
+        "external_ref": {"type": ["string", "null"]},
+        "reverses": {"type": ["string", "null"]},
+        "reversed_by": {"type": ["string", "null"]},
+        "posted_amount_minor": {"type": ["integer", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "status_changed_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+ENTRIES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["data", "next_cursor"],
+    "properties": {
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "transaction_id": {"type": "string"},
+                    "direction": DIRECTION_SCHEMA,
+                    "amount_minor": {"type": "integer"},
+                    "currency": {"type": "string"},
+                    "effect": {"type": "string", "enum": ["posted", "hold", "release"]},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "balance_after_minor": {"type": "integer"},
+                },
+            },
+        },
+        "next_cursor": {"type": ["string", "null"]},
+    },
+}
+VERIFY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["ok", "entries_checked"],
+    "properties": {
+        "ok": {"type": "boolean"},
+        "entries_checked": {"type": "integer"},
+        "first_bad_entry": {
+            "type": "object",
+            "properties": {
+                "seq": {"type": "integer"},
+                "id": {"type": ["string", "null"]},
+                "transaction_id": {"type": ["string", "null"]},
+                "reason": {"type": "string"},
+            },
+        },
+    },
+}
+
+
+def _time(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a Z, as API.md asks for every time."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def account_json(account: api.Account) -> dict[str, Any]:
+    balances = account.balances
+    return {
+        "id": account.id,
+        "code": account.code,
+        "currency": account.currency,
+        "currency_exponent": api.currency_exponent(account.currency),
+        "normal_balance": account.normal_balance,
+        "overdraft_limit_minor": account.overdraft_limit_minor,
+        "customer_id": account.customer_id,
+        "metadata": dict(account.metadata),
+        "created_at": _time(account.created_at),
+        "as_of": _time(account.as_of),
+        "balances": {
+            "posted": balances.posted_minor,
+            "pending_debits": balances.pending_debits_minor,
+            "pending_credits": balances.pending_credits_minor,
+            "available": balances.available_minor,
+        },
+    }
+
+
+def transaction_json(transaction: api.Transaction) -> dict[str, Any]:
+    return {
+        "id": transaction.id,
+        "status": transaction.status,
+        "postings": [
+            {
+                "account_id": leg.account_id,
+                "direction": leg.direction,
+                "amount_minor": leg.amount_minor,
+                "currency": leg.currency,
+            }
+            for leg in transaction.postings
+        ],
+        "expires_at": _time(transaction.expires_at),
+        "description": transaction.description,
+        "external_ref": transaction.external_ref,
+        "reverses": transaction.reverses,
+        "reversed_by": transaction.reversed_by,
+        "posted_amount_minor": transaction.posted_amount_minor,
+        "created_at": _time(transaction.created_at),
+        "status_changed_at": _time(transaction.status_changed_at),
+    }
+
+
+async def create_account(call: Call, session: AsyncSession) -> Result:
+    body = call.body
+    account = await api.create_account(
+        session,
+        code=body["code"],
+        currency=body["currency"],
+        normal_balance=body["normal_balance"],
+        overdraft_limit_minor=body.get("overdraft_limit_minor", 0),
+        customer_id=body.get("customer_id"),
+        metadata=body.get("metadata"),
+    )
+    return Result(201, account_json(account), resource_id=account.id)
+
+
+async def read_account(call: Call, session: AsyncSession) -> Result:
+    raw = call.query.get("as_of")
+    as_of = api.parse_time(raw, "as_of") if raw is not None else None
+    account = await api.get_account(session, call.path["id"], as_of=as_of)
+    return Result(200, account_json(account), resource_id=account.id)
+
+
+async def list_entries(call: Call, session: AsyncSession) -> Result:
+    limit = web.page_limit(call.query)
+    cursor = web.decode_cursor(call.query)
+    after_id: int | None = None
+    if cursor is not None:
+        after = cursor.get("after")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ValidationError("cursor is not one we issued")
+        after_id = after
+    page = await api.list_entries(session, call.path["id"], limit=limit, after_id=after_id)
+    data = [
+        {
+            "id": entry.id,
+            "transaction_id": entry.transaction_id,
+            "direction": entry.direction,
+            "amount_minor": entry.amount_minor,
+            "currency": entry.currency,
+            "effect": entry.effect,
+            "created_at": _time(entry.created_at),
+            "balance_after_minor": entry.balance_after_minor,
+        }
+        for entry in page.entries
+    ]
+    next_cursor = (
+        web.encode_cursor({"after": page.next_after_id}) if page.next_after_id is not None else None
+    )
+    return Result(200, {"data": data, "next_cursor": next_cursor})
+
+
+async def create_transaction(call: Call, session: AsyncSession) -> Result:
+    body = call.body
+    legs = [
+        api.Leg(item["account_id"], item["direction"], item["amount_minor"], item["currency"])
+        for item in body["postings"]
+    ]
+    raw_expiry = body.get("expires_at")
+    transaction = await api.create_transaction(
+        session,
+        legs=legs,
+        status=body["status"],
+        expires_at=api.parse_time(raw_expiry, "expires_at") if raw_expiry is not None else None,
+        description=body.get("description"),
+        external_ref=body.get("external_ref"),
+    )
+    return Result(201, transaction_json(transaction), resource_id=transaction.id)
+
+
+async def post_transaction(call: Call, session: AsyncSession) -> Result:
+    transaction = await api.post_transaction(
+        session, call.path["id"], amount_minor=call.body.get("amount_minor")
+    )
+    return Result(200, transaction_json(transaction), resource_id=transaction.id)
+
+
+async def void_transaction(call: Call, session: AsyncSession) -> Result:
+    transaction = await api.void_transaction(session, call.path["id"])
+    return Result(200, transaction_json(transaction), resource_id=transaction.id)
+
+
+async def reverse_transaction(call: Call, session: AsyncSession) -> Result:
+    transaction = await api.reverse_transaction(session, call.path["id"])
+    return Result(201, transaction_json(transaction), resource_id=transaction.id)
+
+
+async def read_transaction(call: Call, session: AsyncSession) -> Result:
+    transaction = await api.get_transaction(session, call.path["id"])
+    return Result(200, transaction_json(transaction), resource_id=transaction.id)
+
+
+async def verify(call: Call, session: AsyncSession) -> Result:
+    report = await api.verify_chain(session)
+    body: dict[str, Any] = {"ok": report.ok, "entries_checked": report.entries_checked}
+    if report.first_bad_entry is not None:
+        bad = report.first_bad_entry
+        body["first_bad_entry"] = {
+            "seq": bad.seq,
+            "id": bad.entry_id,
+            "transaction_id": bad.transaction_id,
+            "reason": bad.reason,
+        }
+    return Result(200, body)
+
+
+_AS_OF = {
+    "name": "as_of",
+    "in": "query",
+    "required": False,
+    "description": "RFC 3339 time: balances as they stood then, summed from postings.",
+    "schema": {"type": "string", "format": "date-time"},
+}
+_PAGE = (
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": web.MAX_PAGE_SIZE},
+    },
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+)
+_WRITE_ERRORS: tuple[str, ...] = (
+    "validation_error",
+    "idempotency_key_required",
+    "idempotency_key_reused",
+    "idempotency_key_in_use",
+)
+
+
+def endpoints() -> list[Endpoint]:
+    """The ledger's `/v1` endpoints, for the composition root."""
+    return [
+        Endpoint(
+            method="POST",
+            path="/v1/ledger/accounts",
+            handler=create_account,
+            action="ledger.accounts.create",
+            resource_type="ledger_account",
+            summary="Open a ledger account",
+            scopes=_WRITE,
+            success_status=201,
+            request_schema=NEW_ACCOUNT_SCHEMA,
+            response_schema=ACCOUNT_SCHEMA,
+            idempotent=True,
+            error_codes=(*_WRITE_ERRORS, "unknown_currency", "duplicate_account_code"),
+            tag="ledger",
+        ),
+        Endpoint(
+            method="GET",
+            path="/v1/ledger/accounts/{id}",
+            handler=read_account,
+            action="ledger.accounts.read",
+            resource_type="ledger_account",
+            summary="Read an account and its balances, now or as of a past time",
+            scopes=_READ,
+            response_schema=ACCOUNT_SCHEMA,
+            query_parameters=(_AS_OF,),
+            error_codes=("not_found", "validation_error"),
+            tag="ledger",
+        ),
+        Endpoint(
+            method="GET",
+            path="/v1/ledger/accounts/{id}/entries",
+            handler=list_entries,
+            action="ledger.entries.read",
+            resource_type="ledger_account",
+            summary="List an account's postings with the running posted balance",
+            scopes=_READ,
+            response_schema=ENTRIES_SCHEMA,
+            query_parameters=_PAGE,
+            error_codes=("not_found", "validation_error"),
+            tag="ledger",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/ledger/transactions",
+            handler=create_transaction,
+            action="ledger.transactions.create",
+            resource_type="ledger_transaction",
+            summary="Write a balanced transaction, posted or pending",
+            scopes=_WRITE,
+            success_status=201,
+            request_schema=NEW_TRANSACTION_SCHEMA,
+            response_schema=TRANSACTION_SCHEMA,
+            idempotent=True,
+            error_codes=(
+                *_WRITE_ERRORS,
+                "unknown_currency",
+                "unbalanced_transaction",
+                "unknown_account",
+                "currency_mismatch",
+                "insufficient_funds",
+            ),
+            tag="ledger",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/ledger/transactions/{id}/post",
+            handler=post_transaction,
+            action="ledger.transactions.post",
+            resource_type="ledger_transaction",
+            summary="Post a pending transaction, in full or in part",
+            scopes=_WRITE,
+            request_schema=POST_SCHEMA,
+            response_schema=TRANSACTION_SCHEMA,
+            idempotent=True,
+            error_codes=(
+                *_WRITE_ERRORS,
+                "not_found",
+                "invalid_state",
+                "transaction_expired",
+                "partial_post_unsupported",
+            ),
+            tag="ledger",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/ledger/transactions/{id}/void",
+            handler=void_transaction,
+            action="ledger.transactions.void",
+            resource_type="ledger_transaction",
+            summary="Void a pending transaction, releasing its hold",
+            scopes=_WRITE,
+            request_schema=EMPTY_SCHEMA,
+            response_schema=TRANSACTION_SCHEMA,
+            idempotent=True,
+            error_codes=(*_WRITE_ERRORS, "not_found", "invalid_state", "transaction_expired"),
+            tag="ledger",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/ledger/transactions/{id}/reverse",
+            handler=reverse_transaction,
+            action="ledger.transactions.reverse",
+            resource_type="ledger_transaction",
+            summary="Reverse a posted transaction with a mirror transaction",
+            scopes=_WRITE,
+            success_status=201,
+            request_schema=EMPTY_SCHEMA,
+            response_schema=TRANSACTION_SCHEMA,
+            idempotent=True,
+            error_codes=(*_WRITE_ERRORS, "not_found", "invalid_state", "insufficient_funds"),
+            tag="ledger",
+        ),
+        Endpoint(
+            method="GET",
+            path="/v1/ledger/transactions/{id}",
+            handler=read_transaction,
+            action="ledger.transactions.read",
+            resource_type="ledger_transaction",
+            summary="Read a transaction",
+            scopes=_READ,
+            response_schema=TRANSACTION_SCHEMA,
+            error_codes=("not_found",),
+            tag="ledger",
+        ),
+        Endpoint(
+            method="GET",
+            path="/v1/ledger/verify",
+            handler=verify,
+            action="ledger.verify",
+            resource_type="ledger",
+            summary="Recompute the journal hash chain and name the first bad entry",
+            scopes=_READ,
+            response_schema=VERIFY_SCHEMA,
+            error_codes=(),
+            tag="ledger",
+        ),
+    ]
