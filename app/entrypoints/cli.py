@@ -174,6 +174,38 @@ def keys_rotate_jwt(_: argparse.Namespace) -> int:
     return 0
 
 
+def keys_rotate_pii(_: argparse.Namespace) -> int:
+    """Rotate the PII transit key, rewrap every ciphertext, refuse the old versions."""
+    import asyncio
+
+    from app.entrypoints.bootstrap import DATABASE_SECRET
+    from app.identity import api as identity_api
+    from app.platform.db import create_engine, session_factory
+    from app.platform.settings import Settings
+    from app.platform.vault import Vault
+
+    settings = Settings.from_env()
+    vault = Vault.login(settings.vault_addr, settings.vault_login)
+    secret = vault.read_secret(DATABASE_SECRET)
+    if secret is None or "url" not in secret:
+        print("moneypath keys rotate-pii: run the bootstrap first", file=sys.stderr)
+        return 1
+
+    async def rotate() -> identity_api.RotationReport:
+        engine = create_engine(str(secret["url"]), pool_size=2)
+        try:
+            return await identity_api.rotate_pii_key(vault, session_factory(engine))
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(rotate())
+    print(
+        f"transit key version {report.key_version}; rewrapped {report.rewrapped} ciphertexts; "
+        f"min_decryption_version {report.min_decryption_version}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moneypath")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
     rotate_jwt = keys_commands.add_parser("rotate-jwt", help="rotate the token signing key")
     rotate_jwt.set_defaults(run=keys_rotate_jwt)
+    rotate_pii = keys_commands.add_parser("rotate-pii", help="rotate the PII transit key")
+    rotate_pii.set_defaults(run=keys_rotate_pii)
     return parser
 
 

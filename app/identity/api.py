@@ -13,7 +13,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import Route
 
-from app.identity import domain, routes, service, tokens
+from app.identity import customers, domain, routes, service, tokens
+from app.identity.customers import (
+    CustomerNotFoundError,
+    InvalidKycTransitionError,
+    KycState,
+    RotationReport,
+)
 from app.identity.domain import Client, ClientKey, CreatedClient, InvalidPublicKeyError
 from app.identity.service import ClientNotFoundError
 from app.platform.request_auth import TOKEN_AUDIENCE, BearerAuthenticator, TokenVerifier
@@ -26,17 +32,23 @@ __all__ = [
     "ClientKey",
     "ClientNotFoundError",
     "CreatedClient",
+    "CustomerNotFoundError",
     "IdentityRuntime",
+    "InvalidKycTransitionError",
     "InvalidPublicKeyError",
+    "KycState",
+    "RotationReport",
     "UnknownScopeError",
     "add_key",
     "create_client",
+    "customer_kyc_state",
     "disable_client",
     "endpoints",
     "get_client",
     "openapi_paths",
     "plain_routes",
     "public_jwk_from_pem",
+    "rotate_pii_key",
     "rotate_signing_key",
     "start_identity",
 ]
@@ -60,6 +72,7 @@ def start_identity(
     """Load the token signing keys from Vault (creating the first one) and build the
     authenticator. Raises VaultUnavailableError when Vault cannot be reached."""
     tokens.ensure_signing_key(vault)
+    vault.ensure_transit_key(customers.PII_KEY)
     issuer = tokens.TokenIssuer(vault, issuer=public_base_url, audience=TOKEN_AUDIENCE)
     issuer.load()
     verifier = TokenVerifier(issuer=public_base_url, jwks_source=issuer.jwks)
@@ -158,4 +171,20 @@ def openapi_paths() -> dict[str, Any]:
 
 def endpoints() -> list[Endpoint]:
     """The identity domain's `/v1` JSON endpoints."""
-    return routes.endpoints()
+    return [*routes.endpoints(), *customers.endpoints()]
+
+
+async def customer_kyc_state(session: AsyncSession, customer_id: str) -> KycState:
+    """The customer's owner and KYC status (payments need `verified`).
+
+    Raises CustomerNotFoundError.
+    """
+    return await customers.kyc_state(session, customer_id)
+
+
+async def rotate_pii_key(
+    vault: Vault, sessions: async_sessionmaker[AsyncSession]
+) -> RotationReport:
+    """Rotate the PII transit key, rewrap every stored ciphertext, then raise
+    `min_decryption_version` so that old ciphertexts are refused. Raises VaultUnavailableError."""
+    return await customers.rotate_pii_key(vault, sessions)

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from app.identity import domain, service
 from app.identity.tokens import TokenIssuer
 from app.platform import audit
-from app.platform.errors import DomainError
+from app.platform.errors import DomainError, ValidationError
 from app.platform.web import (
     REJECTIONS,
     Call,
@@ -399,8 +399,91 @@ async def get_client_handler(call: Call, session: AsyncSession) -> Result:
     return Result(status=200, body=client_view(client), resource_id=client.id)
 
 
+ADD_KEY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        **_KEY_FIELDS,
+        "not_before": {"type": "string", "format": "date-time", "maxLength": 40},
+        "not_after": {"type": "string", "format": "date-time", "maxLength": 40},
+        "retire_previous_at": {"type": "string", "format": "date-time", "maxLength": 40},
+    },
+}
+
+
+def _moment(body: dict[str, Any], name: str) -> datetime | None:
+    raw = body.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationError(f"{name} must be an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise ValidationError(f"{name} must carry a UTC offset")
+    return moment
+
+
+async def add_key_handler(call: Call, session: AsyncSession) -> Result:
+    client_id = call.path["id"]
+    client = await service.get_client(session, client_id)
+    not_before, not_after = _moment(call.body, "not_before"), _moment(call.body, "not_after")
+    if not_before is not None and not_after is not None and not_after <= not_before:
+        raise ValidationError("not_after must be later than not_before")
+    key_id = await service.add_key(
+        session,
+        client_id=client_id,
+        public_jwk=_jwk_from_body(call.body),
+        not_before=not_before,
+        not_after=not_after,
+    )
+    retire_at = _moment(call.body, "retire_previous_at")
+    if retire_at is not None:
+        # Rotation: the keys registered before this one stop working at `retire_at`.
+        for key in client.keys:
+            if key.not_after is None or key.not_after > retire_at:
+                await service.set_key_validity(session, client_id, key.key_id, retire_at)
+    updated = await service.get_client(session, client_id)
+    return Result(
+        status=201, body={**client_view(updated), "key_id": key_id}, resource_id=client_id
+    )
+
+
+async def disable_client_handler(call: Call, session: AsyncSession) -> Result:
+    client = await service.set_disabled(session, call.path["id"], True)
+    return Result(status=200, body=client_view(client), resource_id=client.id)
+
+
 def endpoints() -> list[Endpoint]:
     return [
+        Endpoint(
+            method="POST",
+            path="/v1/clients/{id}/keys",
+            handler=add_key_handler,
+            action="clients.keys.create",
+            resource_type="client",
+            summary="Register another public key (rotation), optionally retiring the others",
+            scopes=("clients:admin",),
+            success_status=201,
+            request_schema=ADD_KEY_SCHEMA,
+            response_schema=CLIENT_SCHEMA,
+            idempotent=True,
+            error_codes=("not_found", "invalid_public_key", "validation_error"),
+            tag="identity",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/clients/{id}/disable",
+            handler=disable_client_handler,
+            action="clients.disable",
+            resource_type="client",
+            summary="Disable a client: its tokens are refused from the next request on",
+            scopes=("clients:admin",),
+            response_schema=CLIENT_SCHEMA,
+            idempotent=True,
+            error_codes=("not_found",),
+            tag="identity",
+        ),
         Endpoint(
             method="POST",
             path="/v1/clients",

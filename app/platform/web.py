@@ -294,6 +294,12 @@ async def _run(endpoint: Endpoint, request: Request) -> Response:
     except DomainError as error:
         return problem_response(error, request)
     structlog.contextvars.bind_contextvars(decision_id=decision.decision_id)
+    # One line per decision, allowed or not, so every decision_id can be found in the log.
+    log.info(
+        "request_authorized" if decision.allowed else "request_denied",
+        action=endpoint.action,
+        client_id=principal.client_id if principal else None,
+    )
     if not decision.allowed:
         denied = ForbiddenError("the policy does not allow this request")
         await _security_rejection(
