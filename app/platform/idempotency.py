@@ -25,6 +25,30 @@ from app.platform.errors import ConflictError, DomainError, ValidationError
 
 MAX_KEY_LENGTH = 255
 CLEANUP_BATCH_SIZE = 1000
+MAX_CLAIM_ATTEMPTS = 3
+
+_INSERT_CLAIM = text(
+    """
+    INSERT INTO platform.idempotency_keys
+        (client_id, method, route, key, fingerprint, status, claim_token,
+         created_at, locked_until, expires_at)
+    VALUES (:client_id, :method, :route, :key, :fingerprint, 'in_progress', :token,
+            now(), now() + make_interval(secs => :stale_s),
+            now() + make_interval(secs => :ttl_s))
+    ON CONFLICT (client_id, method, route, key) DO NOTHING
+    RETURNING 1
+    """
+)
+_LOCK_EXISTING = text(
+    """
+    SELECT fingerprint, status, response_status, response_body,
+           locked_until, expires_at, now() AS db_now
+    FROM platform.idempotency_keys
+    WHERE client_id = :client_id AND method = :method
+      AND route = :route AND key = :key
+    FOR UPDATE
+    """
+)
 
 
 class IdempotencyKeyRequiredError(ValidationError):
@@ -109,39 +133,23 @@ async def claim(
         "ttl_s": ttl_s,
         "stale_s": stale_claim_s,
     }
-    inserted = await session.execute(
-        text(
-            """
-            INSERT INTO platform.idempotency_keys
-                (client_id, method, route, key, fingerprint, status, claim_token,
-                 created_at, locked_until, expires_at)
-            VALUES (:client_id, :method, :route, :key, :fingerprint, 'in_progress', :token,
-                    now(), now() + make_interval(secs => :stale_s),
-                    now() + make_interval(secs => :ttl_s))
-            ON CONFLICT (client_id, method, route, key) DO NOTHING
-            RETURNING 1
-            """
-        ),
-        params,
-    )
-    if inserted.first() is not None:
-        return Claim(client_id, method, route, key, token)
-
-    row = (
-        await session.execute(
-            text(
-                """
-                SELECT fingerprint, status, response_status, response_body,
-                       locked_until, expires_at, now() AS db_now
-                FROM platform.idempotency_keys
-                WHERE client_id = :client_id AND method = :method
-                  AND route = :route AND key = :key
-                FOR UPDATE
-                """
-            ),
-            params,
+    # The row we conflicted with can vanish before we lock it (its holder released it
+    # after a validation error, or the cleanup worker deleted it once expired). Then the
+    # key is free again: try to claim it anew, a bounded number of times.
+    row = None
+    for _ in range(MAX_CLAIM_ATTEMPTS):
+        inserted = await session.execute(_INSERT_CLAIM, params)
+        if inserted.first() is not None:
+            return Claim(client_id, method, route, key, token)
+        row = (await session.execute(_LOCK_EXISTING, params)).first()
+        if row is not None:
+            break
+    if row is None:
+        error = IdempotencyKeyInUseError(
+            "this Idempotency-Key is being claimed and released concurrently; retry later"
         )
-    ).one()
+        error.headers["Retry-After"] = "1"
+        raise error
     db_now: datetime = row.db_now
     if row.expires_at <= db_now:
         # An expired key that the cleanup worker has not reached yet counts as new.
