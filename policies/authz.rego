@@ -33,6 +33,12 @@ action_scopes := {
 	"webhook_endpoints.create": "payments:write",
 	"evidence.create": "evidence:write",
 	"evidence.read": "evidence:read",
+	"evidence.list": "evidence:read",
+	"evidence.checkpoints.read": "evidence:read",
+	"evidence.proofs.read": "evidence:read",
+	"evidence.exports.read": "evidence:read",
+	"evidence.attachments.create": "evidence:write",
+	"evidence.attachments.read": "evidence:read",
 }
 
 # Resources that belong to one API client: only that client may touch them.

@@ -1,0 +1,89 @@
+"""The evidence service's settings: the platform's, plus what only this service tunes.
+
+Addresses and limits come from the environment; the database URL and the checkpoint
+signing key live in OpenBao.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from app.platform.settings import Settings, SettingsError
+
+DATABASE_SECRET = "moneypath/evidence-database"  # noqa: S105 - a Vault path, not a secret
+SIGNING_KEY_NAME = "evidence-checkpoint"
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.strip().lstrip("-").isdigit():
+        raise SettingsError(f"{name}={raw!r} is not an integer")
+    value = int(raw)
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} must lie in [{low}, {high}]")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise SettingsError(f"{name}={value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceSettings:
+    """Build it with `EvidenceSettings.from_env()`; raises SettingsError naming the variable."""
+
+    platform: Settings
+    public_base_url: str
+    issuer_url: str
+    origin: str
+    body_limit_bytes: int
+    attachment_limit_bytes: int
+    checkpoint_every_records: int
+    checkpoint_interval_ms: int
+    export_max_records: int
+    signing_key_name: str
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.issuer_url}/.well-known/jwks.json"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EvidenceSettings:
+        source = os.environ if env is None else env
+        platform = Settings.from_env(source)
+        origin = source.get("EVIDENCE_LOG_ORIGIN") or "moneypath.dev/evidence"
+        # The origin is the first line of every signed checkpoint; a newline would let
+        # one note impersonate another.
+        if not origin.isprintable() or len(origin) > 128:
+            raise SettingsError("EVIDENCE_LOG_ORIGIN must be printable, at most 128 characters")
+        return cls(
+            platform=platform,
+            public_base_url=_url(source, "EVIDENCE_PUBLIC_BASE_URL", platform.evidence_url),
+            issuer_url=_url(source, "API_ISSUER_URL", platform.public_base_url),
+            origin=origin,
+            body_limit_bytes=_integer(
+                source, "EVIDENCE_BODY_LIMIT_BYTES", 1024 * 1024, 64 * 1024, 16 * 1024 * 1024
+            ),
+            attachment_limit_bytes=_integer(
+                source, "EVIDENCE_ATTACHMENT_LIMIT_BYTES", 512 * 1024, 1024, 8 * 1024 * 1024
+            ),
+            checkpoint_every_records=_integer(
+                source, "EVIDENCE_CHECKPOINT_EVERY_RECORDS", 1000, 1, 1_000_000
+            ),
+            checkpoint_interval_ms=_integer(
+                source, "EVIDENCE_CHECKPOINT_INTERVAL_MS", 1000, 50, 3_600_000
+            ),
+            export_max_records=_integer(
+                source, "EVIDENCE_EXPORT_MAX_RECORDS", 10_000, 1, 1_000_000
+            ),
+            signing_key_name=source.get("EVIDENCE_SIGNING_KEY") or SIGNING_KEY_NAME,
+        )

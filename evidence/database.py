@@ -1,0 +1,35 @@
+"""The evidence service's own database: where its URL lives and how it is migrated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.platform import migrate
+from app.platform.vault import Vault
+from evidence.config import DATABASE_SECRET
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class DatabaseNotConfiguredError(RuntimeError):
+    """Vault holds no evidence database URL; `moneypath bootstrap` (or `up`) writes it."""
+
+
+def version_locations() -> list[Path]:
+    # The platform branch brings platform.audit_log, idempotency_keys, seen_nonces and
+    # refuse_change() into this database too; the pipeline writes to them.
+    return [MIGRATIONS, migrate.APP_ROOT / "platform" / "migrations"]
+
+
+def upgrade(database_url: str) -> None:
+    """Bring the evidence database to every branch's head (advisory-locked, idempotent)."""
+    migrate.upgrade(database_url, version_locations())
+
+
+def database_url(vault: Vault) -> str:
+    secret = vault.read_secret(DATABASE_SECRET)
+    if secret is None or not secret.get("url"):
+        raise DatabaseNotConfiguredError(
+            f"Vault has no kv/{DATABASE_SECRET}: run `moneypath up` or the bootstrap first"
+        )
+    return str(secret["url"])

@@ -1,0 +1,220 @@
+"""Evidence records: the submitted shape, its validation, and its canonical leaf hash.
+
+Pure rules, no I/O. A record's identity in the log is `sha256(0x00 || JCS(record))`
+(RFC 8785), so everything stored must round-trip exactly through JSON: integers within
+the I-JSON safe range, no floats (their JCS form depends on binary rounding), no NUL
+characters (PostgreSQL jsonb refuses them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import rfc8785
+
+from app.platform.errors import ValidationError
+from evidence import merkle
+
+MAX_DETAILS_BYTES = 16 * 1024
+MAX_RECORD_BYTES = 64 * 1024
+MAX_CONTROL_REFS = 32
+MAX_ARTIFACTS = 100
+MAX_ATTACHMENTS = 20
+MAX_NODES_IN_DETAILS = 2000
+SAFE_INTEGER = 2**53 - 1
+RESULTS = ("pass", "fail", "error", "info")
+
+_RFC3339_UTC = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$"
+TYPE_PATTERN = r"^[a-z][a-z0-9_.-]{0,63}$"
+# `FRAMEWORK:CONTROL`, e.g. `SOC2:CC8.1`, `PCI-DSS-4.0.1:6.3.3`, `ISO27001:A.8.32`.
+CONTROL_REF_PATTERN = r"^[A-Za-z][A-Za-z0-9.-]{0,31}:[A-Za-z0-9][A-Za-z0-9._()-]{0,63}$"
+DIGEST_PATTERN = r"^(sha256:[0-9a-f]{64}|sha384:[0-9a-f]{96}|sha512:[0-9a-f]{128})$"
+ATTACHMENT_DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+COMMIT_PATTERN = r"^([0-9a-f]{40}|[0-9a-f]{64})$"
+
+_NAMED_DIGEST: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "digest"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 256},
+        "digest": {"type": "string", "pattern": DIGEST_PATTERN},
+    },
+}
+
+RECORD_REQUEST_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "type",
+        "control_refs",
+        "result",
+        "subject",
+        "actor",
+        "started_at",
+        "finished_at",
+    ],
+    "properties": {
+        "type": {"type": "string", "pattern": TYPE_PATTERN},
+        "control_refs": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_CONTROL_REFS,
+            "uniqueItems": True,
+            "items": {"type": "string", "pattern": CONTROL_REF_PATTERN},
+        },
+        "result": {"type": "string", "enum": list(RESULTS)},
+        "subject": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "commit": {"type": "string", "pattern": COMMIT_PATTERN},
+                "artifacts": {"type": "array", "maxItems": MAX_ARTIFACTS, "items": _NAMED_DIGEST},
+            },
+        },
+        "tool": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name", "version"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 128},
+                "version": {"type": "string", "minLength": 1, "maxLength": 64},
+                "config_digest": {"type": "string", "pattern": DIGEST_PATTERN},
+            },
+        },
+        "actor": {"type": "string", "minLength": 1, "maxLength": 256},
+        "started_at": {"type": "string", "pattern": _RFC3339_UTC},
+        "finished_at": {"type": "string", "pattern": _RFC3339_UTC},
+        "details": {"type": "object", "maxProperties": 200},
+        "attachments": {
+            "type": "array",
+            "maxItems": MAX_ATTACHMENTS,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name", "digest"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 256},
+                    "digest": {"type": "string", "pattern": ATTACHMENT_DIGEST_PATTERN},
+                },
+            },
+        },
+    },
+}
+
+_RECORD_PROPERTIES = {
+    **RECORD_REQUEST_SCHEMA["properties"],
+    "id": {"type": "string", "pattern": "^evd_[0-9a-f]{32}$"},
+    "seq": {"type": "integer", "minimum": 0},
+    "collected_at": {"type": "string"},
+}
+RECORD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [*RECORD_REQUEST_SCHEMA["required"], "id", "seq", "collected_at"],
+    "properties": _RECORD_PROPERTIES,
+}
+
+
+class RecordTooLargeError(ValidationError):
+    code = "record_too_large"
+    title = "Evidence record too large"
+
+
+def new_record_id() -> str:
+    return "evd_" + secrets.token_hex(16)
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds, the one form `collected_at` takes."""
+    if moment.tzinfo is None:
+        raise ValueError("aware datetimes only")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: str) -> datetime:
+    """Parse an RFC 3339 time; naive or unparseable values raise ValidationError."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(f"{value!r} is not an RFC 3339 time") from None
+    if parsed.tzinfo is None:
+        raise ValidationError(f"{value!r} has no time zone; send UTC with a Z")
+    return parsed.astimezone(UTC)
+
+
+def _exact_json(value: Any, budget: list[int], where: str) -> Any:
+    """Return `value` with only JSON types JCS hashes unambiguously, or refuse it."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise RecordTooLargeError(f"details hold more than {MAX_NODES_IN_DETAILS} values")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if abs(value) > SAFE_INTEGER:
+            raise ValidationError(f"{where}: integers must lie within ±(2**53 - 1)")
+        return value
+    if isinstance(value, Decimal | float):
+        raise ValidationError(f"{where}: numbers with a fraction are not allowed; use a string")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError(f"{where}: NUL characters are not allowed")
+        return value
+    if isinstance(value, list):
+        return [_exact_json(item, budget, f"{where}/{i}") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if "\x00" in key:
+                raise ValidationError(f"{where}: NUL characters are not allowed")
+            result[key] = _exact_json(item, budget, f"{where}/{key}")
+        return result
+    raise ValidationError(f"{where}: unsupported JSON value")
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """RFC 8785 JSON Canonicalization Scheme."""
+    encoded: bytes = rfc8785.dumps(value)
+    return encoded
+
+
+def record_leaf_hash(record: Mapping[str, Any]) -> bytes:
+    """The Merkle leaf of a record: sha256(0x00 || JCS(record))."""
+    return merkle.leaf_hash(canonical_bytes(dict(record)))
+
+
+def prepare_submission(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Check what the JSON schema cannot: time order, exact numbers, size limits.
+
+    Raises ValidationError (422) or RecordTooLargeError (422 `record_too_large`).
+    """
+    submission: dict[str, Any] = _exact_json(dict(body), [MAX_NODES_IN_DETAILS + 500], "")
+    started = parse_time(submission["started_at"])
+    finished = parse_time(submission["finished_at"])
+    if finished < started:
+        raise ValidationError("/finished_at: must not be before started_at")
+    if "details" in submission:
+        size = len(canonical_bytes(submission["details"]))
+        if size > MAX_DETAILS_BYTES:
+            raise RecordTooLargeError(
+                f"/details: {size} bytes in canonical form, more than {MAX_DETAILS_BYTES}"
+            )
+    if len(canonical_bytes(submission)) > MAX_RECORD_BYTES:
+        raise RecordTooLargeError(f"record larger than {MAX_RECORD_BYTES} bytes")
+    return submission
+
+
+def build_record(
+    submission: Mapping[str, Any], record_id: str, seq: int, collected_at: datetime
+) -> dict[str, Any]:
+    """The stored record: the submitted fields plus id, seq and collected_at."""
+    return {**submission, "id": record_id, "seq": seq, "collected_at": format_time(collected_at)}
+
+
+def attachment_digest(content: bytes) -> str:
+    return "sha256:" + hashlib.sha256(content).hexdigest()
