@@ -455,10 +455,15 @@ def checkov_gate(ws: Workspace) -> GateResult:
     }
     if parsed is None:
         facts["tool_error"] = _tool_error(run)
-    version_run = run_tool([str(ws.checkov), "--version"], cwd=ws.root, timeout_s=120)
+    # checkov reports its own version in every summary; asking again costs a 6 s start-up.
+    versions = {
+        str(r.get("summary", {}).get("checkov_version"))
+        for r in reports
+        if isinstance(r, dict) and r.get("summary", {}).get("checkov_version")
+    }
     tool = Tool(
         "checkov",
-        version_run.stdout.strip() or "unavailable",
+        ",".join(sorted(versions)) or "unavailable",
         config_digest(argv, [ws.root / ".checkov.yaml"], ws.root),
     )
     counts = {"failed": len(failed), "passed": sum(frameworks.values()) - len(failed)}

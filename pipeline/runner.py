@@ -145,9 +145,7 @@ def _headline(facts: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _decide_gate(
-    ws: Workspace, result: GateResult, waivers: list[dict[str, Any]]
-) -> dict[str, Any]:
+def decide_gate(ws: Workspace, result: GateResult, waivers: list[dict[str, Any]]) -> dict[str, Any]:
     document = {
         "gate": result.gate,
         "facts": result.facts,
@@ -207,7 +205,7 @@ def run_pipeline(
         result = gate(ws) if gate else _error_result(name, f"no gate named {name!r}")
         if waiver_error:
             result.facts["tool_error"] = f"waivers unreadable: {waiver_error}"
-        decision = _decide_gate(ws, result, waivers)
+        decision = decide_gate(ws, result, waivers)
         facts_file = ws.reports_dir / name / "facts.json"
         facts_file.parent.mkdir(parents=True, exist_ok=True)
         facts_file.write_text(json.dumps({"facts": result.facts, "decision": decision}))

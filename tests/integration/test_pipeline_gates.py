@@ -1,0 +1,218 @@
+"""Each gate fails on its planted problem and passes on a clean tree, as decided by Rego.
+
+Every test runs the real tool (bandit, pip-audit against the offline PyPA snapshot, checkov,
+opa, pytest) on a small temporary project, never on the real tree, and asks the real OPA
+binary for the verdict through `policies/pipeline/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.gates import GATES, locked_pins
+from pipeline.runner import decide_gate
+from pipeline.waivers import load as load_waivers
+from pipeline.workspace import HOME, Workspace
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE_HASH = "sha256:" + "0" * 64
+CLEAN_APP = '''"""A tiny fully-tested module."""
+
+
+def add(left: int, right: int) -> int:
+    return left + right
+'''
+CLEAN_TEST = """from app.calc import add
+
+
+def test_add_when_small_numbers() -> None:
+    assert add(2, 3) == 5
+"""
+ROOT_DOCKERFILE = """FROM docker.io/library/python:3.11.10-slim-bookworm
+COPY app /srv/app
+CMD ["python", "-m", "app"]
+"""
+
+
+def make_project(root: Path, pins: tuple[str, ...] = ("jinja2==3.1.6",)) -> Path:
+    """A small clean project: typed app, passing tests, lock, Dockerfile, workflow, policies."""
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "__init__.py").write_text('"""Demo."""\n')
+    (root / "app" / "calc.py").write_text(CLEAN_APP)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_calc.py").write_text(CLEAN_TEST)
+    (root / "requirements.lock").write_text(
+        "".join(f"{pin} \\\n    --hash={FAKE_HASH}\n" for pin in pins)
+    )
+    shutil.copy(REPO / "Dockerfile", root / "Dockerfile")
+    (root / ".github" / "workflows").mkdir(parents=True)
+    shutil.copy(REPO / ".github" / "workflows" / "ci.yml", root / ".github" / "workflows")
+    shutil.copytree(REPO / "policies" / "pipeline", root / "policies" / "pipeline")
+    return root
+
+
+def workspace(root: Path) -> Workspace:
+    return Workspace.create(
+        root,
+        reports_dir=root.parent / "reports",
+        source_packages=["app"],
+        test_paths=["tests"],
+    )
+
+
+def decide(root: Path, gate: str, waivers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    ws = workspace(root)
+    result = GATES[gate](ws)
+    return decide_gate(ws, result, waivers or [])
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return make_project(tmp_path / "repo")
+
+
+def test_bandit_gate_passes_when_the_tree_is_clean(project: Path) -> None:
+    assert decide(project, "bandit")["result"] == "pass"
+
+
+def test_bandit_gate_fails_when_a_file_has_a_high_issue(project: Path) -> None:
+    (project / "app" / "danger.py").write_text(
+        "import subprocess\n\n\ndef run(cmd: str) -> None:\n    subprocess.Popen(cmd, shell=True)\n"
+    )
+    decision = decide(project, "bandit")
+    assert decision["result"] == "fail"
+    assert any("B602" in v and "danger.py" in v for v in decision["violations"])
+
+
+def test_pip_audit_gate_passes_when_the_lock_is_clean(project: Path) -> None:
+    decision = decide(project, "pip-audit")
+    assert decision == {**decision, "result": "pass", "violations": []}
+
+
+def test_pip_audit_gate_reports_the_pysec_id_when_jinja2_2_10_is_pinned(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", pins=("jinja2==2.10", "markupsafe==3.0.2"))
+    decision = decide(root, "pip-audit")
+    assert decision["result"] == "fail"
+    jinja = [v for v in decision["violations"] if "jinja2 2.10" in v]
+    assert any("PYSEC-2019-217" in v and "CVE-2019-10906" in v for v in jinja), jinja
+
+
+def _waiver(directory: Path, expires: datetime) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "WVR-TEST-1.toml"
+    path.write_text(
+        'id = "WVR-TEST-1"\nowner = "alice@example.com"\napproved_by = "bob@example.com"\n'
+        + 'reason = "no fixed release we can take yet"\n'
+        + f"expires = {expires.strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
+        + '[scope]\ngate = "pip-audit"\nfinding = "PYSEC-2019-217"\npackage = "jinja2"\n'
+    )
+    return directory
+
+
+def test_waiver_suppresses_only_its_finding_when_unexpired(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", pins=("jinja2==2.10",))
+    waivers = load_waivers(_waiver(tmp_path / "waivers", datetime.now(UTC) + timedelta(days=30)))
+    decision = decide(root, "pip-audit", waivers)
+    assert decision["waivers_used"] == ["WVR-TEST-1"]
+    assert not any("PYSEC-2019-217" in v for v in decision["violations"])
+    # jinja2 2.10 has other advisories the waiver does not name: they still fail the gate.
+    assert decision["result"] == "fail"
+
+
+def test_expired_waiver_no_longer_suppresses_its_finding(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "repo", pins=("jinja2==2.10",))
+    waivers = load_waivers(_waiver(tmp_path / "waivers", datetime.now(UTC) - timedelta(days=1)))
+    decision = decide(root, "pip-audit", waivers)
+    assert decision["result"] == "fail"
+    assert decision["waivers_used"] == []
+    assert decision["waivers_ignored"] == ["WVR-TEST-1"]
+    assert any("PYSEC-2019-217" in v for v in decision["violations"])
+
+
+def test_pip_audit_gate_fails_when_the_advisory_snapshot_is_missing(project: Path) -> None:
+    ws = workspace(project)
+    ws = dataclasses.replace(ws, advisory_db=project / "no-db")
+    decision = decide_gate(ws, GATES["pip-audit"](ws), [])
+    assert decision["result"] == "fail"
+    assert any("advisory database not found" in v for v in decision["violations"])
+
+
+def test_locked_pins_reads_names_and_versions_when_hashes_follow() -> None:
+    text = (
+        "Jinja2==3.1.6 \\\n    --hash=sha256:ab\n"
+        "uvicorn[standard]==0.32.0 ; python_version >= '3'\n"
+    )
+    assert locked_pins(text) == [
+        {"name": "jinja2", "version": "3.1.6"},
+        {"name": "uvicorn", "version": "0.32.0"},
+    ]
+
+
+def test_checkov_gate_passes_when_dockerfile_and_workflow_are_ours(project: Path) -> None:
+    decision = decide(project, "checkov")
+    assert decision["result"] == "pass", decision["violations"]
+
+
+def test_checkov_gate_fails_when_the_dockerfile_runs_as_root(project: Path) -> None:
+    (project / "Dockerfile").write_text(ROOT_DOCKERFILE)
+    decision = decide(project, "checkov")
+    assert decision["result"] == "fail"
+    assert any("CKV_DOCKER_3" in v for v in decision["violations"]), decision["violations"]
+
+
+def test_opa_gate_passes_when_policies_and_tests_are_clean(project: Path) -> None:
+    assert decide(project, "opa")["result"] == "pass"
+
+
+def test_opa_gate_fails_when_a_rego_test_fails(project: Path) -> None:
+    (project / "policies" / "pipeline" / "planted_test.rego").write_text(
+        "package moneypath.pipeline.planted_test\n\nimport rego.v1\n\n"
+        "test_planted_failure if {\n\t1 == 2\n}\n"
+    )
+    decision = decide(project, "opa")
+    assert decision["result"] == "fail"
+    assert any("test_planted_failure" in v for v in decision["violations"]), decision["violations"]
+
+
+def test_pytest_gate_passes_when_tests_pass_with_coverage(project: Path) -> None:
+    decision = decide(project, "pytest")
+    assert decision["result"] == "pass", decision["violations"]
+
+
+def test_pytest_gate_fails_when_a_test_fails(project: Path) -> None:
+    (project / "tests" / "test_broken.py").write_text(
+        "def test_planted_failure_when_run() -> None:\n    assert 1 == 2\n"
+    )
+    decision = decide(project, "pytest")
+    assert decision["result"] == "fail"
+    assert any("test_planted_failure_when_run" in v for v in decision["violations"])
+
+
+def test_pytest_gate_ingests_reports_when_given_a_report_directory(project: Path) -> None:
+    ws = workspace(project)
+    GATES["pytest"](ws)  # produce junit.xml + coverage.json once
+    ingested = dataclasses.replace(ws, pytest_reports=ws.reports_dir / "pytest")
+    result = GATES["pytest"](ingested)
+    assert result.facts["source"] == "ingested"
+    assert result.facts["tests"] == 1
+    assert decide_gate(ingested, result, [])["result"] == "pass"
+
+
+def test_sbom_gate_lists_every_locked_component_when_run(project: Path) -> None:
+    ws = workspace(project)
+    result = GATES["sbom"](ws)
+    assert result.facts["component_count"] == 1
+    assert decide_gate(ws, result, [])["result"] == "pass"
+
+
+def test_tools_come_from_the_pipeline_home_when_checking_a_copy(project: Path) -> None:
+    ws = workspace(project)
+    assert ws.opa == HOME / ".tools" / "bin" / "opa"
+    assert ws.bin_dir == Path(sys.executable).parent
