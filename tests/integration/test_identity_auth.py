@@ -371,3 +371,40 @@ def test_security_rejections_are_counted_by_code(api: TestClient, admin: ApiClie
     old = datetime.now(UTC) - timedelta(minutes=10)
     admin.post("/v1/clients", json=_new_client_body(), idempotency_key="m-1", created=old)
     assert count() == before + 1
+
+
+def test_signature_with_expires_in_the_past_is_401_stale_request(admin: ApiClient) -> None:
+    response = admin.post(
+        "/v1/clients",
+        json=_new_client_body(),
+        idempotency_key="exp-1",
+        expires=datetime.now(UTC) - timedelta(seconds=5),
+    )
+    assert response.status_code == 401
+    assert _code(response) == "stale_request"
+
+
+def test_expired_nonces_are_deleted_and_live_ones_kept(stack: Stack) -> None:
+    import asyncio
+
+    from app.platform.db import create_engine, session_factory
+    from app.platform.request_auth import delete_expired_nonces
+
+    _db_rows(
+        stack,
+        "INSERT INTO platform.seen_nonces VALUES "
+        "('key_gc', 'old-nonce-aaaaaaaaaa', now() - interval '1 second'), "
+        "('key_gc', 'new-nonce-aaaaaaaaaa', now() + interval '600 seconds') RETURNING 1",
+    )
+
+    async def clean() -> int:
+        engine = create_engine(stack.database_url or "", pool_size=1)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                return await delete_expired_nonces(session)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(clean()) >= 1
+    left = _db_rows(stack, "SELECT nonce FROM platform.seen_nonces WHERE key_id = 'key_gc'")
+    assert left == [("new-nonce-aaaaaaaaaa",)]

@@ -336,3 +336,25 @@ def test_expired_key_window_is_enforced(admin: ApiClient, client_factory: Client
     # A key that is not valid yet cannot be bound to a token.
     assert client.fetch_token(key_id=future_key).json()["error"] == "invalid_request"
     assert client.fetch_token().status_code == 200
+
+
+def test_ledger_read_scope_cannot_post_a_transaction(client_factory: ClientFactory) -> None:
+    reader = client_factory(scopes=["ledger:read"])
+    response = reader.post(
+        "/v1/ledger/transactions",
+        json={
+            "status": "posted",
+            "postings": [
+                {"account_id": "acc_a", "direction": "debit", "amount_minor": 1, "currency": "EUR"},
+                {
+                    "account_id": "acc_b",
+                    "direction": "credit",
+                    "amount_minor": 1,
+                    "currency": "EUR",
+                },
+            ],
+        },
+        idempotency_key=_key(),
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "forbidden"

@@ -60,6 +60,7 @@ def sign_request(
     body: bytes,
     created: datetime | None = None,
     nonce: str | None = None,
+    expires: datetime | None = None,
 ) -> None:
     """Sign `request` in place (label sig1, ed25519, Content-Digest when there is a body)."""
     covered = ["@method", "@target-uri"]
@@ -74,6 +75,7 @@ def sign_request(
         message,
         key_id=key_id,
         created=created,
+        expires=expires,
         nonce=nonce or secrets.token_urlsafe(24),
         label="sig1",
         covered_component_ids=covered,
@@ -145,6 +147,7 @@ class ApiClient:
         sign: bool | None = None,
         created: datetime | None = None,
         nonce: str | None = None,
+        expires: datetime | None = None,
         signing_key: tuple[str, Ed25519PrivateKey] | None = None,
     ) -> httpx.Request:
         """Build (and, for mutating methods, sign) a request without sending it."""
@@ -164,6 +167,7 @@ class ApiClient:
                 body=request.read(),
                 created=created,
                 nonce=nonce,
+                expires=expires,
             )
         return request
 
