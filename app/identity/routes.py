@@ -7,9 +7,10 @@ does not go through the JSON `Endpoint` pipeline; its OpenAPI entry is written b
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -80,13 +81,37 @@ def _form(raw: bytes, content_type: str) -> dict[str, str]:
     return form
 
 
+def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str | None, str | None]:
+    """RFC 6749 §2.3.1: HTTP Basic or the form body, never both at once."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return form.get("client_id"), form.get("client_secret")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise OAuthError("invalid_client", "client authentication must use Basic or the form")
+    if "client_secret" in form:
+        raise OAuthError("invalid_request", "send the client credentials one way only")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise OAuthError("invalid_client", "malformed Basic credentials") from None
+    user, separator, password = decoded.partition(":")
+    if not separator:
+        raise OAuthError("invalid_client", "malformed Basic credentials")
+    client_id = unquote_plus(user)
+    if form.get("client_id") not in (None, client_id):
+        raise OAuthError("invalid_request", "client_id in the form and in Basic differ")
+    form["client_id"] = client_id
+    return client_id, unquote_plus(password)
+
+
 async def _issue(request: Request, services: Services, form: dict[str, str]) -> dict[str, Any]:
     grant_type = form.get("grant_type")
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required")
     if grant_type != "client_credentials":
         raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
-    client_id, client_secret = form.get("client_id"), form.get("client_secret")
+    client_id, client_secret = _client_credentials(request, form)
     if not client_id or not client_secret or len(client_id) > 64 or len(client_secret) > 256:
         raise OAuthError("invalid_client", "client_id and client_secret are required")
     issuer = _issuer(request)

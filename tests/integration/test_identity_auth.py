@@ -408,3 +408,72 @@ def test_expired_nonces_are_deleted_and_live_ones_kept(stack: Stack) -> None:
     assert asyncio.run(clean()) >= 1
     left = _db_rows(stack, "SELECT nonce FROM platform.seen_nonces WHERE key_id = 'key_gc'")
     assert left == [("new-nonce-aaaaaaaaaa",)]
+
+
+def test_token_endpoint_accepts_http_basic_client_authentication(
+    api: TestClient, admin: ApiClient
+) -> None:
+    response = api.post(
+        "/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(admin.client_id, admin.client_secret),
+    )
+    assert response.status_code == 200
+    wrong = api.post(
+        "/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(admin.client_id, admin.client_secret + "x"),
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
+
+
+def test_cli_bootstraps_an_admin_whose_key_signs_accepted_requests(
+    stack: Stack, api: TestClient, tmp_path: Any
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key_file = tmp_path / "admin.pem"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.entrypoints.cli",
+            "clients",
+            "create",
+            "--name",
+            "first-admin",
+            "--scopes",
+            "clients:admin",
+            "kyc:write",
+            "--private-key-out",
+            str(key_file),
+        ],
+        env=stack.app_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed["client_secret"].startswith("mps_")
+    assert "PRIVATE KEY" not in result.stdout
+    assert key_file.stat().st_mode & 0o077 == 0
+    private_key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    assert isinstance(private_key, Ed25519PrivateKey)
+    admin = ApiClient(
+        api,
+        client_id=printed["client_id"],
+        client_secret=printed["client_secret"],
+        key_id=printed["key_id"],
+        private_key=private_key,
+    )
+    assert admin.fetch_token().json()["scope"] == "clients:admin kyc:write"
+    response = admin.post("/v1/clients", json=_new_client_body(), idempotency_key="cli-1")
+    assert response.status_code == 201, response.text
