@@ -36,7 +36,10 @@ action_scopes := {
 	"evidence.list": "evidence:read",
 	"evidence.checkpoints.read": "evidence:read",
 	"evidence.proofs.read": "evidence:read",
-	"evidence.exports.read": "evidence:read",
+	"evidence.keys.read": "evidence:read",
+	"evidence.exports.in_toto": "evidence:read",
+	"evidence.exports.oscal": "evidence:read",
+	"evidence.exports.bundle": "evidence:read",
 	"evidence.attachments.create": "evidence:write",
 	"evidence.attachments.read": "evidence:read",
 }

@@ -16,7 +16,10 @@ evidence_reads := [
 	"evidence.list",
 	"evidence.checkpoints.read",
 	"evidence.proofs.read",
-	"evidence.exports.read",
+	"evidence.keys.read",
+	"evidence.exports.in_toto",
+	"evidence.exports.oscal",
+	"evidence.exports.bundle",
 	"evidence.attachments.read",
 ]
 
