@@ -75,7 +75,11 @@ def start_identity(
     vault.ensure_transit_key(customers.PII_KEY)
     issuer = tokens.TokenIssuer(vault, issuer=public_base_url, audience=TOKEN_AUDIENCE)
     issuer.load()
-    verifier = TokenVerifier(issuer=public_base_url, jwks_source=issuer.jwks)
+    verifier = TokenVerifier(
+        issuer=public_base_url,
+        jwks_source=issuer.jwks,
+        on_unknown_kid=issuer.refresh_for_unknown_kid,
+    )
 
     async def is_active(principal: Principal) -> bool:
         async with sessions() as session:

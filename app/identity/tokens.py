@@ -36,6 +36,7 @@ from app.platform.vault import Vault
 SIGNING_KEY_SECRET = "moneypath/jwt-signing"  # noqa: S105 - a Vault path
 KEPT_SIGNING_KEYS = 2  # current and previous
 RELOAD_INTERVAL_S = 30
+UNKNOWN_KID_RELOAD_S = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,13 @@ class TokenIssuer:
     async def refresh_if_due(self) -> None:
         """Pick up a rotation done by another process, at most every reload interval."""
         if time.monotonic() - self._loaded_at >= self._reload_interval_s:
+            self._loaded_at = time.monotonic()
+            await asyncio.to_thread(self.load)
+
+    async def refresh_for_unknown_kid(self) -> None:
+        """A token names a kid we lack: perhaps another process rotated. Reload, but at
+        most every UNKNOWN_KID_RELOAD_S, so made-up kids cannot flood Vault."""
+        if time.monotonic() - self._loaded_at >= UNKNOWN_KID_RELOAD_S:
             self._loaded_at = time.monotonic()
             await asyncio.to_thread(self.load)
 

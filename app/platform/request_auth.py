@@ -216,6 +216,7 @@ class TokenVerifier:
         audience: str = TOKEN_AUDIENCE,
         jwks: Mapping[str, Any] | None = None,
         jwks_source: Callable[[], Mapping[str, Any]] | None = None,
+        on_unknown_kid: Callable[[], Awaitable[None]] | None = None,
         jwks_url: str | None = None,
         jwks_timeout_s: float = JWKS_FETCH_TIMEOUT_S,
         jwks_cache_ttl_s: float = JWKS_CACHE_TTL_S,
@@ -230,6 +231,9 @@ class TokenVerifier:
         self._leeway_s = leeway_s
         self._static = _keys_by_kid(jwks) if jwks is not None else None
         self._source = jwks_source
+        # With `jwks_source`: called once when a token names a kid we do not know, so a
+        # key rotated in by another process is picked up at once (the callee rate-limits).
+        self._on_unknown_kid = on_unknown_kid
         self._source_seen: Mapping[str, Any] | None = None
         self._source_keys: dict[str, Ed25519PublicKey] = {}
         self._remote = (
@@ -242,13 +246,21 @@ class TokenVerifier:
         if self._static is not None:
             return self._static.get(kid)
         if self._source is not None:
-            current = self._source()
-            if current is not self._source_seen:
-                self._source_keys = _keys_by_kid(current)
-                self._source_seen = current
-            return self._source_keys.get(kid)
+            key = self._source_key(kid)
+            if key is None and self._on_unknown_kid is not None:
+                await self._on_unknown_kid()
+                key = self._source_key(kid)
+            return key
         assert self._remote is not None
         return await self._remote.key(kid)
+
+    def _source_key(self, kid: str) -> Ed25519PublicKey | None:
+        assert self._source is not None
+        current = self._source()
+        if current is not self._source_seen:
+            self._source_keys = _keys_by_kid(current)
+            self._source_seen = current
+        return self._source_keys.get(kid)
 
     async def verify(self, token: str) -> VerifiedToken:
         """Verify `token` and return its claims. Raises InvalidTokenError."""

@@ -250,14 +250,39 @@ def test_client_creation_refuses_unknown_scopes_and_private_jwks(admin: ApiClien
 
 
 def test_token_signed_with_previous_kid_stays_valid_after_rotation(
-    api: TestClient, admin: ApiClient, settings: Settings
+    api: TestClient, admin: ApiClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    from app.identity import tokens
+
     old_token = admin.token()
     issuer = api.app.state.services.extras["token_issuer"]  # type: ignore[attr-defined]
     old_kid = issuer.current_kid
     vault = Vault.login(settings.vault_addr, settings.vault_login)
+    # As if another replica (or the CLI) rotated: this process has not reloaded yet.
     new_kid = identity_api.rotate_signing_key(vault)
-    issuer.load()  # what the reload timer does within 30 s
+    stored = vault.read_secret(tokens.SIGNING_KEY_SECRET)
+    assert stored is not None
+    new_private = serialization.load_pem_private_key(
+        stored["keys"][0]["private_pem"].encode(), None
+    )
+    claims = jwt.decode(old_token, options={"verify_signature": False})
+    now = int(time.time())
+    replica_token = jwt.encode(
+        {**claims, "iat": now, "nbf": now, "exp": now + 60, "jti": "tok_replica"},
+        new_private,  # type: ignore[arg-type]
+        algorithm="EdDSA",
+        headers={"kid": new_kid, "typ": "at+jwt"},
+    )
+    monkeypatch.setattr(tokens, "UNKNOWN_KID_RELOAD_S", 0)
+    by_replica = api.get(
+        f"/v1/clients/{admin.client_id}", headers={"Authorization": f"Bearer {replica_token}"}
+    )
+    assert by_replica.status_code == 200, by_replica.text
     kids = [key["kid"] for key in api.get("/.well-known/jwks.json").json()["keys"]]
     assert kids == [new_kid, old_kid]
     still = api.get(
@@ -265,8 +290,6 @@ def test_token_signed_with_previous_kid_stays_valid_after_rotation(
     )
     assert still.status_code == 200
     admin.forget_token()
-    import jwt
-
     assert jwt.get_unverified_header(admin.token())["kid"] == new_kid
     assert admin.get(f"/v1/clients/{admin.client_id}").status_code == 200
 
