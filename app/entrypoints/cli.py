@@ -63,6 +63,29 @@ def up(args: argparse.Namespace) -> int:
         stack.stop_all()
 
 
+def worker(args: argparse.Namespace) -> int:
+    """Maintenance loop: expire ledger holds, add postings partitions, purge idempotency keys."""
+    import asyncio
+    import dataclasses
+    import json
+
+    from app.entrypoints import worker as maintenance
+    from app.platform.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"moneypath worker: {error}", file=sys.stderr)
+        return 2
+    if args.once:
+        report = asyncio.run(maintenance.run_once(settings))
+        print(json.dumps(dataclasses.asdict(report)))
+        return 0
+    return asyncio.run(
+        maintenance.run_forever(settings, interval_s=args.interval, max_cycles=args.max_cycles)
+    )
+
+
 def migrate(_: argparse.Namespace) -> int:
     from app.platform.migrate import upgrade
 
@@ -230,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     rotate_jwt.set_defaults(run=keys_rotate_jwt)
     rotate_pii = keys_commands.add_parser("rotate-pii", help="rotate the PII transit key")
     rotate_pii.set_defaults(run=keys_rotate_pii)
+    worker_parser = commands.add_parser(
+        "worker", help="run maintenance: hold expiry, partitions, idempotency-key cleanup"
+    )
+    worker_parser.add_argument("--once", action="store_true", help="run one cycle and exit")
+    worker_parser.add_argument("--interval", type=float, default=5.0, help="seconds between cycles")
+    worker_parser.add_argument("--max-cycles", type=int, default=None)
+    worker_parser.set_defaults(run=worker)
     return parser
 
 
