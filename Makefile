@@ -42,7 +42,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(OPA) fmt --fail policies
+	$(OPA) fmt --fail --list policies
 	$(OPA) check --strict policies
 	$(OPA) test policies
 
