@@ -12,6 +12,7 @@ import re
 import shutil
 import tempfile
 import time
+import tomllib
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -105,6 +106,13 @@ def _load_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
 
 
 def _tool_error(run: ToolRun) -> str:
@@ -658,7 +666,8 @@ def sbom_gate(ws: Workspace) -> GateResult:
         str(report),
         "requirements.lock",
     ]
-    if (ws.root / "pyproject.toml").is_file():
+    if "project" in _toml(ws.root / "pyproject.toml"):
+        # The root component (name, version) only exists for a PEP 621 project.
         argv[2:2] = ["--pyproject", "pyproject.toml"]
     run = run_tool(argv, cwd=ws.root, timeout_s=ws.timeout_s)
     parsed = _load_json(report)

@@ -8,7 +8,6 @@ binary for the verdict through `policies/pipeline/`.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,52 +18,8 @@ import pytest
 from pipeline.gates import GATES, locked_pins
 from pipeline.runner import decide_gate
 from pipeline.waivers import load as load_waivers
-from pipeline.workspace import HOME, Workspace
-
-REPO = Path(__file__).resolve().parents[2]
-FAKE_HASH = "sha256:" + "0" * 64
-CLEAN_APP = '''"""A tiny fully-tested module."""
-
-
-def add(left: int, right: int) -> int:
-    return left + right
-'''
-CLEAN_TEST = """from app.calc import add
-
-
-def test_add_when_small_numbers() -> None:
-    assert add(2, 3) == 5
-"""
-ROOT_DOCKERFILE = """FROM docker.io/library/python:3.11.10-slim-bookworm
-COPY app /srv/app
-CMD ["python", "-m", "app"]
-"""
-
-
-def make_project(root: Path, pins: tuple[str, ...] = ("jinja2==3.1.6",)) -> Path:
-    """A small clean project: typed app, passing tests, lock, Dockerfile, workflow, policies."""
-    (root / "app").mkdir(parents=True)
-    (root / "app" / "__init__.py").write_text('"""Demo."""\n')
-    (root / "app" / "calc.py").write_text(CLEAN_APP)
-    (root / "tests").mkdir()
-    (root / "tests" / "test_calc.py").write_text(CLEAN_TEST)
-    (root / "requirements.lock").write_text(
-        "".join(f"{pin} \\\n    --hash={FAKE_HASH}\n" for pin in pins)
-    )
-    shutil.copy(REPO / "Dockerfile", root / "Dockerfile")
-    (root / ".github" / "workflows").mkdir(parents=True)
-    shutil.copy(REPO / ".github" / "workflows" / "ci.yml", root / ".github" / "workflows")
-    shutil.copytree(REPO / "policies" / "pipeline", root / "policies" / "pipeline")
-    return root
-
-
-def workspace(root: Path) -> Workspace:
-    return Workspace.create(
-        root,
-        reports_dir=root.parent / "reports",
-        source_packages=["app"],
-        test_paths=["tests"],
-    )
+from pipeline.workspace import HOME
+from tests.support.pipeline_project import ROOT_DOCKERFILE, make_project, workspace
 
 
 def decide(root: Path, gate: str, waivers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -83,7 +38,7 @@ def test_bandit_gate_passes_when_the_tree_is_clean(project: Path) -> None:
 
 
 def test_bandit_gate_fails_when_a_file_has_a_high_issue(project: Path) -> None:
-    (project / "app" / "danger.py").write_text(
+    (project / "demo" / "danger.py").write_text(
         "import subprocess\n\n\ndef run(cmd: str) -> None:\n    subprocess.Popen(cmd, shell=True)\n"
     )
     decision = decide(project, "bandit")

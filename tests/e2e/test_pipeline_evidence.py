@@ -1,0 +1,202 @@
+"""The pipeline writes signed evidence to the real evidence service and promotes on it.
+
+The API and the evidence service run as uvicorn processes (`live_stack`); the pipeline
+authenticates as a service client created through the identity API, exactly as in CI.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.entrypoints.devstack import Stack, free_port
+from pipeline.evidence_client import EvidenceClient
+from pipeline.promotion import promote
+from pipeline.runner import run_pipeline
+from pipeline.workspace import HOME
+from tests.support.api_client import ClientFactory
+from tests.support.pipeline_project import ROOT_DOCKERFILE, make_project, workspace
+
+ALL_GATES = [
+    "ruff",
+    "mypy",
+    "lint-imports",
+    "bandit",
+    "pip-audit",
+    "checkov",
+    "opa",
+    "pytest",
+    "sbom",
+]
+
+
+def _commit() -> str:
+    return secrets.token_hex(20)
+
+
+@pytest.fixture
+def evidence_client(live_stack: Stack, client_factory: ClientFactory) -> Iterator[EvidenceClient]:
+    with httpx.Client(base_url=live_stack.api_url, timeout=10) as http:
+        ci = client_factory(
+            scopes=["evidence:write", "evidence:read"], name="ci-pipeline", http=http
+        )
+        client = EvidenceClient(
+            evidence_url=live_stack.evidence_url,
+            token_url=live_stack.api_url,
+            client_id=ci.client_id,
+            client_secret=ci.client_secret,
+            key_id=ci.key_id,
+            private_key=ci.private_key,
+        )
+        yield client
+        client.close()
+
+
+def _record(client: EvidenceClient, record_id: str) -> dict[str, Any]:
+    record: dict[str, Any] = client.get(f"/v1/evidence/{record_id}")["record"]
+    return record
+
+
+def test_gate_records_say_fail_with_the_finding_when_problems_are_planted(
+    tmp_path: Path, evidence_client: EvidenceClient
+) -> None:
+    root = make_project(tmp_path / "repo", pins=("jinja2==2.10",))
+    (root / "demo" / "danger.py").write_text(
+        "import subprocess\n\n\ndef run(cmd: str) -> None:\n    subprocess.Popen(cmd, shell=True)\n"
+    )
+    (root / "Dockerfile").write_text(ROOT_DOCKERFILE)
+    (root / "policies" / "pipeline" / "planted_test.rego").write_text(
+        "package moneypath.pipeline.planted_test\n\nimport rego.v1\n\n"
+        "test_planted_failure if {\n\t1 == 2\n}\n"
+    )
+    (root / "tests" / "test_broken.py").write_text(
+        "def test_planted_failure_when_run() -> None:\n    assert 1 == 2\n"
+    )
+    commit = _commit()
+    outcome = run_pipeline(
+        workspace(root),
+        ["bandit", "pip-audit", "checkov", "opa", "pytest"],
+        sink=evidence_client,
+        waivers_dir=tmp_path / "no-waivers",
+        commit=commit,
+        actor="ci-test",
+        echo=False,
+    )
+    assert not outcome.passed
+    expected = {
+        "bandit": "B602",
+        "pip-audit": "PYSEC-2019-217",
+        "checkov": "CKV_DOCKER_3",
+        "opa": "test_planted_failure",
+        "pytest": "test_planted_failure_when_run",
+    }
+    for gate in outcome.gates:
+        assert gate.evidence_id, gate.evidence_error
+        record = _record(evidence_client, gate.evidence_id)
+        assert record["result"] == "fail"
+        assert record["subject"]["commit"] == commit
+        assert record["details"]["gate"] == gate.result.gate
+        assert any(expected[gate.result.gate] in f for f in record["details"]["findings"])
+        assert record["tool"]["version"] not in ("", "unavailable")
+        assert record["attachments"], "the report is stored as an attachment"
+        stored = evidence_client.get(f"/v1/attachments/{record['attachments'][0]['digest']}")
+        assert stored["digest"] == record["attachments"][0]["digest"]
+    assert outcome.evidence_id
+    run = _record(evidence_client, outcome.evidence_id)
+    assert run["type"] == "ci.run"
+    assert run["result"] == "fail"
+    assert set(run["details"]["gate_records"]) == set(expected)
+    listed = evidence_client.list_records({"commit": commit, "result": "fail"})
+    assert len(listed) == len(expected) + 1
+
+
+def test_run_fails_when_the_evidence_service_is_down(
+    tmp_path: Path, evidence_client: EvidenceClient, live_stack: Stack
+) -> None:
+    down = EvidenceClient(
+        evidence_url=f"http://127.0.0.1:{free_port()}",
+        token_url=live_stack.api_url,
+        client_id=evidence_client._client_id,
+        client_secret=evidence_client._client_secret,
+        key_id=evidence_client._key_id,
+        private_key=evidence_client._private_key,
+    )
+    try:
+        outcome = run_pipeline(
+            workspace(make_project(tmp_path / "repo")),
+            ["bandit"],
+            sink=down,
+            waivers_dir=tmp_path / "no-waivers",
+            commit=_commit(),
+            actor="ci-test",
+            echo=False,
+        )
+    finally:
+        down.close()
+    assert outcome.gates[0].decision["result"] == "pass"
+    assert outcome.gates[0].evidence_id is None
+    assert "unreachable" in (outcome.gates[0].evidence_error or "")
+    assert not outcome.passed
+    assert "gate bandit: no evidence record was written" in outcome.decision["violations"]
+
+
+def test_promotion_is_refused_without_passing_evidence_and_recorded_with_it(
+    tmp_path: Path, evidence_client: EvidenceClient
+) -> None:
+    commit = _commit()
+    digest = "sha256:" + secrets.token_hex(32)
+    policy = {"policy_dir": HOME / "policies" / "pipeline", "opa": HOME / ".tools" / "bin" / "opa"}
+    refused = promote(
+        evidence_url=None,
+        commit=commit,
+        artifact_digest=digest,
+        environment="production",
+        actor="carol",
+        client=evidence_client,
+        **policy,
+    )
+    assert not refused["allow"]
+    assert "evidence_id" not in refused
+
+    outcome = run_pipeline(
+        workspace(make_project(tmp_path / "repo")),
+        ALL_GATES,
+        sink=evidence_client,
+        waivers_dir=tmp_path / "no-waivers",
+        commit=commit,
+        actor="ci-test",
+        echo=False,
+    )
+    assert outcome.passed, [g.decision["violations"] for g in outcome.gates]
+
+    allowed = promote(
+        evidence_url=None,
+        commit=commit,
+        artifact_digest=digest,
+        environment="production",
+        actor="carol",
+        client=evidence_client,
+        **policy,
+    )
+    assert allowed["allow"], allowed["reasons"]
+    record = _record(evidence_client, allowed["evidence_id"])
+    assert record["type"] == "ci.promotion"
+    assert record["actor"] == "carol"
+    assert record["subject"]["artifacts"] == [{"name": "image:production", "digest": digest}]
+    assert record["details"]["run_records"] == [outcome.evidence_id]
+
+    other = promote(
+        evidence_url=None,
+        commit=_commit(),
+        artifact_digest=digest,
+        environment="production",
+        actor="carol",
+        client=evidence_client,
+        **policy,
+    )
+    assert not other["allow"]

@@ -1,0 +1,64 @@
+"""A small clean project for pipeline tests: each test plants one problem in its own copy."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pipeline.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE_HASH = "sha256:" + "0" * 64
+CLEAN_APP = '''"""A tiny fully-tested module."""
+
+
+def add(left: int, right: int) -> int:
+    return left + right
+'''
+CLEAN_TEST = """from demo.calc import add
+
+
+def test_add_when_small_numbers() -> None:
+    assert add(2, 3) == 5
+"""
+ROOT_DOCKERFILE = """FROM docker.io/library/python:3.11.10-slim-bookworm
+COPY demo /srv/demo
+CMD ["python", "-m", "demo"]
+"""
+PYPROJECT = """[tool.importlinter]
+root_packages = ["demo"]
+include_external_packages = true
+
+[[tool.importlinter.contracts]]
+name = "demo does no I/O"
+type = "forbidden"
+source_modules = ["demo"]
+forbidden_modules = ["httpx"]
+"""
+
+
+def make_project(root: Path, pins: tuple[str, ...] = ("jinja2==3.1.6",)) -> Path:
+    """A small clean project: typed package, passing tests, lock, Dockerfile, workflow, policies."""
+    (root / "demo").mkdir(parents=True)
+    (root / "demo" / "__init__.py").write_text('"""Demo."""\n')
+    (root / "demo" / "calc.py").write_text(CLEAN_APP)
+    (root / "pyproject.toml").write_text(PYPROJECT)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_calc.py").write_text(CLEAN_TEST)
+    (root / "requirements.lock").write_text(
+        "".join(f"{pin} \\\n    --hash={FAKE_HASH}\n" for pin in pins)
+    )
+    shutil.copy(REPO / "Dockerfile", root / "Dockerfile")
+    (root / ".github" / "workflows").mkdir(parents=True)
+    shutil.copy(REPO / ".github" / "workflows" / "ci.yml", root / ".github" / "workflows")
+    shutil.copytree(REPO / "policies" / "pipeline", root / "policies" / "pipeline")
+    return root
+
+
+def workspace(root: Path) -> Workspace:
+    return Workspace.create(
+        root,
+        reports_dir=root.parent / "reports",
+        source_packages=["demo"],
+        test_paths=["tests"],
+    )
