@@ -299,7 +299,6 @@ def format_time(moment: datetime) -> str:
 
 def canonical_entry(
     *,
-    seq: int,
     entry_id: str,
     transaction_id: str,
     kind: str,
@@ -310,10 +309,10 @@ def canonical_entry(
     """RFC 8785 (JCS) bytes of one journal entry.
 
     Amounts are rendered as decimal strings: JCS follows I-JSON, which cannot carry
-    integers beyond 2^53 exactly, and amounts go up to 2^63-1.
+    integers beyond 2^53 exactly, and amounts go up to 2^63-1. The sequence number is not
+    part of the entry: the prev_hash link already fixes each entry's place in the chain.
     """
     document: Any = {
-        "seq": seq,
         "id": entry_id,
         "transaction_id": transaction_id,
         "kind": kind,

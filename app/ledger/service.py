@@ -356,15 +356,10 @@ async def _write_entry(
             for account_id in touched
         ],
     )
-    # Last step, shortest hold: the chain head serializes every journal write.
-    head = (
-        await session.execute(
-            text("SELECT last_seq, last_hash FROM ledger.chain_head WHERE id = 1 FOR UPDATE")
-        )
-    ).one()
-    seq = int(head.last_seq) + 1
+    # Last step, one statement: the chain head row serializes every journal write, so
+    # it is locked, advanced and released at commit with no round trip in between.
+    # hash = sha256(prev_hash || JCS(entry)), computed by PostgreSQL over the bytes we send.
     canonical = domain.canonical_entry(
-        seq=seq,
         entry_id=entry_id,
         transaction_id=transaction_id,
         kind=kind,
@@ -372,28 +367,32 @@ async def _write_entry(
         detail=detail,
         postings=[_posting_fields(movement, occurred_at) for movement in movements],
     )
-    entry_hash = domain.chain_hash(head.last_hash, canonical)
     await session.execute(
         text(
             """
+            WITH old AS (
+                SELECT last_seq, last_hash FROM ledger.chain_head WHERE id = 1 FOR UPDATE
+            ), head AS (
+                UPDATE ledger.chain_head h
+                SET last_seq = old.last_seq + 1,
+                    last_hash = encode(sha256(decode(old.last_hash, 'hex') || :canonical), 'hex')
+                FROM old
+                WHERE h.id = 1
+                RETURNING h.last_seq, h.last_hash, old.last_hash AS prev_hash
+            )
             INSERT INTO ledger.journal_entries
                 (seq, id, transaction_id, kind, occurred_at, prev_hash, hash)
-            VALUES (:seq, :id, :transaction_id, :kind, :occurred_at, :prev_hash, :hash);
+            SELECT last_seq, :id, :transaction_id, :kind, :occurred_at, prev_hash, last_hash
+            FROM head
             """
         ),
         {
-            "seq": seq,
+            "canonical": canonical,
             "id": entry_id,
             "transaction_id": transaction_id,
             "kind": kind,
             "occurred_at": occurred_at,
-            "prev_hash": head.last_hash,
-            "hash": entry_hash,
         },
-    )
-    await session.execute(
-        text("UPDATE ledger.chain_head SET last_seq = :seq, last_hash = :hash WHERE id = 1"),
-        {"seq": seq, "hash": entry_hash},
     )
 
 
@@ -921,7 +920,6 @@ def _check_entry(
     if detail is None:
         return bad("transaction_row_missing")
     canonical = domain.canonical_entry(
-        seq=entry.seq,
         entry_id=entry.id,
         transaction_id=entry.transaction_id,
         kind=entry.kind,
