@@ -1,0 +1,231 @@
+"""Ledger throughput: posted transfers per second through the HTTP API vs pgbench TPC-B.
+
+    XDG_RUNTIME_DIR=/tmp .venv/bin/python loadtests/bench_ledger.py \
+        [--seconds 20] [--clients 16] [--api-workers 2] [--pgbench-clients 8]
+
+Starts its own PostgreSQL, OpenBao and OPA (free ports, temp dir) and the API under
+uvicorn, exactly as `moneypath up` does. Accounts are opened and funded through the ledger
+api module (set-up is not what we measure); the measured transfers go over HTTP with the
+whole pipeline: bearer token, RFC 9421 signature + nonce, OPA, Idempotency-Key, schema
+validation, the ledger transaction, audit record and outbox event.
+
+Two scenarios, each followed by pgbench TPC-B (scale 10) against the same PostgreSQL:
+1. 1,000 accounts, each transfer between two random ones (little contention);
+2. 2 hot accounts, every transfer between the same two (every request on the same rows).
+
+Prints, per scenario, transfers/s, pgbench tps and their ratio, plus latency percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import psycopg
+
+from app.entrypoints.devstack import Ports, Stack, postgres_bin_dir
+from app.ledger import api as ledger_api
+from app.platform.db import create_engine, session_factory
+
+if TYPE_CHECKING:
+    from tests.support.api_client import ApiClient
+
+FUNDING_MINOR = 10**12
+PGBENCH_SCALE = 10
+
+
+@dataclass
+class Outcome:
+    transfers_per_s: float
+    statuses: Counter[int]
+    p50_ms: float
+    p99_ms: float
+
+
+async def _open_accounts(database_url: str, count: int) -> list[str]:
+    """Open `count` funded accounts (limit 0) plus one unlimited source, in a few transactions."""
+    engine = create_engine(database_url, pool_size=2)
+    sessions = session_factory(engine)
+    tag = secrets.token_hex(4)
+    try:
+        async with sessions() as session, session.begin():
+            source = await ledger_api.create_account(
+                session,
+                code=f"bench-{tag}-source",
+                currency="USD",
+                normal_balance="credit",
+                overdraft_limit_minor=None,
+            )
+            ids = [
+                (
+                    await ledger_api.create_account(
+                        session, code=f"bench-{tag}-{i}", currency="USD", normal_balance="credit"
+                    )
+                ).id
+                for i in range(count)
+            ]
+        for start in range(0, count, ledger_api.MAX_POSTINGS - 1):
+            chunk = ids[start : start + ledger_api.MAX_POSTINGS - 1]
+            legs = [ledger_api.Leg(source.id, "debit", FUNDING_MINOR * len(chunk), "USD")]
+            legs += [ledger_api.Leg(account, "credit", FUNDING_MINOR, "USD") for account in chunk]
+            async with sessions() as session, session.begin():
+                await ledger_api.create_transaction(session, legs=legs)
+        return ids
+    finally:
+        await engine.dispose()
+
+
+def _drive(clients: list[ApiClient], accounts: list[str], seconds: float) -> Outcome:
+    stop_at = time.monotonic() + seconds
+    statuses: Counter[int] = Counter()
+    latencies_ms: list[float] = []
+    lock = threading.Lock()
+
+    def run(client: ApiClient, seed: int) -> None:
+        chooser = random.Random(seed)
+        local: Counter[int] = Counter()
+        local_latencies: list[float] = []
+        while time.monotonic() < stop_at:
+            source, target = chooser.sample(accounts, 2)
+            body = {
+                "status": "posted",
+                "postings": [
+                    {
+                        "account_id": source,
+                        "direction": "debit",
+                        "amount_minor": 1,
+                        "currency": "USD",
+                    },
+                    {
+                        "account_id": target,
+                        "direction": "credit",
+                        "amount_minor": 1,
+                        "currency": "USD",
+                    },
+                ],
+            }
+            started = time.perf_counter()
+            response = client.post(
+                "/v1/ledger/transactions", json=body, idempotency_key=secrets.token_hex(16)
+            )
+            local_latencies.append((time.perf_counter() - started) * 1000)
+            local[response.status_code] += 1
+        with lock:
+            statuses.update(local)
+            latencies_ms.extend(local_latencies)
+
+    started = time.monotonic()
+    threads = [
+        threading.Thread(target=run, args=(client, index)) for index, client in enumerate(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 60)
+    elapsed = time.monotonic() - started
+    ordered = sorted(latencies_ms) or [0.0]
+    return Outcome(
+        transfers_per_s=statuses[201] / elapsed,
+        statuses=statuses,
+        p50_ms=statistics.median(ordered),
+        p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+    )
+
+
+def _pgbench(database_url: str, seconds: float, clients: int) -> float:
+    binary = postgres_bin_dir() / "pgbench"
+    base, _, _ = database_url.rpartition("/")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        if (
+            connection.execute("SELECT 1 FROM pg_database WHERE datname = 'pgbench'").fetchone()
+            is None
+        ):
+            connection.execute("CREATE DATABASE pgbench")
+    url = f"{base}/pgbench"
+    subprocess.run(
+        [str(binary), "-i", "-q", "-s", str(PGBENCH_SCALE), url],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    result = subprocess.run(
+        [str(binary), "-c", str(clients), "-j", "2", "-T", str(int(seconds)), url],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+    )
+    match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", result.stdout)
+    if match is None:
+        raise RuntimeError(f"no tps in pgbench output: {result.stdout[-500:]}")
+    return float(match.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
+    parser.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--pgbench-clients", type=int, default=8)
+    parser.add_argument("--accounts", type=int, default=1000)
+    args = parser.parse_args()
+    # The signing test client lives with the tests; a script run puts only loadtests/ on
+    # the path, so add the repository root.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.api_client import ClientFactory
+
+    with tempfile.TemporaryDirectory(prefix="bench-ledger-") as root:
+        stack = Stack(root=Path(root), ports=Ports.free(), watch_policies=False)
+        stack.api_workers = args.api_workers
+        with stack.running(apps=False):
+            stack.start_api()
+            assert stack.database_url is not None
+            database_url = stack.database_url
+            factory = ClientFactory(database_url, httpx.Client(base_url=stack.api_url))
+            https = [httpx.Client(base_url=stack.api_url, timeout=30) for _ in range(args.clients)]
+            clients = [factory(scopes=["ledger:write", "ledger:read"], http=http) for http in https]
+            for client in clients:
+                client.token()
+            print(
+                f"ledger benchmark: {args.clients} HTTP clients, {args.api_workers} uvicorn "
+                f"workers, {args.seconds:.0f} s per run, request signing ACTIVE "
+                "(bearer token + RFC 9421 ed25519 + nonce), PostgreSQL fsync=on",
+                flush=True,
+            )
+            results: dict[str, tuple[Outcome, float]] = {}
+            for name, count in (("uncontended", args.accounts), ("hot", 2)):
+                accounts = asyncio.run(_open_accounts(database_url, count))
+                outcome = _drive(clients, accounts, args.seconds)
+                tps = _pgbench(database_url, args.seconds, args.pgbench_clients)
+                results[name] = (outcome, tps)
+                print(
+                    f"{name:>11} ({count} accounts): {outcome.transfers_per_s:8.1f} posted "
+                    f"transfers/s  | pgbench TPC-B {tps:8.1f} tps | ratio "
+                    f"{outcome.transfers_per_s / tps:.3f} | p50 {outcome.p50_ms:.1f} ms "
+                    f"p99 {outcome.p99_ms:.1f} ms | statuses {dict(outcome.statuses)}",
+                    flush=True,
+                )
+            hot = results["hot"][0].transfers_per_s
+            cold = results["uncontended"][0].transfers_per_s
+            print(f"hot / uncontended transfers: {hot / cold:.3f}", flush=True)
+            for http in https:
+                http.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
