@@ -171,3 +171,20 @@ def test_tools_come_from_the_pipeline_home_when_checking_a_copy(project: Path) -
     ws = workspace(project)
     assert ws.opa == HOME / ".tools" / "bin" / "opa"
     assert ws.bin_dir == Path(sys.executable).parent
+
+
+def test_static_gates_pass_when_the_tree_is_clean(project: Path) -> None:
+    for gate in ("ruff", "mypy", "lint-imports"):
+        assert decide(project, gate)["result"] == "pass", gate
+
+
+def test_static_gates_fail_when_each_finds_its_planted_problem(project: Path) -> None:
+    (project / "demo" / "typo.py").write_text(
+        "def half(value: int) -> str:\n    return value // 2\n"
+    )
+    (project / "demo" / "leak.py").write_text("import os\nimport httpx\n")
+    ruff, mypy, contracts = (decide(project, g) for g in ("ruff", "mypy", "lint-imports"))
+    assert ruff["result"] == "fail"
+    assert mypy["result"] == "fail"
+    assert contracts["result"] == "fail"
+    assert any("import-linter: 1 contracts broken" in v for v in contracts["violations"])
