@@ -16,7 +16,7 @@ COPY requirements.lock pyproject.toml ./
 RUN /opt/moneypath/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY app ./app
 COPY policies ./policies
-RUN /opt/moneypath/bin/pip install --no-deps --no-build-isolation .
+RUN /opt/moneypath/bin/pip install --no-deps .
 
 FROM docker.io/library/python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16
 
