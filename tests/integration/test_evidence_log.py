@@ -605,6 +605,40 @@ def test_cli_export_then_verify_round_trips_and_fails_on_tampering(
     assert tampered.returncode == 1
     assert "modified" in tampered.stderr
 
+    # A forger who re-signs the head and swaps in their own key passes only unpinned.
+    forged = json.loads(exported.stdout)
+    forger = Ed25519PrivateKey.generate()
+    raw = forger.public_key().public_bytes_raw()
+    forged["checkpoint"]["key_id"] = checkpoints.key_id_for(raw)
+    forged["checkpoint"]["signature"] = base64.b64encode(
+        forger.sign(forged["checkpoint"]["note"].encode())
+    ).decode()
+    forged["public_keys"] = [
+        checkpoints.PublicKey(checkpoints.key_id_for(raw), raw, 1, True).as_json()
+    ]
+    bundle_path.write_text(json.dumps(forged))
+    published = signer(stack, "evidence-checkpoint").public_keys()
+    key_path = tmp_path / "public-key.json"
+    key_path.write_text(json.dumps({"keys": [key.as_json() for key in published]}))
+    pinned = subprocess.run(
+        [*evidence_cli, "verify", str(bundle_path), "--key", str(key_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert pinned.returncode == 1
+    assert "checkpoint" in pinned.stderr
+    unpinned = subprocess.run(
+        [*evidence_cli, "verify", str(bundle_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unpinned.returncode == 0
+    assert "use --key to pin" in unpinned.stdout
+
 
 def test_counts_of_filtered_fixture_are_spread_over_every_value(log: Log) -> None:
     # Guards the other query tests: the fixture must exercise every filter value.
