@@ -301,6 +301,50 @@ def _posting_fields(movement: Movement, created_at: datetime) -> dict[str, Any]:
     }
 
 
+_WRITE_ENTRY = text(
+    """
+    WITH moved AS (
+        UPDATE ledger.balances b
+        SET posted_minor = v.posted, pending_debits_minor = v.debits,
+            pending_credits_minor = v.credits, updated_at = :occurred_at
+        FROM unnest(CAST(:b_ids AS text[]), CAST(:b_posted AS numeric[]),
+                    CAST(:b_debits AS numeric[]), CAST(:b_credits AS numeric[]))
+             AS v(id, posted, debits, credits)
+        WHERE b.account_id = v.id
+        RETURNING 1
+    ), written AS (
+        INSERT INTO ledger.postings
+            (created_at, entry_id, transaction_id, leg, account_id, direction,
+             amount_minor, currency, effect, balance_after_minor)
+        SELECT :occurred_at, :id, :transaction_id, v.leg, v.account_id, v.direction,
+               v.amount_minor, v.currency, v.effect, v.balance_after
+        FROM unnest(CAST(:p_legs AS smallint[]), CAST(:p_accounts AS text[]),
+                    CAST(:p_directions AS text[]), CAST(:p_amounts AS bigint[]),
+                    CAST(:p_currencies AS text[]), CAST(:p_effects AS text[]),
+                    CAST(:p_after AS numeric[]))
+             WITH ORDINALITY
+             AS v(leg, account_id, direction, amount_minor, currency, effect, balance_after, n)
+        ORDER BY v.n
+        RETURNING 1
+    ), old AS (
+        SELECT last_seq, last_hash FROM ledger.chain_head WHERE id = 1 FOR UPDATE
+    ), head AS (
+        UPDATE ledger.chain_head h
+        SET last_seq = old.last_seq + 1,
+            last_hash = encode(sha256(decode(old.last_hash, 'hex') || :canonical), 'hex')
+        FROM old
+        WHERE h.id = 1
+        RETURNING h.last_seq, h.last_hash, old.last_hash AS prev_hash
+    )
+    INSERT INTO ledger.journal_entries
+        (seq, id, transaction_id, kind, occurred_at, prev_hash, hash)
+    SELECT last_seq, :id, :transaction_id, :kind, :occurred_at, prev_hash, last_hash
+    FROM head
+    RETURNING (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM written) AS written
+    """
+)
+
+
 async def _write_entry(
     session: AsyncSession,
     *,
@@ -312,53 +356,16 @@ async def _write_entry(
     movements: Sequence[Movement],
     applied: Applied,
 ) -> None:
-    """Insert the postings, move the balances, then append the entry to the hash chain."""
+    """Insert the postings, move the balances and append the entry to the hash chain.
+
+    One statement, so the account rows (locked by the caller) and the chain head are held
+    for a single round trip plus the commit. The chain head row serializes every journal
+    write; hash = sha256(prev_hash || JCS(entry)) is computed by PostgreSQL over the exact
+    canonical bytes we send, and `verify` recomputes it in Python.
+    """
     if len(applied.balance_after_minor) != len(movements):
         raise InvariantViolation("ledger.running_balance", "one running balance per posting")
-    await session.execute(
-        text(
-            """
-            INSERT INTO ledger.postings
-                (created_at, entry_id, transaction_id, leg, account_id, direction,
-                 amount_minor, currency, effect, balance_after_minor)
-            VALUES (:created_at, :entry_id, :transaction_id, :leg, :account_id, :direction,
-                    :amount_minor, :currency, :effect, :balance_after)
-            """
-        ),
-        [
-            {
-                **_posting_fields(movement, occurred_at),
-                "entry_id": entry_id,
-                "transaction_id": transaction_id,
-                "balance_after": after,
-            }
-            for movement, after in zip(movements, applied.balance_after_minor, strict=True)
-        ],
-    )
     touched = sorted({movement.account_id for movement in movements})
-    await session.execute(
-        text(
-            """
-            UPDATE ledger.balances
-            SET posted_minor = :posted, pending_debits_minor = :debits,
-                pending_credits_minor = :credits, updated_at = :now
-            WHERE account_id = :id
-            """
-        ),
-        [
-            {
-                "id": account_id,
-                "posted": applied.balances[account_id].posted_minor,
-                "debits": applied.balances[account_id].pending_debits_minor,
-                "credits": applied.balances[account_id].pending_credits_minor,
-                "now": occurred_at,
-            }
-            for account_id in touched
-        ],
-    )
-    # Last step, one statement: the chain head row serializes every journal write, so
-    # it is locked, advanced and released at commit with no round trip in between.
-    # hash = sha256(prev_hash || JCS(entry)), computed by PostgreSQL over the bytes we send.
     canonical = domain.canonical_entry(
         entry_id=entry_id,
         transaction_id=transaction_id,
@@ -367,33 +374,31 @@ async def _write_entry(
         detail=detail,
         postings=[_posting_fields(movement, occurred_at) for movement in movements],
     )
-    await session.execute(
-        text(
-            """
-            WITH old AS (
-                SELECT last_seq, last_hash FROM ledger.chain_head WHERE id = 1 FOR UPDATE
-            ), head AS (
-                UPDATE ledger.chain_head h
-                SET last_seq = old.last_seq + 1,
-                    last_hash = encode(sha256(decode(old.last_hash, 'hex') || :canonical), 'hex')
-                FROM old
-                WHERE h.id = 1
-                RETURNING h.last_seq, h.last_hash, old.last_hash AS prev_hash
-            )
-            INSERT INTO ledger.journal_entries
-                (seq, id, transaction_id, kind, occurred_at, prev_hash, hash)
-            SELECT last_seq, :id, :transaction_id, :kind, :occurred_at, prev_hash, last_hash
-            FROM head
-            """
-        ),
-        {
-            "canonical": canonical,
-            "id": entry_id,
-            "transaction_id": transaction_id,
-            "kind": kind,
-            "occurred_at": occurred_at,
-        },
-    )
+    row = (
+        await session.execute(
+            _WRITE_ENTRY,
+            {
+                "b_ids": touched,
+                "b_posted": [str(applied.balances[a].posted_minor) for a in touched],
+                "b_debits": [str(applied.balances[a].pending_debits_minor) for a in touched],
+                "b_credits": [str(applied.balances[a].pending_credits_minor) for a in touched],
+                "p_legs": [m.leg for m in movements],
+                "p_accounts": [m.account_id for m in movements],
+                "p_directions": [m.direction for m in movements],
+                "p_amounts": [m.amount_minor for m in movements],
+                "p_currencies": [m.currency for m in movements],
+                "p_effects": [m.effect for m in movements],
+                "p_after": [str(after) for after in applied.balance_after_minor],
+                "canonical": canonical,
+                "id": entry_id,
+                "transaction_id": transaction_id,
+                "kind": kind,
+                "occurred_at": occurred_at,
+            },
+        )
+    ).one()
+    if row.moved != len(touched) or row.written != len(movements):
+        raise InvariantViolation("ledger.entry_written", "balances or postings went missing")
 
 
 def _lines(legs: Iterable[Leg]) -> tuple[events.PostingLine, ...]:
@@ -439,17 +444,13 @@ async def create_transaction(
     domain.check_legs(legs)
     if status not in ("posted", "pending"):
         raise ValidationError("status must be posted or pending")
-    domain.check_expiry(status, expires_at, _now())
-    accounts = await _lock_accounts(session, (leg.account_id for leg in legs))
-    effect: domain.Effect = "posted" if status == "posted" else "hold"
-    movements = [
-        Movement(index, leg.account_id, leg.direction, leg.amount_minor, leg.currency, effect)
-        for index, leg in enumerate(legs)
-    ]
-    applied = domain.apply_movements(accounts, movements)
+    received_at = _now()
+    domain.check_expiry(status, expires_at, received_at)
     transaction_id = _new_id("txn")
     entry_id = _new_id("jrn")
-    occurred_at = _now()
+    # Rows that do not depend on balances are written before the account locks are
+    # taken, so hot accounts stay locked for as little as possible; a refusal later
+    # rolls them back with everything else.
     await session.execute(
         text(
             """
@@ -469,7 +470,7 @@ async def create_transaction(
             "external_ref": external_ref,
             "reverses": reverses,
             "posting_count": len(legs),
-            "created_at": occurred_at,
+            "created_at": received_at,
         },
     )
     if status == "pending":
@@ -477,17 +478,7 @@ async def create_transaction(
             text("INSERT INTO ledger.open_holds (transaction_id, expires_at) VALUES (:id, :at)"),
             {"id": transaction_id, "at": expires_at},
         )
-    await _write_entry(
-        session,
-        transaction_id=transaction_id,
-        entry_id=entry_id,
-        kind="create",
-        occurred_at=occurred_at,
-        detail=_creation_detail(status, expires_at, description, external_ref, reverses),
-        movements=movements,
-        applied=applied,
-    )
-    when = domain.format_time(occurred_at)
+    when = domain.format_time(received_at)
     if status == "posted":
         await outbox.emit(
             session, events.LedgerTransactionPosted(transaction_id, _lines(legs), reverses, when)
@@ -502,6 +493,26 @@ async def create_transaction(
                 transaction_id, _lines(legs), domain.format_time(hold_until), when
             ),
         )
+    accounts = await _lock_accounts(session, (leg.account_id for leg in legs))
+    effect: domain.Effect = "posted" if status == "posted" else "hold"
+    movements = [
+        Movement(index, leg.account_id, leg.direction, leg.amount_minor, leg.currency, effect)
+        for index, leg in enumerate(legs)
+    ]
+    applied = domain.apply_movements(accounts, movements)
+    # Taken under the locks, so postings of one account are time-ordered like their ids
+    # and an as_of sum always matches some running balance.
+    occurred_at = _now()
+    await _write_entry(
+        session,
+        transaction_id=transaction_id,
+        entry_id=entry_id,
+        kind="create",
+        occurred_at=occurred_at,
+        detail=_creation_detail(status, expires_at, description, external_ref, reverses),
+        movements=movements,
+        applied=applied,
+    )
     return Transaction(
         id=transaction_id,
         status=status,
@@ -512,7 +523,7 @@ async def create_transaction(
         reverses=reverses,
         reversed_by=None,
         posted_amount_minor=None,
-        created_at=occurred_at,
+        created_at=received_at,
         status_changed_at=None,
     )
 
@@ -524,7 +535,7 @@ async def _original_legs(session: AsyncSession, entry_id: str, created_at: datet
                 """
                 SELECT account_id, direction, amount_minor, currency
                 FROM ledger.postings
-                WHERE entry_id = :entry_id AND created_at = :created_at
+                WHERE entry_id = :entry_id AND created_at >= :created_at
                 ORDER BY leg
                 """
             ),
@@ -624,10 +635,8 @@ async def _resolve_hold(
                     index, leg.account_id, leg.direction, posted_amount, leg.currency, "posted"
                 )
             )
-    accounts = await _lock_accounts(session, (leg.account_id for leg in legs))
-    applied = domain.apply_movements(accounts, movements)
     entry_id = _new_id("jrn")
-    occurred_at = _now()
+    changed_at = _now()
     await session.execute(
         text(
             """
@@ -641,21 +650,10 @@ async def _resolve_hold(
             "status": new_status,
             "amount": amount_minor,
             "entry_id": entry_id,
-            "occurred_at": occurred_at,
+            "occurred_at": changed_at,
         },
     )
-    kind = {"posted": "post", "voided": "void", "expired": "expire"}[new_status]
-    await _write_entry(
-        session,
-        transaction_id=transaction_id,
-        entry_id=entry_id,
-        kind=kind,
-        occurred_at=occurred_at,
-        detail=_change_detail(new_status, amount_minor),
-        movements=movements,
-        applied=applied,
-    )
-    when = domain.format_time(occurred_at)
+    when = domain.format_time(changed_at)
     if new_status == "posted":
         posted_legs = [
             Leg(m.account_id, m.direction, m.amount_minor, m.currency)
@@ -670,6 +668,20 @@ async def _resolve_hold(
         await outbox.emit(session, events.LedgerTransactionVoided(transaction_id, when))
     else:
         await outbox.emit(session, events.LedgerTransactionExpired(transaction_id, when))
+    # As in create_transaction: balance-independent rows first, then the account locks.
+    accounts = await _lock_accounts(session, (leg.account_id for leg in legs))
+    applied = domain.apply_movements(accounts, movements)
+    kind = {"posted": "post", "voided": "void", "expired": "expire"}[new_status]
+    await _write_entry(
+        session,
+        transaction_id=transaction_id,
+        entry_id=entry_id,
+        kind=kind,
+        occurred_at=_now(),
+        detail=_change_detail(new_status, amount_minor),
+        movements=movements,
+        applied=applied,
+    )
     return Transaction(
         id=original.id,
         status=new_status,
@@ -681,7 +693,7 @@ async def _resolve_hold(
         reversed_by=None,
         posted_amount_minor=amount_minor,
         created_at=original.created_at,
-        status_changed_at=occurred_at,
+        status_changed_at=changed_at,
     )
 
 
