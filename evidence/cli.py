@@ -93,8 +93,9 @@ def verify(args: argparse.Namespace) -> int:
     trust = "pinned key" if report.key_pinned else "key taken from the bundle (use --key to pin)"
     if report.ok:
         print(
-            f"OK: {report.records_checked} records verified against checkpoint of tree size "
-            f"{report.tree_size}, signed by {report.key_id} ({trust})"
+            f"OK: {report.records_checked} records collected in {report.window}, complete "
+            f"and unaltered, against the checkpoint of tree size {report.tree_size} signed "
+            f"by {report.key_id} ({trust})"
         )
         return 0
     print(f"FAILED: {len(report.problems)} problem(s)", file=sys.stderr)

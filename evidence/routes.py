@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.errors import NotFoundError, ValidationError
@@ -36,6 +37,8 @@ _CONTROL = re.compile(records.CONTROL_REF_PATTERN)
 _TYPE = re.compile(records.TYPE_PATTERN)
 _DIGEST = re.compile(records.ATTACHMENT_DIGEST_PATTERN)
 _ID = re.compile(r"^evd_[0-9a-f]{32}$")
+
+APPENDS = Counter("evidence_appends_total", "Evidence records appended, by type.", ["type"])
 
 
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +187,7 @@ def _record_id(call: Call) -> str:
 async def create_record(call: Call, session: AsyncSession) -> Result:
     submission = records.prepare_submission(call.body)
     appended = await service.append(session, submission)
+    APPENDS.labels(type=submission["type"]).inc()
     checkpointer: Checkpointer | None = call.services.extras.get("checkpointer")
     if checkpointer is not None:
         checkpointer.appended(appended.seq)

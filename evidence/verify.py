@@ -33,6 +33,7 @@ class Report:
     tree_size: int | None = None
     key_id: str | None = None
     key_pinned: bool = False
+    window: str = "[start of log, checkpoint)"
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -140,6 +141,9 @@ def verify_bundle(bundle: Any, pinned_keys: Sequence[bytes] = ()) -> Report:
     window = bundle.get("range") or {}
     low = _time(window["from"], report, "range.from") if window.get("from") else None
     high = _time(window["to"], report, "range.to") if window.get("to") else None
+    # The window is not signed: the verifier proves the bundle complete for the window it
+    # states, so the caller must compare that window with the one they asked for.
+    report.window = f"[{window.get('from') or 'start of log'}, {window.get('to') or 'checkpoint'})"
 
     previous: datetime | None = None
     for position, entry in enumerate(entries):
