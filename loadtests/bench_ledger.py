@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import secrets
@@ -54,6 +55,33 @@ class Outcome:
     statuses: Counter[int]
     p50_ms: float
     p99_ms: float
+    api_cpu_ms_per_transfer: float = 0.0
+    db_cpu_ms_per_transfer: float = 0.0
+
+
+def _tree_cpu_s(root_pid: int) -> float:
+    """CPU seconds (user + system) used so far by `root_pid` and all its descendants."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total = 0.0
+    for pid, seconds in cpu.items():
+        ancestor, hops = pid, 0
+        while ancestor not in (0, 1) and hops < 64:
+            if ancestor == root_pid:
+                total += seconds
+                break
+            ancestor, hops = parents.get(ancestor, 0), hops + 1
+    return total
 
 
 async def _open_accounts(database_url: str, count: int) -> list[str]:
@@ -209,19 +237,28 @@ def main() -> int:
             results: dict[str, tuple[Outcome, float]] = {}
             for name, count in (("uncontended", args.accounts), ("hot", 2)):
                 accounts = asyncio.run(_open_accounts(database_url, count))
+                api_pid = stack.processes["api"].pid
+                db_pid = stack.processes["postgres"].pid
+                api_before, db_before = _tree_cpu_s(api_pid), _tree_cpu_s(db_pid)
                 outcome = _drive(clients, accounts, args.seconds)
+                done = max(1, outcome.statuses[201])
+                outcome.api_cpu_ms_per_transfer = (_tree_cpu_s(api_pid) - api_before) * 1000 / done
+                outcome.db_cpu_ms_per_transfer = (_tree_cpu_s(db_pid) - db_before) * 1000 / done
                 tps = _pgbench(database_url, args.seconds, args.pgbench_clients)
                 results[name] = (outcome, tps)
                 print(
                     f"{name:>11} ({count} accounts): {outcome.transfers_per_s:8.1f} posted "
                     f"transfers/s  | pgbench TPC-B {tps:8.1f} tps | ratio "
                     f"{outcome.transfers_per_s / tps:.3f} | p50 {outcome.p50_ms:.1f} ms "
-                    f"p99 {outcome.p99_ms:.1f} ms | statuses {dict(outcome.statuses)}",
+                    f"p99 {outcome.p99_ms:.1f} ms | CPU per transfer: API "
+                    f"{outcome.api_cpu_ms_per_transfer:.1f} ms, PostgreSQL "
+                    f"{outcome.db_cpu_ms_per_transfer:.1f} ms | statuses {dict(outcome.statuses)}",
                     flush=True,
                 )
             hot = results["hot"][0].transfers_per_s
             cold = results["uncontended"][0].transfers_per_s
             print(f"hot / uncontended transfers: {hot / cold:.3f}", flush=True)
+            print(f"load average at the end: {os.getloadavg()}", flush=True)
             for http in https:
                 http.close()
     return 0
