@@ -1,0 +1,158 @@
+"""Pure ledger rules: currency registry, balancing, balance arithmetic, the journal hash."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+import pytest
+import rfc8785
+
+from app.ledger import api
+from app.ledger.domain import (
+    GENESIS_HASH,
+    AccountState,
+    Movement,
+    apply_movements,
+    canonical_entry,
+    chain_hash,
+    check_legs,
+)
+from app.platform.errors import ValidationError
+
+
+def test_registry_has_every_active_code_with_its_exponent() -> None:
+    registry = api.currencies()
+    assert len(registry) >= 170
+    assert all(len(code) == 3 and code.isupper() for code in registry)
+    assert registry["USD"] == 2
+    assert registry["EUR"] == 2
+    assert registry["JPY"] == 0
+    assert registry["KRW"] == 0
+    assert registry["BHD"] == 3
+    assert registry["KWD"] == 3
+    assert registry["CLF"] == 4
+    assert registry["UYW"] == 4
+    assert registry["XCG"] == 2
+    assert registry["ZWG"] == 2
+    assert registry["XAU"] is None
+    assert "HRK" not in registry  # withdrawn when Croatia adopted the euro
+
+
+@pytest.mark.parametrize("code", ["ABC", "XXX", "XTS", "usd", "HRK"])
+def test_currency_exponent_refuses_unknown_or_non_money_codes(code: str) -> None:
+    with pytest.raises(api.UnknownCurrencyError):
+        api.currency_exponent(code)
+
+
+def _leg(account: str, direction: str, amount: int, currency: str = "USD") -> api.Leg:
+    return api.Leg(account, direction, amount, currency)  # type: ignore[arg-type]
+
+
+def test_check_legs_accepts_balanced_legs_per_currency() -> None:
+    check_legs(
+        [
+            _leg("a", "debit", 5),
+            _leg("b", "credit", 5),
+            _leg("c", "debit", 7, "EUR"),
+            _leg("d", "credit", 7, "EUR"),
+        ]
+    )
+
+
+def test_check_legs_names_the_unbalanced_currency() -> None:
+    with pytest.raises(api.UnbalancedTransactionError) as raised:
+        check_legs(
+            [
+                _leg("a", "debit", 5),
+                _leg("b", "credit", 5),
+                _leg("c", "debit", 7, "EUR"),
+                _leg("d", "credit", 6, "EUR"),
+            ]
+        )
+    assert raised.value.extra["currencies"] == ["EUR"]
+
+
+@pytest.mark.parametrize("amount", [0, -1, 2**63, True])
+def test_check_legs_refuses_amounts_outside_1_to_2_pow_63_minus_1(amount: int) -> None:
+    with pytest.raises(ValidationError):
+        check_legs([_leg("a", "debit", amount), _leg("b", "credit", amount)])
+
+
+def test_check_legs_refuses_fewer_than_two_or_more_than_100_postings() -> None:
+    with pytest.raises(ValidationError):
+        check_legs([_leg("a", "debit", 1)])
+    with pytest.raises(ValidationError):
+        check_legs([_leg("a", "debit", 1), _leg("b", "credit", 1)] * 51)
+
+
+def _state(account: str, normal: str, limit: int | None, posted: int = 0) -> AccountState:
+    return AccountState(account, "USD", normal, limit, posted, 0, 0)  # type: ignore[arg-type]
+
+
+def test_apply_movements_refuses_passing_the_overdraft_limit() -> None:
+    accounts = {"w": _state("w", "credit", 100, posted=50), "x": _state("x", "credit", None)}
+    ok = apply_movements(
+        accounts,
+        [
+            Movement(0, "w", "debit", 150, "USD", "posted"),
+            Movement(1, "x", "credit", 150, "USD", "posted"),
+        ],
+    )
+    assert ok.balances["w"].posted_minor == -100
+    assert ok.balance_after_minor == [-100, 150]
+    with pytest.raises(api.InsufficientFundsError):
+        apply_movements(
+            accounts,
+            [
+                Movement(0, "w", "debit", 151, "USD", "posted"),
+                Movement(1, "x", "credit", 151, "USD", "posted"),
+            ],
+        )
+
+
+def test_apply_movements_counts_holds_against_available_and_release_restores_it() -> None:
+    accounts = {"w": _state("w", "credit", 0, posted=100), "x": _state("x", "credit", None)}
+    held = apply_movements(accounts, [Movement(0, "w", "debit", 100, "USD", "hold")])
+    assert held.balances["w"].available_minor == 0
+    assert held.balances["w"].pending_debits_minor == 100
+    with pytest.raises(api.InsufficientFundsError):
+        apply_movements(held.balances, [Movement(0, "w", "debit", 1, "USD", "hold")])
+    posted = apply_movements(
+        held.balances,
+        [
+            Movement(0, "w", "debit", 100, "USD", "release"),
+            Movement(0, "w", "debit", 100, "USD", "posted"),
+        ],
+    )
+    assert posted.balances["w"].posted_minor == 0
+    assert posted.balances["w"].pending_debits_minor == 0
+
+
+def test_apply_movements_refuses_a_currency_that_differs_from_the_account() -> None:
+    with pytest.raises(api.CurrencyMismatchError):
+        apply_movements(
+            {"w": _state("w", "credit", None)}, [Movement(0, "w", "debit", 1, "EUR", "posted")]
+        )
+
+
+def test_chain_hash_is_sha256_of_prev_hash_bytes_and_jcs_of_the_entry() -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    canonical = canonical_entry(
+        entry_id="jrn_1",
+        transaction_id="txn_1",
+        kind="create",
+        occurred_at=when,
+        detail={"status": "posted", "expires_at": None},
+        postings=[{"account_id": "acc_1", "amount_minor": 2**63 - 1}],
+    )
+    expected_document = {
+        "id": "jrn_1",
+        "transaction_id": "txn_1",
+        "kind": "create",
+        "occurred_at": "2026-01-02T03:04:05.000006Z",
+        "detail": {"status": "posted", "expires_at": None},
+        "postings": [{"account_id": "acc_1", "amount_minor": str(2**63 - 1)}],
+    }
+    assert canonical == rfc8785.dumps(expected_document)
+    assert chain_hash(GENESIS_HASH, canonical) == hashlib.sha256(bytes(32) + canonical).hexdigest()
