@@ -135,6 +135,17 @@ def checkpoint(_args: argparse.Namespace) -> int:
     return 0
 
 
+def rotate_key(_args: argparse.Namespace) -> int:
+    try:
+        settings, vault, _ = _connect()
+        keys = TransitSigner(vault, settings.signing_key_name).rotate()
+    except (DomainError, SettingsError, database.DatabaseNotConfiguredError) as error:
+        print(f"evidence rotate-key: {error}", file=sys.stderr)
+        return 1
+    print(f"checkpoints are now signed by {keys[0].key_id} (version {keys[0].version})")
+    return 0
+
+
 def _time_argument(value: str) -> str:
     try:
         records.parse_time(value)
@@ -166,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("checkpoint", help="sign the current tree head now").set_defaults(
         handler=checkpoint
     )
+    commands.add_parser(
+        "rotate-key", help="rotate the checkpoint signing key in OpenBao (old keys stay published)"
+    ).set_defaults(handler=rotate_key)
     return parser
 
 

@@ -236,7 +236,7 @@ async def latest_checkpoint(call: Call, session: AsyncSession) -> Result:
 
 async def public_keys(call: Call, session: AsyncSession) -> Result:
     _only(call.query, set())
-    keys = _signer(call).public_keys()
+    keys = await _signer(call).arefresh()
     return Result(200, {"keys": [key.as_json() for key in keys]})
 
 
@@ -271,7 +271,7 @@ async def export_oscal(call: Call, session: AsyncSession) -> Result:
 async def export_bundle(call: Call, session: AsyncSession) -> Result:
     _only(call.query, {"from", "to"})
     filters = _filters(call.query)
-    keys = [key.as_json() for key in _signer(call).public_keys()]
+    keys = [key.as_json() for key in await _signer(call).arefresh()]
     bundle = await service.export_bundle(session, filters, _settings(call).export_max_records, keys)
     if bundle is None:
         raise NotFoundError("no checkpoint has been issued yet")

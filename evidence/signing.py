@@ -60,6 +60,19 @@ class TransitSigner:
             self._keys = keys
         return self.public_keys()
 
+    def rotate(self) -> list[PublicKey]:
+        """Make a new key version current; earlier versions stay published for verifying
+        old checkpoints. Raises VaultUnavailableError."""
+        try:
+            self._vault.raw.secrets.transit.rotate_key(
+                name=self._key_name, mount_point=TRANSIT_MOUNT
+            )
+        except (requests.RequestException, hvac.exceptions.VaultError) as error:
+            raise VaultUnavailableError(
+                f"cannot rotate the signing key: {type(error).__name__}"
+            ) from None
+        return self.refresh()
+
     def public_keys(self) -> list[PublicKey]:
         with self._lock:
             return sorted(self._keys.values(), key=lambda key: key.version, reverse=True)
@@ -84,6 +97,10 @@ class TransitSigner:
         if known is None:
             raise VaultUnavailableError("transit signed with a key version it does not list")
         return known.key_id, base64.b64decode(encoded)
+
+    async def arefresh(self) -> list[PublicKey]:
+        """Reload the keys, so a rotation done elsewhere (CLI, operator) shows at once."""
+        return await asyncio.wait_for(asyncio.to_thread(self.refresh), SIGN_TIMEOUT_S)
 
     async def asign(self, message: bytes) -> tuple[str, bytes]:
         return await asyncio.wait_for(asyncio.to_thread(self.sign, message), SIGN_TIMEOUT_S)

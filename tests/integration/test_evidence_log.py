@@ -12,6 +12,7 @@ import base64
 import copy
 import hashlib
 import json
+import secrets
 import subprocess
 import sys
 from collections import Counter
@@ -518,6 +519,36 @@ def test_checkpointer_signs_when_n_records_are_pending_and_when_t_elapses(stack:
     count_size, time_size, size_now = run_with_sessions(url, scenario)
     assert count_size == 5
     assert time_size == size_now == 6
+
+
+def test_checkpoints_signed_before_and_after_key_rotation_both_verify(stack: Stack) -> None:
+    url = fresh_database(stack)
+    made = signer(stack, f"evidence-rotation-{secrets.token_hex(3)}")
+
+    async def scenario(
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> list[checkpoints.Checkpoint | None]:
+        issued: list[checkpoints.Checkpoint | None] = []
+        for round_ in range(2):
+            async with sessions() as session, session.begin():
+                await service.append(session, submission(round_))
+            issued.append(await service.issue_checkpoint(sessions, made, ORIGIN))
+            if round_ == 0:
+                made.rotate()
+        return issued
+
+    before, after = run_with_sessions(url, scenario)
+    assert before is not None
+    assert after is not None
+    keys = made.refresh()
+    assert [key.version for key in keys] == [2, 1]
+    assert keys[0].current
+    assert not keys[1].current
+    published = {key.key_id: key.raw for key in keys}
+    assert before.key_id == keys[1].key_id
+    assert after.key_id == keys[0].key_id
+    checkpoints.verify_checkpoint(before.as_json(), published)
+    checkpoints.verify_checkpoint(after.as_json(), published)
 
 
 def test_attachment_is_stored_by_digest_and_refused_when_too_large(stack: Stack) -> None:
