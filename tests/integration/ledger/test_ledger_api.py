@@ -717,3 +717,48 @@ def test_requests_without_scope_are_403_and_without_token_401(
     _problem(reader.post("/v1/ledger/accounts", json=body, idempotency_key=key()), 403, "forbidden")
     nobody = client_factory(scopes=["payments:read"])
     _problem(nobody.get("/v1/ledger/verify"), 403, "forbidden")
+
+
+def test_post_records_a_status_change_row_and_leaves_the_original_rows_unchanged(
+    client: Any, funded: tuple[str, str], stack: Stack
+) -> None:
+    _, wallet = funded
+    target = open_account(client)["id"]
+    txn = transfer(client, wallet, target, 300, status="pending", expires_at=_soon()).json()
+    assert (
+        client.post(f"/v1/ledger/transactions/{txn['id']}/post", idempotency_key=key()).status_code
+        == 200
+    )
+    with _db(stack) as connection:
+        stored = connection.execute(
+            "SELECT status FROM ledger.transactions WHERE id = %s", (txn["id"],)
+        ).fetchall()
+        changes = connection.execute(
+            "SELECT status FROM ledger.transaction_status_changes WHERE transaction_id = %s",
+            (txn["id"],),
+        ).fetchall()
+        effects = connection.execute(
+            "SELECT effect, amount_minor FROM ledger.postings"
+            " WHERE transaction_id = %s AND account_id = %s ORDER BY id",
+            (txn["id"], wallet),
+        ).fetchall()
+    assert stored == [("pending",)]
+    assert changes == [("posted",)]
+    assert effects == [("hold", 300), ("release", 300), ("posted", 300)]
+
+
+def test_openapi_lists_every_ledger_operation_with_its_problem_codes(client: Any) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths["/v1/ledger/accounts"]) == {"post"}
+    assert set(paths["/v1/ledger/accounts/{id}"]) == {"get"}
+    assert set(paths["/v1/ledger/accounts/{id}/entries"]) == {"get"}
+    assert set(paths["/v1/ledger/transactions"]) == {"post"}
+    assert set(paths["/v1/ledger/transactions/{id}"]) == {"get"}
+    for action in ("post", "void", "reverse"):
+        assert set(paths[f"/v1/ledger/transactions/{{id}}/{action}"]) == {"post"}
+    assert set(paths["/v1/ledger/verify"]) == {"get"}
+    create = paths["/v1/ledger/transactions"]["post"]
+    assert {"unbalanced_transaction", "currency_mismatch", "insufficient_funds"} <= set(
+        create["x-error-codes"]
+    )
+    assert "duplicate_account_code" in paths["/v1/ledger/accounts"]["post"]["x-error-codes"]
