@@ -598,6 +598,8 @@ async def _take_hold(session: AsyncSession, transaction_id: str) -> datetime:
         expires_at: datetime = taken.expires_at
         return expires_at
     current = await get_transaction(session, transaction_id)
+    if current.status == "expired":
+        raise TransactionExpiredError(f"transaction {transaction_id} expired")
     raise InvalidStateError(
         f"transaction {transaction_id} is {current.status}, not pending", status=current.status
     )

@@ -484,11 +484,12 @@ def test_post_is_409_transaction_expired_and_worker_releases_the_hold_after_expi
     assert report.holds_expired >= 1
     assert client.get(f"/v1/ledger/transactions/{txn['id']}").json()["status"] == "expired"
     assert balances(client, wallet)["available"] == 10_000
-    _problem(
-        client.post(f"/v1/ledger/transactions/{txn['id']}/post", idempotency_key=key()),
-        409,
-        "invalid_state",
-    )
+    for action in ("post", "void"):
+        _problem(
+            client.post(f"/v1/ledger/transactions/{txn['id']}/{action}", idempotency_key=key()),
+            409,
+            "transaction_expired",
+        )
 
 
 def test_unknown_transaction_is_404_for_read_post_void_and_reverse(client: Any) -> None:
