@@ -108,6 +108,10 @@ def _load_json(path: Path) -> Any:
         return None
 
 
+def _volatile(ws: Workspace) -> dict[str, str]:
+    return {str(ws.reports_dir): "<reports>", str(ws.bin_dir): "<bin>", str(ws.home): "<home>"}
+
+
 def _toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text())
@@ -185,7 +189,9 @@ def ruff_gate(ws: Workspace) -> GateResult:
     tool = Tool(
         "ruff",
         _dist_version("ruff"),
-        config_digest(check_argv + format_argv, [ws.root / "pyproject.toml"], ws.root),
+        config_digest(
+            check_argv + format_argv, [ws.root / "pyproject.toml"], ws.root, _volatile(ws)
+        ),
     )
     counts = {"violations": len(parsed or []), "unformatted": len(unformatted)}
     return _result(
@@ -228,7 +234,9 @@ def mypy_gate(ws: Workspace) -> GateResult:
         facts["tool_error"] = _tool_error(run)
     report = _write(ws.reports_dir / "mypy" / "mypy.jsonl", run.stdout)
     tool = Tool(
-        "mypy", _dist_version("mypy"), config_digest(argv, [ws.root / "pyproject.toml"], ws.root)
+        "mypy",
+        _dist_version("mypy"),
+        config_digest(argv, [ws.root / "pyproject.toml"], ws.root, _volatile(ws)),
     )
     return _result(
         ws,
@@ -255,7 +263,7 @@ def lint_imports_gate(ws: Workspace) -> GateResult:
     tool = Tool(
         "import-linter",
         _dist_version("import-linter"),
-        config_digest(argv, [ws.root / "pyproject.toml"], ws.root),
+        config_digest(argv, [ws.root / "pyproject.toml"], ws.root, _volatile(ws)),
     )
     counts = {"broken_contracts": int(facts.get("broken", 0))}
     return _result(
@@ -299,7 +307,7 @@ def bandit_gate(ws: Workspace) -> GateResult:
         sev.lower(): sum(1 for i in issues if i["severity"] == sev)
         for sev in ("HIGH", "MEDIUM", "LOW")
     }
-    tool = Tool("bandit", _dist_version("bandit"), config_digest(argv, [], ws.root))
+    tool = Tool("bandit", _dist_version("bandit"), config_digest(argv, [], ws.root, _volatile(ws)))
     return _result(
         ws, "bandit", clock, tool, facts, counts, attach(ws, "bandit", report, "application/json")
     )
@@ -319,6 +327,7 @@ def pip_audit_gate(ws: Workspace) -> GateResult:
     locked = locked_pins(lock.read_text()) if lock.is_file() else []
     facts: dict[str, Any] = {"locked": locked, "advisory_db": str(ws.advisory_db)}
     argv: list[str] = []
+    volatile = _volatile(ws)
     try:
         database = AdvisoryDatabase.load(ws.advisory_db)
     except AdvisoryDatabaseError as error:
@@ -346,6 +355,7 @@ def pip_audit_gate(ws: Workspace) -> GateResult:
                 "--cache-dir",
                 cache,
             ]
+            volatile.update({url: "<osv-url>", cache: "<cache>"})
             run = run_tool(argv, cwd=ws.root, timeout_s=ws.timeout_s)
             facts["unchecked"] = list(log.unchecked)
             facts["queried"] = [
@@ -386,11 +396,7 @@ def pip_audit_gate(ws: Workspace) -> GateResult:
     tool = Tool(
         "pip-audit",
         _dist_version("pip-audit"),
-        config_digest(
-            [a for a in argv if not a.startswith(("http", "/tmp"))],  # noqa: S108
-            [],
-            ws.root,
-        ),
+        config_digest(argv, [], ws.root, volatile),
     )
     return _result(
         ws,
@@ -472,7 +478,7 @@ def checkov_gate(ws: Workspace) -> GateResult:
     tool = Tool(
         "checkov",
         ",".join(sorted(versions)) or "unavailable",
-        config_digest(argv, [ws.root / ".checkov.yaml"], ws.root),
+        config_digest(argv, [ws.root / ".checkov.yaml"], ws.root, _volatile(ws)),
     )
     counts = {"failed": len(failed), "passed": sum(frameworks.values()) - len(failed)}
     return _result(
@@ -545,7 +551,9 @@ def opa_gate(ws: Workspace) -> GateResult:
     )
     policy_files = sorted((ws.root / policies).rglob("*.rego"))
     tool = Tool(
-        "opa", _opa_version(ws), config_digest([opa, "fmt", "check", "test", policies], [], ws.root)
+        "opa",
+        _opa_version(ws),
+        config_digest([opa, "fmt", "check", "test", policies], [], ws.root, _volatile(ws)),
     )
     result = _result(
         ws,
@@ -560,7 +568,7 @@ def opa_gate(ws: Workspace) -> GateResult:
         },
         attach(ws, "opa", report, "application/json"),
     )
-    result.inputs["policies"] = config_digest([], policy_files, ws.root)
+    result.inputs["policies"] = config_digest([], policy_files, ws.root, _volatile(ws))
     return result
 
 
@@ -635,7 +643,7 @@ def pytest_gate(ws: Workspace) -> GateResult:
     tool = Tool(
         "pytest",
         f"pytest {_dist_version('pytest')}; pytest-cov {_dist_version('pytest-cov')}",
-        config_digest(argv or ["ingest"], [ws.root / "pyproject.toml"], ws.root),
+        config_digest(argv or ["ingest"], [ws.root / "pyproject.toml"], ws.root, _volatile(ws)),
     )
     attachments = attach(ws, "pytest", junit, "application/xml") + attach(
         ws, "pytest", coverage_json, "application/json"
@@ -683,7 +691,11 @@ def sbom_gate(ws: Workspace) -> GateResult:
     }
     if parsed is None:
         facts["tool_error"] = _tool_error(run)
-    tool = Tool("cyclonedx-py", _dist_version("cyclonedx-bom"), config_digest(argv, [], ws.root))
+    tool = Tool(
+        "cyclonedx-py",
+        _dist_version("cyclonedx-bom"),
+        config_digest(argv, [], ws.root, _volatile(ws)),
+    )
     return _result(
         ws,
         "sbom",

@@ -154,8 +154,22 @@ def tree_digest(root: Path, files: Iterable[Path]) -> str:
     return sha256_bytes("\n".join(lines).encode())
 
 
-def config_digest(argv: Sequence[str], files: Iterable[Path], root: Path) -> str:
-    """What configured a tool: its arguments (paths made relative) and its config files."""
-    parts = [a.replace(str(root), ".") for a in argv]
+def config_digest(
+    argv: Sequence[str],
+    files: Iterable[Path],
+    root: Path,
+    volatile: Mapping[str, str] | None = None,
+) -> str:
+    """What configured a tool: its arguments and its config files' contents.
+
+    Run-specific parts (the checkout path, the report directory, a temporary port or cache)
+    are replaced by placeholders via `volatile`, so equal configuration gives equal digests.
+    """
+    replacements = {**(volatile or {}), str(root): "."}
+    parts = []
+    for arg in argv:
+        for old, placeholder in replacements.items():
+            arg = arg.replace(old, placeholder)
+        parts.append(arg)
     parts += [f"{p.name}={sha256_file(p)}" for p in sorted(files)]
     return sha256_bytes("\0".join(parts).encode())
