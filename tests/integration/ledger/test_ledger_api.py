@@ -718,6 +718,13 @@ def test_requests_without_scope_are_403_and_without_token_401(
     _problem(reader.post("/v1/ledger/accounts", json=body, idempotency_key=key()), 403, "forbidden")
     nobody = client_factory(scopes=["payments:read"])
     _problem(nobody.get("/v1/ledger/verify"), 403, "forbidden")
+    _problem(client.http.get("/v1/ledger/verify"), 401, "unauthorized")
+    unsigned = client.http.post(
+        "/v1/ledger/accounts",
+        json=body,
+        headers={"Authorization": f"Bearer {client.token()}", "Idempotency-Key": key()},
+    )
+    assert unsigned.status_code == 401
 
 
 def test_post_records_a_status_change_row_and_leaves_the_original_rows_unchanged(
