@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from pipeline.gates import GATES, GateResult, Tool, attach
 from pipeline.policy import PolicyError, bundle_digest, evaluate
 from pipeline.waivers import WaiverFileError
 from pipeline.waivers import load as load_waivers
-from pipeline.workspace import Workspace, run_tool, sha256_file
+from pipeline.workspace import Workspace, run_tool, sha256_bytes, sha256_file
 
 GATE_QUERY = "data.moneypath.pipeline.gates.decision"
 RUN_QUERY = "data.moneypath.pipeline.run.decision"
 RUN_CONTROLS = ("SOC2:CC8.1", "SOC2:CC7.1", "PCI-DSS-4.0.1:6.2.4", "PCI-DSS-4.0.1:6.3.3")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_FINDINGS = 30
 MAX_FINDING_CHARS = 300
 
@@ -101,7 +103,12 @@ def gate_record(
         "result": decision["result"],
         "subject": {
             "commit": commit,
-            "artifacts": [{"name": name, "digest": digest} for name, digest in inputs.items()],
+            # A missing input (no lock file, say) stays visible in details.inputs only.
+            "artifacts": [
+                {"name": name, "digest": digest}
+                for name, digest in inputs.items()
+                if _DIGEST.match(digest)
+            ],
         },
         "tool": {
             "name": result.tool.name,
@@ -170,8 +177,8 @@ def _error_result(name: str, message: str) -> GateResult:
     moment = datetime.now(UTC)
     return GateResult(
         gate=name,
-        controls=(),
-        tool=Tool(name, "unavailable", "sha256:none"),
+        controls=("SOC2:CC8.1",),
+        tool=Tool(name, "unavailable", sha256_bytes(b"")),
         facts={"tool_error": message},
         finding_counts={},
         started_at=moment,
@@ -202,7 +209,10 @@ def run_pipeline(
         waivers, waiver_error = [], str(error)
     for name in gate_names:
         gate = GATES.get(name)
-        result = gate(ws) if gate else _error_result(name, f"no gate named {name!r}")
+        try:
+            result = gate(ws) if gate else _error_result(name, f"no gate named {name!r}")
+        except Exception as error:  # noqa: BLE001 - a crashed gate is recorded as failed, not lost.
+            result = _error_result(name, f"gate crashed: {error!r}")
         if waiver_error:
             result.facts["tool_error"] = f"waivers unreadable: {waiver_error}"
         decision = decide_gate(ws, result, waivers)
@@ -246,8 +256,12 @@ def run_pipeline(
         "subject": {
             "commit": commit,
             "artifacts": [
-                {"name": "requirements.lock", "digest": sha256_file(ws.root / "requirements.lock")},
-                {"name": "policy-bundle", "digest": policy_digest},
+                {"name": name, "digest": digest}
+                for name, digest in (
+                    ("requirements.lock", sha256_file(ws.root / "requirements.lock")),
+                    ("policy-bundle", policy_digest),
+                )
+                if _DIGEST.match(digest)
             ],
         },
         "tool": {"name": "moneypath-pipeline", "version": "1", "config_digest": policy_digest},

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pipeline.gates import GATES, locked_pins
-from pipeline.runner import decide_gate
+from pipeline.runner import decide_gate, run_pipeline
 from pipeline.waivers import load as load_waivers
 from pipeline.workspace import HOME
 from tests.support.pipeline_project import ROOT_DOCKERFILE, make_project, workspace
@@ -188,3 +188,39 @@ def test_static_gates_fail_when_each_finds_its_planted_problem(project: Path) ->
     assert mypy["result"] == "fail"
     assert contracts["result"] == "fail"
     assert any("import-linter: 1 contracts broken" in v for v in contracts["violations"])
+
+
+def test_run_fails_without_evidence_and_records_an_unknown_gate_as_failed(
+    project: Path, tmp_path: Path
+) -> None:
+    outcome = run_pipeline(
+        workspace(project),
+        ["bandit", "nope"],
+        sink=None,
+        waivers_dir=tmp_path / "none",
+        commit="0" * 40,
+        actor="ci-test",
+        echo=False,
+    )
+    assert [g.decision["result"] for g in outcome.gates] == ["pass", "fail"]
+    assert not outcome.passed
+    assert "gate bandit: no evidence record was written" in outcome.decision["violations"]
+    assert (
+        "the run record was not written to the evidence service" in outcome.decision["violations"]
+    )
+
+
+def test_gate_fails_when_a_waiver_file_is_unreadable(project: Path, tmp_path: Path) -> None:
+    (tmp_path / "waivers").mkdir()
+    (tmp_path / "waivers" / "broken.toml").write_text("id = \n")
+    outcome = run_pipeline(
+        workspace(project),
+        ["bandit"],
+        sink=None,
+        waivers_dir=tmp_path / "waivers",
+        commit="0" * 40,
+        actor="ci-test",
+        echo=False,
+    )
+    assert outcome.gates[0].decision["result"] == "fail"
+    assert any("waivers unreadable" in v for v in outcome.gates[0].decision["violations"])
