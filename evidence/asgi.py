@@ -7,34 +7,16 @@ and trusts the API only as token issuer (its JWKS URL), never calling it per req
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
-
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from app.platform.db import create_engine, session_factory
-from app.platform.errors import DomainError
 from app.platform.logging import configure_logging
 from app.platform.opa import Opa, OpaAuthorizer
-from app.platform.openapi import build_document
 from app.platform.request_auth import BearerAuthenticator, Rfc9421Verifier, TokenVerifier
+from app.platform.service_app import build_service_app
 from app.platform.settings import SettingsError
 from app.platform.vault import Vault
-from app.platform.web import (
-    RequestIdMiddleware,
-    Services,
-    domain_error_handler,
-    endpoint_routes,
-    http_exception_handler,
-    unhandled_error_handler,
-)
+from app.platform.web import Services
 from evidence import database, routes
 from evidence.checkpointer import Checkpointer
 from evidence.config import EvidenceSettings
@@ -86,83 +68,18 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
             "engine": engine,
         },
     )
-    endpoints = routes.endpoints()
-    openapi_document = build_document(
-        "moneypath evidence service", SERVICE_VERSION, endpoints, _operational_paths()
-    )
 
-    async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(_: Request) -> Response:
-        checks: dict[str, str] = {}
-        try:
-            async with engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
-            checks["db"] = "ok"
-        except Exception:  # noqa: BLE001 - any failure means "not ready"
-            checks["db"] = "down"
-        checks["opa"] = "ok" if await opa.healthy() else "down"
-        checks["vault"] = "ok" if await vault.ahealth() else "down"
-        down = [name for name, state in checks.items() if state != "ok"]
-        body: dict[str, Any] = {"status": "ready" if not down else "unavailable", "checks": checks}
-        if down:
-            body["down"] = down
-        return JSONResponse(body, status_code=200 if not down else 503)
-
-    async def metrics(_: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    async def openapi(_: Request) -> Response:
-        return JSONResponse(openapi_document)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def start_checkpointer() -> None:
         checkpointer.start()
-        try:
-            yield
-        finally:
-            await checkpointer.stop()
-            await opa.close()
-            await engine.dispose()
 
-    app = Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
-            Route("/openapi.json", openapi, methods=["GET"]),
-            *endpoint_routes(endpoints),
-        ],
-        lifespan=lifespan,
-        exception_handlers={
-            HTTPException: http_exception_handler,
-            DomainError: domain_error_handler,
-            Exception: unhandled_error_handler,
-        },
+    return build_service_app(
+        title="moneypath evidence service",
+        version=SERVICE_VERSION,
+        services=services,
+        endpoints=routes.endpoints(),
+        engine=engine,
+        opa=opa,
+        vault=vault,
+        on_start=start_checkpointer,
+        on_stop=checkpointer.stop,
     )
-    app.add_middleware(RequestIdMiddleware)
-    app.state.services = services
-    app.state.openapi = openapi_document
-    return app
-
-
-def _operational_paths() -> dict[str, Any]:
-    def plain(operation_id: str, summary: str, codes: dict[str, str]) -> dict[str, Any]:
-        return {
-            "get": {
-                "operationId": operation_id,
-                "summary": summary,
-                "security": [],
-                "responses": {code: {"description": text_} for code, text_ in codes.items()},
-            }
-        }
-
-    return {
-        "/healthz": plain("healthz", "Liveness", {"200": "alive"}),
-        "/readyz": plain(
-            "readyz", "Readiness", {"200": "db, opa and vault reachable", "503": "one is down"}
-        ),
-        "/metrics": plain("metrics", "Prometheus metrics", {"200": "metrics in text format"}),
-        "/openapi.json": plain("openapi", "This document", {"200": "OpenAPI 3.1"}),
-    }

@@ -229,6 +229,28 @@ def keys_rotate_pii(_: argparse.Namespace) -> int:
     return 0
 
 
+def bootstrap(_: argparse.Namespace) -> int:
+    """Operator set-up: store the database URLs in Vault and migrate (needs a Vault token)."""
+    from app.entrypoints.bootstrap import bootstrap_dev
+
+    missing = [
+        name
+        for name in ("VAULT_ADDR", "VAULT_TOKEN", "DATABASE_URL", "EVIDENCE_DATABASE_URL")
+        if not os.environ.get(name)
+    ]
+    if missing:
+        print(f"moneypath bootstrap: set {', '.join(missing)}", file=sys.stderr)
+        return 2
+    bootstrap_dev(
+        vault_addr=os.environ["VAULT_ADDR"],
+        vault_token=os.environ["VAULT_TOKEN"],
+        database_url=os.environ["DATABASE_URL"],
+        evidence_database_url=os.environ["EVIDENCE_DATABASE_URL"],
+    )
+    print("database URLs stored in Vault; API migrations applied")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moneypath")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -239,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     up_parser.set_defaults(run=up)
     migrate_parser = commands.add_parser("migrate", help="apply migrations to DATABASE_URL")
     migrate_parser.set_defaults(run=migrate)
+    bootstrap_parser = commands.add_parser(
+        "bootstrap", help="store DATABASE_URL and EVIDENCE_DATABASE_URL in Vault, then migrate"
+    )
+    bootstrap_parser.set_defaults(run=bootstrap)
     clients = commands.add_parser("clients", help="administer API clients")
     clients_commands = clients.add_subparsers(dest="clients_command", required=True)
     create = clients_commands.add_parser("create", help="create an API client")
