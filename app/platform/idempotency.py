@@ -122,6 +122,11 @@ async def claim(
     IdempotencyKeyInUseError (with Retry-After) while another request holds it.
     The caller commits the session right after a successful claim.
     """
+    # The claim's commit need not wait for its WAL flush. The effect that follows commits
+    # synchronously, and a synchronous commit flushes all WAL before it, this claim
+    # included; if the server crashes before that, no effect exists and losing the claim
+    # only lets the retry claim again. This saves one fsync per request.
+    await session.execute(text("SET LOCAL synchronous_commit = off"))
     token = secrets.token_hex(16)
     params = {
         "client_id": client_id,
