@@ -553,6 +553,11 @@ class Stack:
             log_path=self.log_path("evidence"),
         )
 
+    def start_worker(self) -> None:
+        """The maintenance loop (hold expiry, partitions, idempotency-key cleanup)."""
+        argv = [sys.executable, "-m", "app.entrypoints.cli", "worker"]
+        self._spawn("worker", argv, env=self.app_env())
+
     def start_services(self) -> None:
         """The backing services only: what integration tests need."""
         self.start_vault()
@@ -564,6 +569,7 @@ class Stack:
         self.start_services()
         self.start_api()
         self.start_evidence()
+        self.start_worker()
 
     @contextlib.contextmanager
     def running(self, *, apps: bool = True) -> Iterator[Stack]:

@@ -1,7 +1,7 @@
 """Background maintenance: `moneypath worker` (loop) or `moneypath worker --once`.
 
-One cycle expires overdue ledger holds, creates the coming months' postings partitions
-and deletes expired idempotency keys. Each step is bounded per cycle, and every step is
+One cycle expires overdue ledger holds, creates the coming months' postings and audit-log
+partitions, and deletes expired idempotency keys. Each step is bounded per cycle, and every step is
 safe to run from several processes at once (SKIP LOCKED, idempotent DDL, batched deletes),
 so running one worker per API replica is fine.
 """
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.ledger import api as ledger_api
-from app.platform import idempotency
+from app.platform import audit, idempotency
 from app.platform.db import create_engine, session_factory
 from app.platform.settings import Settings
 from app.platform.vault import Vault
@@ -42,6 +42,7 @@ async def run_cycle(sessions: async_sessionmaker[AsyncSession]) -> CycleReport:
     expired = await ledger_api.expire_holds(sessions, max_holds=MAX_HOLDS_PER_CYCLE)
     async with sessions() as session, session.begin():
         created = await ledger_api.ensure_posting_partitions(session, MONTHS_AHEAD)
+        created += await audit.ensure_partitions(session, MONTHS_AHEAD)
     deleted = 0
     for _ in range(MAX_CLEANUP_BATCHES_PER_CYCLE):
         async with sessions() as session, session.begin():

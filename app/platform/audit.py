@@ -69,3 +69,13 @@ async def record_alone(sessions: async_sessionmaker[AsyncSession], event: AuditE
     """Write `event` in its own transaction: for rejections, where nothing else commits."""
     async with sessions() as session, session.begin():
         await session.execute(_INSERT, _params(event))
+
+
+async def ensure_partitions(session: AsyncSession, months_ahead: int) -> int:
+    """Create the audit log's monthly partitions up to `months_ahead`; returns how many."""
+    result = await session.execute(
+        text("SELECT platform.ensure_month_partitions('platform.audit_log', :months)"),
+        {"months": months_ahead},
+    )
+    created: int = result.scalar_one()
+    return created
