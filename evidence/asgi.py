@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from app.platform.db import create_engine, session_factory
+from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
 from app.platform.opa import Opa, OpaAuthorizer
 from app.platform.request_auth import BearerAuthenticator, Rfc9421Verifier, TokenVerifier
@@ -43,6 +43,9 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
     signer.ensure_key()
     engine = create_engine(url, pool_size=platform.db_pool_size)
     sessions = session_factory(engine)
+    # Single-statement claims (nonce, idempotency key) autocommit: see the API's asgi.py.
+    autocommit_engine = create_autocommit_engine(url, pool_size=platform.db_pool_size)
+    autocommit_sessions = session_factory(autocommit_engine)
     opa = Opa(platform.opa_url, platform.opa_timeout_ms)
     checkpointer = Checkpointer(
         sessions,
@@ -53,10 +56,13 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
     )
     services = Services(
         sessions=sessions,
+        autocommit_sessions=autocommit_sessions,
         authenticator=BearerAuthenticator(
             TokenVerifier(issuer=settings.issuer_url, jwks_url=settings.jwks_url)
         ),
-        signatures=Rfc9421Verifier(public_base_url=settings.public_base_url, sessions=sessions),
+        signatures=Rfc9421Verifier(
+            public_base_url=settings.public_base_url, sessions=autocommit_sessions
+        ),
         authorizer=OpaAuthorizer(opa),
         body_limit_bytes=settings.body_limit_bytes,
         idempotency_ttl_s=platform.idempotency_ttl_s,
@@ -78,6 +84,7 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
         services=services,
         endpoints=routes.endpoints(),
         engine=engine,
+        other_engines=(autocommit_engine,),
         opa=opa,
         vault=vault,
         on_start=start_checkpointer,

@@ -7,7 +7,7 @@ from starlette.applications import Starlette
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
 from app.ledger import routes as ledger_routes
-from app.platform.db import create_engine, session_factory
+from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
 from app.platform.opa import Opa, OpaAuthorizer
 from app.platform.request_auth import Rfc9421Verifier
@@ -37,12 +37,22 @@ def create_app(settings: Settings | None = None) -> Starlette:
         raise SystemExit(f"Vault has no kv/{DATABASE_SECRET}: run `moneypath bootstrap` first")
     engine = create_engine(str(secret["url"]), pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
+    # Single-statement claims and lookups (nonce, idempotency key, is_active) autocommit.
+    autocommit_engine = create_autocommit_engine(
+        str(secret["url"]), pool_size=settings.db_pool_size
+    )
+    autocommit_sessions = session_factory(autocommit_engine)
     opa = Opa(settings.opa_url, settings.opa_timeout_ms)
-    identity = identity_api.start_identity(vault, sessions, settings.public_base_url)
+    identity = identity_api.start_identity(
+        vault, sessions, settings.public_base_url, lookup_sessions=autocommit_sessions
+    )
     services = Services(
         sessions=sessions,
+        autocommit_sessions=autocommit_sessions,
         authenticator=identity.authenticator,
-        signatures=Rfc9421Verifier(public_base_url=settings.public_base_url, sessions=sessions),
+        signatures=Rfc9421Verifier(
+            public_base_url=settings.public_base_url, sessions=autocommit_sessions
+        ),
         authorizer=OpaAuthorizer(opa),
         body_limit_bytes=settings.request_body_limit_bytes,
         idempotency_ttl_s=settings.idempotency_ttl_s,
@@ -61,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         services=services,
         endpoints=all_endpoints(),
         engine=engine,
+        other_engines=(autocommit_engine,),
         opa=opa,
         vault=vault,
         extra_routes=identity_api.plain_routes(),

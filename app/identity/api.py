@@ -67,10 +67,16 @@ class IdentityRuntime:
 
 
 def start_identity(
-    vault: Vault, sessions: async_sessionmaker[AsyncSession], public_base_url: str
+    vault: Vault,
+    sessions: async_sessionmaker[AsyncSession],
+    public_base_url: str,
+    lookup_sessions: async_sessionmaker[AsyncSession] | None = None,
 ) -> IdentityRuntime:
     """Load the token signing keys from Vault (creating the first one) and build the
-    authenticator. Raises VaultUnavailableError when Vault cannot be reached."""
+    authenticator. Raises VaultUnavailableError when Vault cannot be reached.
+
+    `lookup_sessions` (autocommit ones, if given) serve the per-request `is_active` read:
+    a single SELECT needs no BEGIN/ROLLBACK round trips."""
     tokens.ensure_signing_key(vault)
     vault.ensure_transit_key(customers.PII_KEY)
     issuer = tokens.TokenIssuer(vault, issuer=public_base_url, audience=TOKEN_AUDIENCE)
@@ -81,8 +87,10 @@ def start_identity(
         on_unknown_kid=issuer.refresh_for_unknown_kid,
     )
 
+    lookups = lookup_sessions or sessions
+
     async def is_active(principal: Principal) -> bool:
-        async with sessions() as session:
+        async with lookups() as session:
             return await service.is_active(session, principal.client_id, principal.key_id)
 
     return IdentityRuntime(

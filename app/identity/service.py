@@ -167,26 +167,24 @@ def pick_key(client: Client, key_id: str | None, now: datetime) -> ClientKey | N
     return active[0] if active else None
 
 
+_IS_ACTIVE = text(
+    """
+    SELECT NOT c.disabled AND (
+        CAST(:key_id AS text) IS NULL OR EXISTS (
+            SELECT 1 FROM identity.client_keys k
+            WHERE k.key_id = :key_id AND k.client_id = c.id
+              AND k.not_before <= now()
+              AND (k.not_after IS NULL OR now() < k.not_after)
+        )
+    ) AS active
+    FROM identity.clients c WHERE c.id = :client_id
+    """
+)
+
+
 async def is_active(session: AsyncSession, client_id: str, key_id: str | None) -> bool:
     """True while the client is enabled and (if given) its key is within its validity."""
-    row = (
-        await session.execute(
-            text(
-                """
-                SELECT NOT c.disabled AND (
-                    CAST(:key_id AS text) IS NULL OR EXISTS (
-                        SELECT 1 FROM identity.client_keys k
-                        WHERE k.key_id = :key_id AND k.client_id = c.id
-                          AND k.not_before <= now()
-                          AND (k.not_after IS NULL OR now() < k.not_after)
-                    )
-                ) AS active
-                FROM identity.clients c WHERE c.id = :client_id
-                """
-            ),
-            {"client_id": client_id, "key_id": key_id},
-        )
-    ).first()
+    row = (await session.execute(_IS_ACTIVE, {"client_id": client_id, "key_id": key_id})).first()
     return bool(row is not None and row.active)
 
 

@@ -74,6 +74,31 @@ def create_engine(
     )
 
 
+def create_autocommit_engine(
+    url: str, *, pool_size: int = 10, statement_timeout_ms: int = 15_000
+) -> AsyncEngine:
+    """An engine for single-statement claims (nonces, idempotency keys) and lookups.
+
+    Each statement commits on its own (no BEGIN/COMMIT round trips) and does not wait for
+    its WAL flush (`synchronous_commit=off`). That is safe only for rows whose loss in a
+    crash is harmless until a later synchronous commit, which flushes all WAL written
+    before it: see idempotency.claim_at_once and Rfc9421Verifier._claim_nonce. Effects
+    never use this engine.
+    """
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=10,
+        pool_pre_ping=True,
+        isolation_level="AUTOCOMMIT",
+        connect_args={
+            "connect_timeout": 5,
+            "options": f"-c statement_timeout={statement_timeout_ms} -c synchronous_commit=off",
+        },
+    )
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.platform.errors import ConflictError, DomainError, ValidationError
 
 MAX_KEY_LENGTH = 255
+KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
+_KEY = re.compile(KEY_PATTERN)
 CLEANUP_BATCH_SIZE = 1000
 MAX_CLAIM_ATTEMPTS = 3
 
@@ -49,6 +52,44 @@ _LOCK_EXISTING = text(
     FOR UPDATE
     """
 )
+
+
+_TAKE_OVER_EXPIRED = text(
+    """
+    UPDATE platform.idempotency_keys
+    SET fingerprint = :fingerprint, status = 'in_progress', claim_token = :token,
+        response_status = NULL, response_body = NULL, created_at = now(),
+        locked_until = now() + make_interval(secs => :stale_s),
+        expires_at = now() + make_interval(secs => :ttl_s)
+    WHERE client_id = :client_id AND method = :method
+      AND route = :route AND key = :key
+    """
+)
+_TAKE_OVER_STALE = text(
+    """
+    UPDATE platform.idempotency_keys
+    SET claim_token = :token, locked_until = now() + make_interval(secs => :stale_s)
+    WHERE client_id = :client_id AND method = :method
+      AND route = :route AND key = :key
+    """
+)
+_COMPLETE = text(
+    """
+    UPDATE platform.idempotency_keys
+    SET status = 'completed', response_status = :status,
+        response_body = CAST(:body AS jsonb), claim_token = NULL
+    WHERE client_id = :client_id AND method = :method AND route = :route
+      AND key = :key AND claim_token = :token AND status = 'in_progress'
+    """
+)
+_RELEASE = text(
+    """
+    DELETE FROM platform.idempotency_keys
+    WHERE client_id = :client_id AND method = :method AND route = :route
+      AND key = :key AND claim_token = :token AND status = 'in_progress'
+    """
+)
+_SYNCHRONOUS_COMMIT_OFF = text("SET LOCAL synchronous_commit = off")
 
 
 class IdempotencyKeyRequiredError(ValidationError):
@@ -98,11 +139,57 @@ def fingerprint(raw_body: bytes) -> str:
 
 
 def check_key(key: str | None) -> str:
-    if key is None:
+    """Accept a key of 1-255 visible ASCII characters (inner spaces allowed).
+
+    HTTP strips a field value's outer whitespace, so a key may not start or end with a
+    space; the same rule is published as KEY_PATTERN in the OpenAPI document.
+    """
+    if key is None or key == "":
         raise IdempotencyKeyRequiredError("this request needs an Idempotency-Key header")
-    if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-        raise ValidationError(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters")
+    if len(key) > MAX_KEY_LENGTH or not _KEY.match(key):
+        raise ValidationError(
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} visible ASCII characters"
+        )
     return key
+
+
+async def claim_at_once(
+    session: AsyncSession,
+    *,
+    client_id: str,
+    method: str,
+    route: str,
+    key: str,
+    body_fingerprint: str,
+    ttl_s: int,
+    stale_claim_s: int,
+) -> Claim | None:
+    """The common case in one statement: claim a key nobody holds, or return None.
+
+    `session` must be in autocommit with `synchronous_commit=off`
+    (db.create_autocommit_engine): the INSERT commits by itself, exactly like `claim`'s
+    first statement followed by its commit, and for the same reason it need not wait for
+    its WAL flush (see `claim`). None means the key exists (a replay, a concurrent
+    holder, a reuse or an expired row): the caller then runs `claim` in a transaction,
+    which decides between those under a row lock.
+    """
+    token = secrets.token_hex(16)
+    inserted = await session.execute(
+        _INSERT_CLAIM,
+        {
+            "client_id": client_id,
+            "method": method,
+            "route": route,
+            "key": key,
+            "fingerprint": body_fingerprint,
+            "token": token,
+            "ttl_s": ttl_s,
+            "stale_s": stale_claim_s,
+        },
+    )
+    if inserted.first() is None:
+        return None
+    return Claim(client_id, method, route, key, token)
 
 
 async def claim(
@@ -126,7 +213,7 @@ async def claim(
     # synchronously, and a synchronous commit flushes all WAL before it, this claim
     # included; if the server crashes before that, no effect exists and losing the claim
     # only lets the retry claim again. This saves one fsync per request.
-    await session.execute(text("SET LOCAL synchronous_commit = off"))
+    await session.execute(_SYNCHRONOUS_COMMIT_OFF)
     token = secrets.token_hex(16)
     params = {
         "client_id": client_id,
@@ -158,20 +245,7 @@ async def claim(
     db_now: datetime = row.db_now
     if row.expires_at <= db_now:
         # An expired key that the cleanup worker has not reached yet counts as new.
-        await session.execute(
-            text(
-                """
-                UPDATE platform.idempotency_keys
-                SET fingerprint = :fingerprint, status = 'in_progress', claim_token = :token,
-                    response_status = NULL, response_body = NULL, created_at = now(),
-                    locked_until = now() + make_interval(secs => :stale_s),
-                    expires_at = now() + make_interval(secs => :ttl_s)
-                WHERE client_id = :client_id AND method = :method
-                  AND route = :route AND key = :key
-                """
-            ),
-            params,
-        )
+        await session.execute(_TAKE_OVER_EXPIRED, params)
         return Claim(client_id, method, route, key, token)
     if row.fingerprint != body_fingerprint:
         raise IdempotencyKeyReusedError(
@@ -188,32 +262,14 @@ async def claim(
         raise error
     # The earlier claim went stale (its process died or hung). Take it over; the claim
     # token makes sure the old holder can no longer complete it.
-    await session.execute(
-        text(
-            """
-            UPDATE platform.idempotency_keys
-            SET claim_token = :token, locked_until = now() + make_interval(secs => :stale_s)
-            WHERE client_id = :client_id AND method = :method
-              AND route = :route AND key = :key
-            """
-        ),
-        params,
-    )
+    await session.execute(_TAKE_OVER_STALE, params)
     return Claim(client_id, method, route, key, token)
 
 
 async def complete(session: AsyncSession, held: Claim, status: int, body: Any) -> None:
     """Store the response in the caller's transaction. Raises ClaimLostError if taken over."""
     result = await session.execute(
-        text(
-            """
-            UPDATE platform.idempotency_keys
-            SET status = 'completed', response_status = :status,
-                response_body = CAST(:body AS jsonb), claim_token = NULL
-            WHERE client_id = :client_id AND method = :method AND route = :route
-              AND key = :key AND claim_token = :token AND status = 'in_progress'
-            """
-        ),
+        _COMPLETE,
         {
             "status": status,
             "body": json.dumps(body, default=str),
@@ -231,13 +287,7 @@ async def complete(session: AsyncSession, held: Claim, status: int, body: Any) -
 async def release(session: AsyncSession, held: Claim) -> None:
     """Forget an unfinished claim so that a retry executes again (5xx, validation errors)."""
     await session.execute(
-        text(
-            """
-            DELETE FROM platform.idempotency_keys
-            WHERE client_id = :client_id AND method = :method AND route = :route
-              AND key = :key AND claim_token = :token AND status = 'in_progress'
-            """
-        ),
+        _RELEASE,
         {
             "client_id": held.client_id,
             "method": held.method,

@@ -422,6 +422,24 @@ def _parse_dictionary(value: str, what: str) -> dict[str, Any]:
     return parsed
 
 
+_INSERT_NONCE = text(
+    """
+    INSERT INTO platform.seen_nonces (key_id, nonce, expires_at)
+    VALUES (:key_id, :nonce, now() + make_interval(secs => :ttl_s))
+    ON CONFLICT (key_id, nonce) DO NOTHING
+    RETURNING 1
+    """
+)
+_DELETE_EXPIRED_NONCES = text(
+    """
+    DELETE FROM platform.seen_nonces
+    WHERE ctid IN (
+        SELECT ctid FROM platform.seen_nonces WHERE expires_at <= now() LIMIT :batch
+    )
+    """
+)
+
+
 def _header(request: Request, name: str) -> str | None:
     values = request.headers.getlist(name)
     return ", ".join(values) if values else None
@@ -443,6 +461,8 @@ class Rfc9421Verifier:
         nonce_ttl_s: int = NONCE_TTL_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`sessions` should be autocommit ones (db.create_autocommit_engine); with
+        ordinary sessions the nonce still commits, only with a WAL-flush wait."""
         self._base_url = public_base_url.rstrip("/")
         self._sessions = sessions
         self._nonce_ttl_s = nonce_ttl_s
@@ -565,26 +585,19 @@ class Rfc9421Verifier:
             raise DigestMismatchError("the body does not match Content-Digest") from None
 
     async def _claim_nonce(self, keyid: str, nonce: str) -> None:
-        async with self._sessions() as session, session.begin():
-            # No need to wait for the WAL flush: any effect of this request commits
-            # synchronously later, flushing this record first. A crash before that loses
-            # only the nonce of a request that had no effect.
-            await session.execute(text("SET LOCAL synchronous_commit = off"))
+        # `sessions` are autocommit with synchronous_commit=off (db.create_autocommit_engine):
+        # one round trip, and no wait for the WAL flush. Any effect of this request commits
+        # synchronously later, which flushes this record first; a crash before that loses
+        # only the nonce of a request that had no effect. The commit below is then a no-op.
+        async with self._sessions() as session:
             inserted = await session.execute(
-                text(
-                    """
-                    INSERT INTO platform.seen_nonces (key_id, nonce, expires_at)
-                    VALUES (:key_id, :nonce, now() + make_interval(secs => :ttl_s))
-                    ON CONFLICT (key_id, nonce) DO NOTHING
-                    RETURNING 1
-                    """
-                ),
-                {"key_id": keyid, "nonce": nonce, "ttl_s": self._nonce_ttl_s},
+                _INSERT_NONCE, {"key_id": keyid, "nonce": nonce, "ttl_s": self._nonce_ttl_s}
             )
             claimed = inserted.first() is not None
             if time.monotonic() >= self._next_cleanup:
                 self._next_cleanup = time.monotonic() + NONCE_CLEANUP_INTERVAL_S
                 await delete_expired_nonces(session)
+            await session.commit()
         if not claimed:
             raise ReplayedRequestError("this (keyid, nonce) pair was already used")
 
@@ -598,14 +611,7 @@ async def delete_expired_nonces(
     outside the freshness window.
     """
     result = await session.execute(
-        text(
-            """
-            DELETE FROM platform.seen_nonces
-            WHERE ctid IN (
-                SELECT ctid FROM platform.seen_nonces WHERE expires_at <= now() LIMIT :batch
-            )
-            """
-        ),
+        _DELETE_EXPIRED_NONCES,
         {"batch": batch_size},
     )
     deleted: int = result.rowcount  # type: ignore[attr-defined]

@@ -90,6 +90,7 @@ def build_service_app(
     extra_paths: dict[str, Any] | None = None,
     on_start: Hook | None = None,
     on_stop: Hook | None = None,
+    other_engines: Sequence[AsyncEngine] = (),
 ) -> Starlette:
     openapi_document = build_document(
         title, version, endpoints, {**operational_paths(), **(extra_paths or {})}
@@ -119,6 +120,8 @@ def build_service_app(
                 await on_stop()
             await opa.close()
             await engine.dispose()
+            for other in other_engines:
+                await other.dispose()
 
     app = Starlette(
         routes=[
