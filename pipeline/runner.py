@@ -82,6 +82,18 @@ def current_commit(root: Path) -> str:
     return os.environ.get("GITHUB_SHA", "unknown")
 
 
+def worktree_clean(root: Path) -> bool | None:
+    """Whether the checkout has no uncommitted or untracked change; None outside git.
+
+    Evidence names a commit; from a dirty tree it is not evidence about that commit, so the
+    promotion policy only accepts runs from clean trees.
+    """
+    run = run_tool(["git", "status", "--porcelain"], cwd=root, timeout_s=60)
+    if run.exit_code != 0:
+        return None
+    return run.stdout.strip() == ""
+
+
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -202,6 +214,8 @@ def run_pipeline(
     outcome = RunOutcome(run_id=run_id, commit=commit)
     started_at = datetime.now(UTC)
     policy_digest = bundle_digest(ws.policy_dir)
+    # Checked before the gates run: the gates themselves only write under reports/ (ignored).
+    clean = worktree_clean(ws.root)
     try:
         waivers = load_waivers(waivers_dir)
         waiver_error = None
@@ -270,6 +284,7 @@ def run_pipeline(
         "finished_at": _rfc3339(datetime.now(UTC)),
         "details": {
             "run_id": run_id,
+            "worktree_clean": clean,
             "gates": summary,
             "gate_records": {g["gate"]: g["evidence_id"] for g in summary if g["evidence_id"]},
             "findings": provisional["violations"],

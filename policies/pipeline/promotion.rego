@@ -11,12 +11,15 @@ environments := {"staging", "production"}
 
 default allow := false
 
-# A run record qualifies when every required gate links a passing record for its commit.
+# A run record qualifies when it ran on a clean checkout of the commit (evidence from a tree
+# with uncommitted changes says nothing about the commit) and every required gate links a
+# passing record for that commit.
 qualifying_runs contains run.id if {
 	some run in input.runs
 	run.type == "ci.run"
 	run.result == "pass"
 	run.subject.commit == input.commit
+	run.details.worktree_clean == true
 	linked := {name: id | some name, id in run.details.gate_records}
 	every name in required_gates {
 		record := input.gate_records[linked[name]]

@@ -17,7 +17,7 @@ run_record(result) := {
 	"type": "ci.run",
 	"result": result,
 	"subject": {"commit": commit},
-	"details": {"gate_records": {name: sprintf("evd_%s", [name]) | some name in promotion.required_gates}},
+	"details": {"worktree_clean": true, "gate_records": {name: sprintf("evd_%s", [name]) | some name in promotion.required_gates}},
 }
 
 request(runs, records) := {
@@ -61,4 +61,9 @@ test_promotion_refused_for_bad_environment_digest_or_actor if {
 	not promotion.allow with input as object.union(base, {"environment": "moon"})
 	not promotion.allow with input as object.union(base, {"artifact_digest": "latest"})
 	not promotion.allow with input as object.union(base, {"actor": " "})
+}
+
+test_promotion_refused_when_the_run_was_on_a_dirty_tree if {
+	dirty := object.union(run_record("pass"), {"details": {"worktree_clean": false}})
+	not promotion.allow with input as request([dirty], gate_records("pass"))
 }

@@ -20,7 +20,7 @@ from pipeline.promotion import promote
 from pipeline.runner import run_pipeline
 from pipeline.workspace import HOME
 from tests.support.api_client import ClientFactory
-from tests.support.pipeline_project import ROOT_DOCKERFILE, make_project, workspace
+from tests.support.pipeline_project import ROOT_DOCKERFILE, commit_all, make_project, workspace
 
 ALL_GATES = [
     "ruff",
@@ -148,7 +148,8 @@ def test_run_fails_when_the_evidence_service_is_down(
 def test_promotion_is_refused_without_passing_evidence_and_recorded_with_it(
     tmp_path: Path, evidence_client: EvidenceClient
 ) -> None:
-    commit = _commit()
+    root = make_project(tmp_path / "repo")
+    commit = commit_all(root)
     digest = "sha256:" + secrets.token_hex(32)
     policy = {"policy_dir": HOME / "policies" / "pipeline", "opa": HOME / ".tools" / "bin" / "opa"}
     refused = promote(
@@ -164,7 +165,7 @@ def test_promotion_is_refused_without_passing_evidence_and_recorded_with_it(
     assert "evidence_id" not in refused
 
     outcome = run_pipeline(
-        workspace(make_project(tmp_path / "repo")),
+        workspace(root),
         ALL_GATES,
         sink=evidence_client,
         waivers_dir=tmp_path / "no-waivers",

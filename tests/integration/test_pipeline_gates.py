@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from pipeline.gates import GATES, locked_pins
-from pipeline.runner import decide_gate, run_pipeline
+from pipeline.runner import decide_gate, run_pipeline, worktree_clean
 from pipeline.waivers import load as load_waivers
 from pipeline.workspace import HOME
-from tests.support.pipeline_project import ROOT_DOCKERFILE, make_project, workspace
+from tests.support.pipeline_project import ROOT_DOCKERFILE, commit_all, make_project, workspace
 
 
 def decide(root: Path, gate: str, waivers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -224,3 +224,11 @@ def test_gate_fails_when_a_waiver_file_is_unreadable(project: Path, tmp_path: Pa
     )
     assert outcome.gates[0].decision["result"] == "fail"
     assert any("waivers unreadable" in v for v in outcome.gates[0].decision["violations"])
+
+
+def test_worktree_is_clean_only_when_nothing_is_uncommitted(project: Path) -> None:
+    assert worktree_clean(project) is None
+    commit_all(project)
+    assert worktree_clean(project) is True
+    (project / "demo" / "new.py").write_text("")
+    assert worktree_clean(project) is False

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from pipeline.workspace import Workspace
@@ -62,3 +64,28 @@ def workspace(root: Path) -> Workspace:
         source_packages=["demo"],
         test_paths=["tests"],
     )
+
+
+def commit_all(root: Path) -> str:
+    """Make `root` a git checkout with one commit of everything; return the commit SHA."""
+    env = {
+        "GIT_AUTHOR_NAME": "ci-test",
+        "GIT_AUTHOR_EMAIL": "ci-test@example.com",
+        "GIT_COMMITTER_NAME": "ci-test",
+        "GIT_COMMITTER_EMAIL": "ci-test@example.com",
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(root),
+    }
+    (root / ".gitignore").write_text(".coverage\n.mypy_cache/\n__pycache__/\n")
+    for argv in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "x"]):
+        subprocess.run(argv, cwd=root, env=env, check=True, capture_output=True, timeout=60)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        cwd=root,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return head.stdout.strip()
