@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from app.platform import idempotency
 from app.platform.web import Endpoint
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -66,7 +67,12 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": True,
-                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": idempotency.MAX_KEY_LENGTH,
+                    "pattern": idempotency.KEY_PATTERN,
+                },
             }
         )
     if endpoint.needs_signature:
