@@ -4,8 +4,8 @@ Locking protocol (every writer follows it, so there is no deadlock cycle):
 1. the pending transaction's `open_holds` row (post, void, expire) or the original
    transaction row (reverse);
 2. the `balances` rows of every account touched, in sorted account-id order;
-3. last, and held only for a few statements, the single `chain_head` row that makes the
-   hash chain linear.
+3. last, and held only for the chain append and the COMMIT (`db.at_commit`), the single
+   `chain_head` row that makes the hash chain linear.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from app.ledger.domain import (
     UnknownAccountError,
 )
 from app.platform import outbox
-from app.platform.db import run_in_transaction
+from app.platform.db import at_commit, run_in_transaction
 from app.platform.errors import InvariantViolation, ValidationError
 
 VERIFY_BATCH_SIZE = 500
@@ -301,7 +301,7 @@ def _posting_fields(movement: Movement, created_at: datetime) -> dict[str, Any]:
     }
 
 
-_WRITE_ENTRY = text(
+_MOVE_AND_POST = text(
     """
     WITH moved AS (
         UPDATE ledger.balances b
@@ -326,7 +326,13 @@ _WRITE_ENTRY = text(
              AS v(leg, account_id, direction, amount_minor, currency, effect, balance_after, n)
         ORDER BY v.n
         RETURNING 1
-    ), old AS (
+    )
+    SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM written) AS written
+    """
+)
+_APPEND_TO_CHAIN = text(
+    """
+    WITH old AS (
         SELECT last_seq, last_hash FROM ledger.chain_head WHERE id = 1 FOR UPDATE
     ), head AS (
         UPDATE ledger.chain_head h
@@ -340,7 +346,7 @@ _WRITE_ENTRY = text(
         (seq, id, transaction_id, kind, occurred_at, prev_hash, hash)
     SELECT last_seq, :id, :transaction_id, :kind, :occurred_at, prev_hash, last_hash
     FROM head
-    RETURNING (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM written) AS written
+    RETURNING seq
     """
 )
 
@@ -358,10 +364,13 @@ async def _write_entry(
 ) -> None:
     """Insert the postings, move the balances and append the entry to the hash chain.
 
-    One statement, so the account rows (locked by the caller) and the chain head are held
-    for a single round trip plus the commit. The chain head row serializes every journal
-    write; hash = sha256(prev_hash || JCS(entry)) is computed by PostgreSQL over the exact
-    canonical bytes we send, and `verify` recomputes it in Python.
+    The postings and balances are one statement (the account rows are locked by the
+    caller). The chain append runs at commit (`db.at_commit`): the chain head row
+    serializes every journal write of the whole ledger, so it is taken last, after the
+    caller's audit record and idempotency completion, and held for that one statement
+    plus the COMMIT. Entries are thereby chained in commit order. hash = sha256(prev_hash
+    || JCS(entry)) is computed by PostgreSQL over the exact canonical bytes we send, and
+    `verify` recomputes it in Python.
     """
     if len(applied.balance_after_minor) != len(movements):
         raise InvariantViolation("ledger.running_balance", "one running balance per posting")
@@ -376,7 +385,7 @@ async def _write_entry(
     )
     row = (
         await session.execute(
-            _WRITE_ENTRY,
+            _MOVE_AND_POST,
             {
                 "b_ids": touched,
                 "b_posted": [str(applied.balances[a].posted_minor) for a in touched],
@@ -389,16 +398,27 @@ async def _write_entry(
                 "p_currencies": [m.currency for m in movements],
                 "p_effects": [m.effect for m in movements],
                 "p_after": [str(after) for after in applied.balance_after_minor],
-                "canonical": canonical,
                 "id": entry_id,
                 "transaction_id": transaction_id,
-                "kind": kind,
                 "occurred_at": occurred_at,
             },
         )
     ).one()
     if row.moved != len(touched) or row.written != len(movements):
         raise InvariantViolation("ledger.entry_written", "balances or postings went missing")
+    chained = {
+        "canonical": canonical,
+        "id": entry_id,
+        "transaction_id": transaction_id,
+        "kind": kind,
+        "occurred_at": occurred_at,
+    }
+
+    async def append_to_chain(session: AsyncSession) -> None:
+        if (await session.execute(_APPEND_TO_CHAIN, chained)).first() is None:
+            raise InvariantViolation("ledger.chain_appended", "the chain head row is missing")
+
+    await at_commit(session, append_to_chain)
 
 
 def _lines(legs: Iterable[Leg]) -> tuple[events.PostingLine, ...]:

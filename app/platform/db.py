@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import MetaData
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import MetaData, event
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 
 T = TypeVar("T")
+CommitStep = Callable[[AsyncSession], Awaitable[None]]
+_BEFORE_COMMIT = "moneypath.before_commit"
 
 # SQLSTATEs that mean "try the whole transaction again": serialization failure,
 # deadlock detected, and the lock timeout we set on hot rows.
@@ -25,6 +28,10 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 MAX_TRANSACTION_ATTEMPTS = 5
 RETRY_BASE_DELAY_S = 0.005
 RETRY_MAX_DELAY_S = 0.2
+# A pooled connection idle for longer than this is pinged before use; one handed back
+# and forth under load is not (SQLAlchemy's pool_pre_ping would cost a round trip on
+# every checkout, four per signed request).
+PING_AFTER_IDLE_S = 1.0
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -57,20 +64,45 @@ def libpq_url(url: str) -> str:
     raise ValueError("expected a postgresql:// URL")
 
 
+def _ping_when_idle(engine: AsyncEngine, idle_s: float = PING_AFTER_IDLE_S) -> AsyncEngine:
+    """Check a pooled connection before use when it sat idle: a database restart or an
+    idle-connection reaper is then noticed and the connection replaced, as pool_pre_ping
+    would, without a ping round trip on every busy checkout."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _returned(dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        returned_at = record.info.get("returned_at")
+        if returned_at is None or time.monotonic() - returned_at < idle_s:
+            return  # fresh from connect, or in use a moment ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool replaces this connection with a new one and checks out again.
+            raise DisconnectionError("pooled connection failed its ping") from error
+
+    return engine
+
+
 def create_engine(
     url: str, *, pool_size: int = 10, statement_timeout_ms: int = 15_000
 ) -> AsyncEngine:
     # A statement timeout bounds every query, so a stuck lock cannot hang a request forever.
-    return create_async_engine(
-        async_url(url),
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_timeout=10,
-        pool_pre_ping=True,
-        connect_args={
-            "connect_timeout": 5,
-            "options": f"-c statement_timeout={statement_timeout_ms}",
-        },
+    return _ping_when_idle(
+        create_async_engine(
+            async_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=10,
+            connect_args={
+                "connect_timeout": 5,
+                "options": f"-c statement_timeout={statement_timeout_ms}",
+            },
+        )
     )
 
 
@@ -85,17 +117,20 @@ def create_autocommit_engine(
     before it: see idempotency.claim_at_once and Rfc9421Verifier._claim_nonce. Effects
     never use this engine.
     """
-    return create_async_engine(
-        async_url(url),
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_timeout=10,
-        pool_pre_ping=True,
-        isolation_level="AUTOCOMMIT",
-        connect_args={
-            "connect_timeout": 5,
-            "options": f"-c statement_timeout={statement_timeout_ms} -c synchronous_commit=off",
-        },
+    return _ping_when_idle(
+        create_async_engine(
+            async_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=10,
+            isolation_level="AUTOCOMMIT",
+            connect_args={
+                "connect_timeout": 5,
+                "options": (
+                    f"-c statement_timeout={statement_timeout_ms} -c synchronous_commit=off"
+                ),
+            },
+        )
     )
 
 
@@ -124,10 +159,33 @@ async def run_in_transaction(
     for attempt in range(1, attempts + 1):
         try:
             async with sessions() as session, session.begin():
-                return await work(session)
+                steps: list[CommitStep] = []
+                session.info[_BEFORE_COMMIT] = steps
+                result = await work(session)
+                # From here on `at_commit` runs its step at once: the list is final.
+                del session.info[_BEFORE_COMMIT]
+                for step in steps:
+                    await step(session)
+                return result
         except DBAPIError as error:
             if not is_retryable(error) or attempt == attempts:
                 raise
             cap = min(RETRY_MAX_DELAY_S, RETRY_BASE_DELAY_S * 2**attempt)
             await asyncio.sleep(random.uniform(0, cap))  # noqa: S311 - jitter, not crypto
     raise RuntimeError("unreachable: the loop either returns or raises")
+
+
+async def at_commit(session: AsyncSession, step: CommitStep) -> None:
+    """Run `step` in this transaction as late as possible: right before its COMMIT.
+
+    For a statement that takes a global lock (the ledger's hash-chain head), so the lock
+    is held for that statement and the commit only, not for what the caller still does
+    after it (audit record, idempotency completion). Inside `run_in_transaction` the
+    step runs after `work`, in registration order; in any other transaction it runs at
+    once, so it can never be skipped.
+    """
+    pending: list[CommitStep] | None = session.info.get(_BEFORE_COMMIT)
+    if pending is None:
+        await step(session)
+    else:
+        pending.append(step)
