@@ -55,6 +55,8 @@ def _run(args: argparse.Namespace) -> int:
         reports_dir=Path(args.reports) if args.reports else None,
         advisory_db=Path(args.advisory_db) if args.advisory_db else None,
         pytest_reports=Path(args.pytest_reports) if args.pytest_reports else None,
+        source_packages=args.packages,
+        test_paths=args.tests,
     )
     sink = None if args.no_evidence else sink_from_env(args.evidence_url)
     outcome = run_pipeline(
@@ -106,6 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="OSV vulns/ tree (default ../shared/advisory-db/pypa/vulns, or $PIPELINE_ADVISORY_DB)",
     )
     run.add_argument("--pytest-reports", help="ingest junit.xml + coverage.json from here")
+    run.add_argument(
+        "--packages",
+        nargs="+",
+        help="packages to scan (default: app evidence pipeline, those present)",
+    )
+    run.add_argument(
+        "--tests",
+        nargs="+",
+        help="test paths (default: tests/unit tests/integration tests/e2e, those present)",
+    )
     run.add_argument("--waivers", help="waiver directory (default pipeline/waivers)")
     run.add_argument("--commit", help="commit SHA (default: git HEAD)")
     run.set_defaults(handler=_run)

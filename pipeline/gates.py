@@ -120,7 +120,9 @@ def _toml(path: Path) -> dict[str, Any]:
 
 
 def _tool_error(run: ToolRun) -> str:
-    return f"{run.argv[0].rsplit('/', 1)[-1]} exited {run.exit_code}: {run.stderr.strip()[-800:]}"
+    # Some tools (bandit -q) explain a usage error on stdout, others on stderr.
+    said = (run.stderr.strip() or run.stdout.strip())[-800:]
+    return f"{run.argv[0].rsplit('/', 1)[-1]} exited {run.exit_code}: {said}"
 
 
 class _Clock:

@@ -6,13 +6,17 @@ authenticates as a service client created through the identity API, exactly as i
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from app.entrypoints.devstack import Stack, free_port
 from pipeline.evidence_client import EvidenceClient
@@ -201,3 +205,75 @@ def test_promotion_is_refused_without_passing_evidence_and_recorded_with_it(
         **policy,
     )
     assert not other["allow"]
+
+
+def test_cli_runs_with_evidence_and_refuses_promotion_without_it(
+    tmp_path: Path, evidence_client: EvidenceClient, live_stack: Stack
+) -> None:
+    key_file = tmp_path / "pipeline-key.pem"
+    key_file.write_bytes(
+        evidence_client._private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    env = {
+        **os.environ,
+        "PIPELINE_CLIENT_ID": evidence_client._client_id,
+        "PIPELINE_CLIENT_SECRET": evidence_client._client_secret,
+        "PIPELINE_KEY_ID": evidence_client._key_id,
+        "PIPELINE_SIGNING_KEY": str(key_file),
+        "PIPELINE_TOKEN_URL": live_stack.api_url,
+        "EVIDENCE_URL": live_stack.evidence_url,
+    }
+    root = make_project(tmp_path / "repo")
+    commit = commit_all(root)
+    cli = [sys.executable, "-m", "pipeline"]
+    run = subprocess.run(
+        [
+            *cli,
+            "run",
+            "--gates",
+            "bandit",
+            "opa",
+            "--root",
+            str(root),
+            "--reports",
+            str(tmp_path / "reports"),
+            "--waivers",
+            str(tmp_path / "none"),
+            "--packages",
+            "demo",
+        ],
+        cwd=HOME,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "evidence=evd_" in run.stdout
+    promote_cli = subprocess.run(
+        [
+            *cli,
+            "promote",
+            "--artifact-digest",
+            "sha256:" + "b" * 64,
+            "--environment",
+            "production",
+            "--root",
+            str(root),
+        ],
+        cwd=HOME,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # Only two gates ran for this commit: no passing run covers every required gate.
+    assert promote_cli.returncode == 1
+    assert "promotion refused" in promote_cli.stdout
+    assert commit in promote_cli.stdout
