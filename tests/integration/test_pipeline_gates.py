@@ -232,3 +232,20 @@ def test_worktree_is_clean_only_when_nothing_is_uncommitted(project: Path) -> No
     assert worktree_clean(project) is True
     (project / "demo" / "new.py").write_text("")
     assert worktree_clean(project) is False
+
+
+def test_pip_audit_gate_fails_when_an_advisory_cannot_be_evaluated(
+    project: Path, tmp_path: Path
+) -> None:
+    vulns = tmp_path / "vulns" / "jinja2"
+    vulns.mkdir(parents=True)
+    (vulns / "PYSEC-TEST-1.yaml").write_text(
+        "id: PYSEC-TEST-1\naffected:\n- package: {name: jinja2, ecosystem: PyPI}\n"
+        "  ranges:\n  - type: ECOSYSTEM\n    events:\n    - introduced: 'not a version'\n"
+    )
+    ws = dataclasses.replace(workspace(project), advisory_db=tmp_path / "vulns")
+    result = GATES["pip-audit"](ws)
+    assert result.facts["unchecked"][0]["name"] == "jinja2"
+    decision = decide_gate(ws, result, [])
+    assert decision["result"] == "fail"
+    assert any("could not check jinja2" in v for v in decision["violations"])
