@@ -25,24 +25,22 @@ def _bootstrap(home: Path) -> int:
     """Create `.tools/checkov`: checkov pins packaging<24, so it cannot share our venv."""
     venv = home / ".tools" / "checkov"
     python = venv / "bin" / "python"
+    if list(venv.glob(f"lib/python*/site-packages/checkov-{CHECKOV_VERSION}.dist-info")):
+        print(f"checkov {CHECKOV_VERSION} already in {venv}")
+        return 0
     if not python.exists():
         made = run_tool([sys.executable, "-m", "venv", str(venv)], cwd=home, timeout_s=300)
         if made.exit_code != 0:
             print(made.stderr, file=sys.stderr)
             return 1
-    installed = run_tool(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            f"checkov=={CHECKOV_VERSION}",
-        ],
-        cwd=home,
-        timeout_s=1800,
-    )
+    uv = home / ".tools" / "uv" / "bin" / "uv"
+    if uv.exists():
+        argv = [str(uv), "pip", "install", "--quiet", "--python", str(python)]
+    else:
+        # A venv made by uv has no pip; ensurepip adds it from the standard library.
+        run_tool([str(python), "-m", "ensurepip", "--upgrade"], cwd=home, timeout_s=300)
+        argv = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    installed = run_tool([*argv, f"checkov=={CHECKOV_VERSION}"], cwd=home, timeout_s=1800)
     print(installed.stdout + installed.stderr)
     return installed.exit_code
 
