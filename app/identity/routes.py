@@ -338,6 +338,8 @@ CREATE_CLIENT_SCHEMA: dict[str, Any] = {
         },
         **_KEY_FIELDS,
     },
+    # A client needs exactly one signing key to start with, given as PEM or as JWK.
+    "oneOf": [{"required": ["public_key_pem"]}, {"required": ["public_jwk"]}],
 }
 _KEY_SCHEMA: dict[str, Any] = {
     "type": "object",
