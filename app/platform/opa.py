@@ -1,19 +1,25 @@
 """OPA decisions over OPA's REST data API.
 
-We call the REST API with httpx instead of opa-python-client because we need the
-`decision_id` that OPA returns with each decision (for the audit log) and an async client
-with a strict per-call timeout; opa-python-client returns only `result` and brings aiohttp.
+We call the REST API ourselves instead of using opa-python-client because we need the
+`decision_id` that OPA returns with each decision (for the audit log) and a strict
+per-call timeout. The client is aiohttp: every signed request makes one OPA call, and
+aiohttp's C HTTP parser costs about a third of the CPU of httpx's pure-Python h11 per
+call (loadtests/bench_ledger.py), over the same keep-alive connections.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from app.platform.errors import DependencyUnavailableError
+
+MAX_CONNECTIONS = 64
 
 
 class OpaUnavailableError(DependencyUnavailableError):
@@ -32,26 +38,42 @@ class Opa:
 
     def __init__(self, base_url: str, timeout_ms: int) -> None:
         self._base_url = base_url.rstrip("/")
-        self._client = httpx.AsyncClient(
-            base_url=self._base_url,
-            timeout=httpx.Timeout(timeout_ms / 1000),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-        )
+        self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
+        # aiohttp binds a session to the running event loop, so it is made on first use.
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+                json_serialize=json.dumps,
+            )
+            self._loop = loop
+        return self._session
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def evaluate(self, package_path: str, input_document: dict[str, Any]) -> dict[str, Any]:
         """Evaluate `data.<package_path>` and return OPA's whole response document."""
         try:
-            response = await self._client.post(
-                f"/v1/data/{package_path}", json={"input": input_document}
-            )
-        except httpx.HTTPError as error:
+            async with self._client().post(
+                f"{self._base_url}/v1/data/{package_path}", json={"input": input_document}
+            ) as response:
+                if response.status != 200:
+                    raise OpaUnavailableError(f"OPA answered {response.status}")
+                document = json.loads(await response.read())
+        except (aiohttp.ClientError, TimeoutError) as error:
             raise OpaUnavailableError(f"OPA is unreachable: {type(error).__name__}") from None
-        if response.status_code != 200:
-            raise OpaUnavailableError(f"OPA answered {response.status_code}")
-        document: dict[str, Any] = response.json()
+        except ValueError:
+            raise OpaUnavailableError("OPA answered with a body that is not JSON") from None
+        if not isinstance(document, dict):
+            raise OpaUnavailableError("OPA answered with a body that is not a JSON object")
         return document
 
     async def decide(self, package_path: str, input_document: dict[str, Any]) -> Decision:
@@ -64,10 +86,12 @@ class Opa:
 
     async def healthy(self) -> bool:
         try:
-            response = await self._client.get("/health", params={"bundles": "true"})
-        except httpx.HTTPError:
+            async with self._client().get(
+                f"{self._base_url}/health", params={"bundles": "true"}
+            ) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
             return False
-        return response.status_code == 200
 
 
 class OpaAuthorizer:
