@@ -31,8 +31,13 @@ run: install
 	$(PY) -m app.entrypoints.cli up
 
 ## The whole test suite: unit, integration and e2e, against real services it starts itself.
+## It also writes reports/junit.xml and reports/coverage.json, which the pipeline's pytest
+## gate ingests in CI instead of running the suite twice.
 test: install
-	$(PY) -m pytest tests/unit tests/integration tests/e2e
+	mkdir -p reports
+	$(PY) -m pytest tests/unit tests/integration tests/e2e -p no:cacheprovider \
+		--junitxml=reports/junit.xml --cov-branch --cov=app --cov=evidence --cov=pipeline \
+		--cov-report=json:reports/coverage.json --cov-report=term:skip-covered
 
 test-unit: install
 	$(PY) -m pytest tests/unit
