@@ -252,25 +252,58 @@ async def list_entries(
 # ---- locking and writing ----------------------------------------------------------------
 
 
+_LOCK_ACCOUNTS = text(
+    """
+    SELECT a.id, a.currency, a.normal_balance, a.overdraft_limit_minor,
+           b.posted_minor, b.pending_debits_minor, b.pending_credits_minor
+    FROM ledger.balances b JOIN ledger.accounts a ON a.id = b.account_id
+    WHERE b.account_id = ANY(:ids)
+    ORDER BY b.account_id
+    FOR UPDATE OF b
+    """
+)
+# A new transaction's rows (and its hold, when pending) go in with the account locks, in
+# one round trip: they do not depend on the balances, and a refusal later rolls them back
+# with everything else.
+_INSERT_TRANSACTION_AND_LOCK_ACCOUNTS = text(
+    """
+    WITH created AS (
+        INSERT INTO ledger.transactions
+            (id, entry_id, status, expires_at, description, external_ref, reverses,
+             posting_count, created_at)
+        VALUES (:id, :entry_id, :status, :expires_at, :description, :external_ref,
+                :reverses, :posting_count, :created_at)
+        RETURNING id, expires_at
+    ), held AS (
+        INSERT INTO ledger.open_holds (transaction_id, expires_at)
+        SELECT id, expires_at FROM created WHERE CAST(:holds AS boolean)
+    )
+    SELECT a.id, a.currency, a.normal_balance, a.overdraft_limit_minor,
+           b.posted_minor, b.pending_debits_minor, b.pending_credits_minor
+    FROM ledger.balances b JOIN ledger.accounts a ON a.id = b.account_id
+    WHERE b.account_id = ANY(:ids)
+    ORDER BY b.account_id
+    FOR UPDATE OF b
+    """
+)
+
+
 async def _lock_accounts(
-    session: AsyncSession, account_ids: Iterable[str]
+    session: AsyncSession,
+    account_ids: Iterable[str],
+    *,
+    new_transaction: Mapping[str, Any] | None = None,
 ) -> dict[str, AccountState]:
+    """Lock the accounts' balance rows in id order; insert `new_transaction` on the way."""
     wanted = sorted(set(account_ids))
-    rows = (
-        await session.execute(
-            text(
-                """
-                SELECT a.id, a.currency, a.normal_balance, a.overdraft_limit_minor,
-                       b.posted_minor, b.pending_debits_minor, b.pending_credits_minor
-                FROM ledger.balances b JOIN ledger.accounts a ON a.id = b.account_id
-                WHERE b.account_id = ANY(:ids)
-                ORDER BY b.account_id
-                FOR UPDATE OF b
-                """
-            ),
-            {"ids": wanted},
-        )
-    ).all()
+    if new_transaction is None:
+        rows = (await session.execute(_LOCK_ACCOUNTS, {"ids": wanted})).all()
+    else:
+        rows = (
+            await session.execute(
+                _INSERT_TRANSACTION_AND_LOCK_ACCOUNTS, {**new_transaction, "ids": wanted}
+            )
+        ).all()
     found = {
         row.id: AccountState(
             account_id=row.id,
@@ -468,36 +501,18 @@ async def create_transaction(
     domain.check_expiry(status, expires_at, received_at)
     transaction_id = _new_id("txn")
     entry_id = _new_id("jrn")
-    # Rows that do not depend on balances are written before the account locks are
-    # taken, so hot accounts stay locked for as little as possible; a refusal later
-    # rolls them back with everything else.
-    await session.execute(
-        text(
-            """
-            INSERT INTO ledger.transactions
-                (id, entry_id, status, expires_at, description, external_ref, reverses,
-                 posting_count, created_at)
-            VALUES (:id, :entry_id, :status, :expires_at, :description, :external_ref,
-                    :reverses, :posting_count, :created_at)
-            """
-        ),
-        {
-            "id": transaction_id,
-            "entry_id": entry_id,
-            "status": status,
-            "expires_at": expires_at,
-            "description": description,
-            "external_ref": external_ref,
-            "reverses": reverses,
-            "posting_count": len(legs),
-            "created_at": received_at,
-        },
-    )
-    if status == "pending":
-        await session.execute(
-            text("INSERT INTO ledger.open_holds (transaction_id, expires_at) VALUES (:id, :at)"),
-            {"id": transaction_id, "at": expires_at},
-        )
+    new_transaction = {
+        "id": transaction_id,
+        "entry_id": entry_id,
+        "status": status,
+        "expires_at": expires_at,
+        "description": description,
+        "external_ref": external_ref,
+        "reverses": reverses,
+        "posting_count": len(legs),
+        "created_at": received_at,
+        "holds": status == "pending",
+    }
     when = domain.format_time(received_at)
     if status == "posted":
         await outbox.emit(
@@ -513,7 +528,9 @@ async def create_transaction(
                 transaction_id, _lines(legs), domain.format_time(hold_until), when
             ),
         )
-    accounts = await _lock_accounts(session, (leg.account_id for leg in legs))
+    accounts = await _lock_accounts(
+        session, (leg.account_id for leg in legs), new_transaction=new_transaction
+    )
     effect: domain.Effect = "posted" if status == "posted" else "hold"
     movements = [
         Movement(index, leg.account_id, leg.direction, leg.amount_minor, leg.currency, effect)

@@ -21,17 +21,20 @@ class IntegrationEvent(Protocol):
     def aggregate_id(self) -> str: ...
 
 
+_INSERT = text(
+    """
+    INSERT INTO platform.outbox (event_id, event_type, event_version, aggregate_id, payload)
+    VALUES (:event_id, :event_type, :event_version, :aggregate_id, CAST(:payload AS jsonb))
+    """
+)
+
+
 async def emit(session: AsyncSession, event: Any) -> str:
     """Append `event` (a frozen dataclass from some `events.py`) to the outbox; return its id."""
     event_id = "evt_" + secrets.token_hex(12)
     payload: dict[str, Any] = dataclasses.asdict(event)
     await session.execute(
-        text(
-            """
-            INSERT INTO platform.outbox (event_id, event_type, event_version, aggregate_id, payload)
-            VALUES (:event_id, :event_type, :event_version, :aggregate_id, CAST(:payload AS jsonb))
-            """
-        ),
+        _INSERT,
         {
             "event_id": event_id,
             "event_type": event.EVENT_TYPE,
