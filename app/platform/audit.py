@@ -42,6 +42,11 @@ _INSERT = text(
 )
 
 
+def params(event: AuditEvent) -> dict[str, Any]:
+    """The bind parameters of one audit row (for statements that write it with more)."""
+    return _params(event)
+
+
 def _params(event: AuditEvent) -> dict[str, Any]:
     details = json.dumps(event.details, default=str)
     if len(details) > MAX_DETAILS_BYTES:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.platform import audit
 from app.platform.errors import ConflictError, DomainError, ValidationError
 
 MAX_KEY_LENGTH = 255
@@ -75,6 +76,24 @@ _TAKE_OVER_STALE = text(
 )
 _COMPLETE = text(
     """
+    UPDATE platform.idempotency_keys
+    SET status = 'completed', response_status = :status,
+        response_body = CAST(:body AS jsonb), claim_token = NULL
+    WHERE client_id = :client_id AND method = :method AND route = :route
+      AND key = :key AND claim_token = :token AND status = 'in_progress'
+    """
+)
+# The same completion plus the request's audit record (platform.audit_log, see audit.py),
+# in one round trip; if the claim was lost, the caller rolls both back.
+_COMPLETE_AND_AUDIT = text(
+    """
+    WITH audited AS (
+        INSERT INTO platform.audit_log
+            (occurred_at, actor, event_type, outcome, code, origin_ip, request_id,
+             resource_type, resource_id, decision_id, details)
+        VALUES (now(), :actor, :event_type, :outcome, :code, :origin_ip, :request_id,
+                :resource_type, :resource_id, :decision_id, CAST(:details AS jsonb))
+    )
     UPDATE platform.idempotency_keys
     SET status = 'completed', response_status = :status,
         response_body = CAST(:body AS jsonb), claim_token = NULL
@@ -266,11 +285,19 @@ async def claim(
     return Claim(client_id, method, route, key, token)
 
 
-async def complete(session: AsyncSession, held: Claim, status: int, body: Any) -> None:
-    """Store the response in the caller's transaction. Raises ClaimLostError if taken over."""
+async def complete(
+    session: AsyncSession,
+    held: Claim,
+    status: int,
+    body: Any,
+    audit_event: audit.AuditEvent | None = None,
+) -> None:
+    """Store the response in the caller's transaction, with `audit_event` if given (one
+    statement). Raises ClaimLostError if taken over."""
     result = await session.execute(
-        _COMPLETE,
+        _COMPLETE if audit_event is None else _COMPLETE_AND_AUDIT,
         {
+            **(audit.params(audit_event) if audit_event is not None else {}),
             "status": status,
             "body": json.dumps(body, default=str),
             "client_id": held.client_id,

@@ -351,11 +351,13 @@ async def _run(endpoint: Endpoint, request: Request) -> Response:
 
     async def work(session: AsyncSession) -> Result:
         result = await endpoint.handler(call, session)
-        if endpoint.audited:
-            await audit.record(session, _audit_event(endpoint, call, result, "success", None))
+        event = _audit_event(endpoint, call, result, "success", None) if endpoint.audited else None
         if held is not None:
             stored = result.body if result.replay_body is None else result.replay_body
-            await idempotency.complete(session, held, result.status, stored)
+            # One statement for both: the completion and the audit record land together.
+            await idempotency.complete(session, held, result.status, stored, event)
+        elif event is not None:
+            await audit.record(session, event)
         return result
 
     try:
@@ -380,12 +382,15 @@ async def _run(endpoint: Endpoint, request: Request) -> Response:
         )
 
         async def remember(session: AsyncSession) -> None:
-            if endpoint.audited:
-                await audit.record(
-                    session, _audit_event(endpoint, call, None, "failure", refused.code)
-                )
+            event = (
+                _audit_event(endpoint, call, None, "failure", refused.code)
+                if endpoint.audited
+                else None
+            )
             if held is not None:
-                await idempotency.complete(session, held, refused.status, failure)
+                await idempotency.complete(session, held, refused.status, failure, event)
+            elif event is not None:
+                await audit.record(session, event)
 
         try:
             await run_in_transaction(services.sessions, remember)
