@@ -14,6 +14,7 @@ The same declarations feed the served OpenAPI document, so the two cannot drift.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import secrets
@@ -295,6 +296,10 @@ async def _run(endpoint: Endpoint, request: Request) -> Response:
     try:
         decision = await services.authorizer.decide(principal, endpoint.action, resource)
     except DomainError as error:
+        # Fail closed, and leave a trace: a request refused because no decision could be
+        # had is audited like any other refusal (the database is usually still up).
+        with contextlib.suppress(Exception):
+            await _security_rejection(services, request, error, endpoint.action, principal)
         return problem_response(error, request)
     structlog.contextvars.bind_contextvars(decision_id=decision.decision_id)
     # One line per decision, allowed or not, so every decision_id can be found in the log.

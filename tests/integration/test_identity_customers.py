@@ -301,13 +301,21 @@ def test_request_is_503_when_opa_is_stopped_and_works_again_after(
     stack: Stack, kyc: ApiClient
 ) -> None:
     created = _create_customer(kyc)
+    request_id = f"opa-down-{uuid.uuid4().hex}"
     stack.stop("opa")
     try:
-        response = kyc.get(f"/v1/customers/{created['id']}")
+        response = kyc.get(f"/v1/customers/{created['id']}", headers={"X-Request-Id": request_id})
         assert response.status_code == 503
         assert response.json()["code"] == "authorization_unavailable"
     finally:
         stack.start_opa()
+    assert stack.database_url is not None
+    with psycopg.connect(stack.database_url, autocommit=True) as connection:
+        audited = connection.execute(
+            "SELECT actor, outcome, code FROM platform.audit_log WHERE request_id = %s",
+            (request_id,),
+        ).fetchall()
+    assert audited == [(kyc.client_id, "failure", "authorization_unavailable")]
     assert kyc.get(f"/v1/customers/{created['id']}").status_code == 200
 
 
