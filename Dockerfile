@@ -11,9 +11,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/moneypath
-COPY requirements.lock pyproject.toml ./
-# --require-hashes: every wheel must match the lock, so a tampered index cannot slip one in.
-RUN /opt/moneypath/bin/pip install --require-hashes --no-deps -r requirements.lock
+COPY requirements-runtime.lock pyproject.toml ./
+# The runtime subset of the lock (same versions, no dev tools). --require-hashes: every
+# wheel must match the lock, so a tampered index cannot slip one in.
+RUN /opt/moneypath/bin/pip install --require-hashes --no-deps -r requirements-runtime.lock
 COPY app ./app
 COPY policies ./policies
 RUN /opt/moneypath/bin/pip install --no-deps .

@@ -56,10 +56,13 @@ fmt: install
 	$(VENV)/bin/ruff check --fix .
 	$(OPA) fmt -w policies
 
-## Re-resolve the locked dependency set after editing pyproject.toml.
+## Re-resolve the locked dependency sets after editing pyproject.toml: everything for
+## development and CI, and the runtime subset (same versions) that the image installs.
 lock: | $(UV)
 	$(UV) pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
 		--quiet -o requirements.lock
+	$(UV) pip compile pyproject.toml --constraint requirements.lock --generate-hashes \
+		--python-version 3.11 --quiet -o requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) .data
