@@ -41,7 +41,7 @@ from app.ledger.domain import (
     UnknownAccountError,
 )
 from app.platform import outbox
-from app.platform.db import at_commit, run_in_transaction
+from app.platform.db import at_commit, ensure_month_partitions, run_in_transaction
 from app.platform.errors import InvariantViolation, ValidationError
 
 VERIFY_BATCH_SIZE = 500
@@ -848,13 +848,7 @@ async def expire_holds(sessions: async_sessionmaker[AsyncSession], *, max_holds:
 
 
 async def ensure_partitions(session: AsyncSession, months_ahead: int) -> int:
-    made = (
-        await session.execute(
-            text("SELECT platform.ensure_month_partitions('ledger.postings', :months)"),
-            {"months": months_ahead},
-        )
-    ).scalar_one()
-    return int(made)
+    return await ensure_month_partitions(session, "ledger.postings", months_ahead)
 
 
 # ---- the hash chain ---------------------------------------------------------------------

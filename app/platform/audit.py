@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.platform.db import ensure_month_partitions
+
 MAX_DETAILS_BYTES = 4096
 
 
@@ -78,9 +80,4 @@ async def record_alone(sessions: async_sessionmaker[AsyncSession], event: AuditE
 
 async def ensure_partitions(session: AsyncSession, months_ahead: int) -> int:
     """Create the audit log's monthly partitions up to `months_ahead`; returns how many."""
-    result = await session.execute(
-        text("SELECT platform.ensure_month_partitions('platform.audit_log', :months)"),
-        {"months": months_ahead},
-    )
-    created: int = result.scalar_one()
-    return created
+    return await ensure_month_partitions(session, "platform.audit_log", months_ahead)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -189,3 +189,18 @@ async def at_commit(session: AsyncSession, step: CommitStep) -> None:
         await step(session)
     else:
         pending.append(step)
+
+
+async def ensure_month_partitions(session: AsyncSession, table: str, months_ahead: int) -> int:
+    """Create `table`'s monthly partitions through `months_ahead`; returns how many were made.
+
+    `table` is a schema-qualified name of a range-partitioned table we own; the SQL
+    function (platform migration 0001) is idempotent, so any worker may call this.
+    """
+    made = (
+        await session.execute(
+            text("SELECT platform.ensure_month_partitions(CAST(:table AS regclass), :months)"),
+            {"table": table, "months": months_ahead},
+        )
+    ).scalar_one()
+    return int(made)
