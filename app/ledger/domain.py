@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -37,6 +37,9 @@ MAX_AMOUNT_MINOR = 2**63 - 1
 MIN_POSTINGS = 2
 MAX_POSTINGS = 100
 MAX_METADATA_BYTES = 4096
+# API.md: a hold without expires_at lasts 7 days (about a card authorisation's life), and
+# none lasts more than 366 days.
+DEFAULT_HOLD_S = 7 * 86_400
 MAX_HOLD_S = 366 * 86_400
 
 Direction = Literal["debit", "credit"]
@@ -377,13 +380,15 @@ def _create(command: Create, now: datetime) -> Change:
 def _hold_expiry(
     status: TransactionStatus, expires_at: datetime | None, now: datetime
 ) -> datetime | None:
-    """A pending transaction needs a future `expires_at`; a posted one takes none."""
+    """A pending transaction's expiry: the one asked for (in the future, at most
+    MAX_HOLD_S ahead) or, when none is asked for, DEFAULT_HOLD_S after `now` (its
+    creation). A posted one takes none."""
     if status is TransactionStatus.POSTED:
         if expires_at is not None:
             raise ValidationError("expires_at applies to pending transactions only")
         return None
     if expires_at is None:
-        raise ValidationError("a pending transaction needs expires_at")
+        return now + timedelta(seconds=DEFAULT_HOLD_S)
     if hold_expired(expires_at, now):
         raise ValidationError("expires_at must lie in the future")
     if (expires_at - now).total_seconds() > MAX_HOLD_S:
