@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from app.entrypoints.devstack import REPO_ROOT, Ports, Stack, StackError
+from app.entrypoints.drills.catalog import add_drill_parser
 from app.entrypoints.operator_call import add_call_parser
 
 
@@ -320,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker_parser.add_argument("--max-cycles", type=int, default=None)
     worker_parser.set_defaults(run=worker)
     add_call_parser(commands)
+    add_drill_parser(commands)
     return parser
 
 

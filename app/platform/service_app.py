@@ -6,12 +6,14 @@ metrics, the served OpenAPI document and error rendering behave identically in b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from app.platform.db_outage import database_error_handler
 from app.platform.errors import DomainError
 from app.platform.opa import Opa
 from app.platform.openapi import build_document
@@ -34,14 +37,20 @@ from app.platform.web import (
 )
 
 Hook = Callable[[], Awaitable[None]]
+READINESS_DB_TIMEOUT_S = 2.0
 
 
 async def readiness(engine: AsyncEngine, opa: Opa, vault: Vault) -> tuple[int, dict[str, Any]]:
     """Check the database, OPA and Vault; 503 names whichever is down."""
     checks: dict[str, str] = {}
-    try:
+
+    async def ping() -> None:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
+
+    try:
+        # Bounded: a probe must answer before the orchestrator's own probe timeout.
+        await asyncio.wait_for(ping(), READINESS_DB_TIMEOUT_S)
         checks["db"] = "ok"
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         checks["db"] = "down"
@@ -136,6 +145,7 @@ def build_service_app(
         exception_handlers={
             HTTPException: http_exception_handler,
             DomainError: domain_error_handler,
+            SQLAlchemyError: database_error_handler,
             Exception: unhandled_error_handler,
         },
     )
