@@ -7,8 +7,11 @@ from starlette.applications import Starlette
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
 from app.ledger import routes as ledger_routes
+from app.platform import outbox
+from app.platform.cost_model import CostModel
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
+from app.platform.metrics import configure_cost_model
 from app.platform.opa import Opa, OpaAuthorizer
 from app.platform.request_auth import Rfc9421Verifier
 from app.platform.service_app import build_service_app
@@ -30,6 +33,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     except SettingsError as error:
         raise SystemExit(f"invalid settings: {error}") from None
     configure_logging(settings.log_level)
+    configure_cost_model(
+        CostModel.from_file(settings.cost_model_file) if settings.cost_model_file else CostModel()
+    )
     vault = Vault.login(settings.vault_addr, settings.vault_login)
     vault.ensure_engines()
     secret = vault.read_secret(DATABASE_SECRET)
@@ -76,4 +82,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         vault=vault,
         extra_routes=identity_api.plain_routes(),
         extra_paths=identity_api.openapi_paths(),
+        on_scrape=lambda: outbox.sample_backlog(sessions),
     )

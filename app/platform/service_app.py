@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from app.platform.db_outage import database_error_handler
 from app.platform.errors import DomainError
+from app.platform.instrumentation import OutcomeMetricsMiddleware, instrument
 from app.platform.opa import Opa
 from app.platform.openapi import build_document
 from app.platform.vault import Vault
@@ -38,6 +39,7 @@ from app.platform.web import (
 
 Hook = Callable[[], Awaitable[None]]
 READINESS_DB_TIMEOUT_S = 2.0
+SCRAPE_SAMPLE_TIMEOUT_S = 1.0
 
 
 async def readiness(engine: AsyncEngine, opa: Opa, vault: Vault) -> tuple[int, dict[str, Any]]:
@@ -100,6 +102,7 @@ def build_service_app(
     on_start: Hook | None = None,
     on_stop: Hook | None = None,
     other_engines: Sequence[AsyncEngine] = (),
+    on_scrape: Hook | None = None,
 ) -> Starlette:
     openapi_document = build_document(
         title, version, endpoints, {**operational_paths(), **(extra_paths or {})}
@@ -113,6 +116,11 @@ def build_service_app(
         return JSONResponse(body, status_code=status)
 
     async def metrics(_: Request) -> Response:
+        if on_scrape is not None:
+            # A gauge read from the database (outbox depth) is sampled when scraped; a
+            # failed sample leaves the last value rather than failing the scrape.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(on_scrape(), SCRAPE_SAMPLE_TIMEOUT_S)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(_: Request) -> Response:
@@ -149,7 +157,9 @@ def build_service_app(
             Exception: unhandled_error_handler,
         },
     )
+    app.add_middleware(OutcomeMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    instrument(services)
     app.state.services = services
     app.state.openapi = openapi_document
     return app
