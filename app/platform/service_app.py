@@ -26,6 +26,7 @@ from app.platform.errors import DomainError
 from app.platform.instrumentation import OutcomeMetricsMiddleware, instrument
 from app.platform.opa import Opa
 from app.platform.openapi import build_document
+from app.platform.tracing import configure_tracing, instrument_app
 from app.platform.vault import Vault
 from app.platform.web import (
     Endpoint,
@@ -104,6 +105,7 @@ def build_service_app(
     other_engines: Sequence[AsyncEngine] = (),
     on_scrape: Hook | None = None,
 ) -> Starlette:
+    configure_tracing(title)
     openapi_document = build_document(
         title, version, endpoints, {**operational_paths(), **(extra_paths or {})}
     )
@@ -160,6 +162,8 @@ def build_service_app(
     app.add_middleware(OutcomeMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     instrument(services)
+    # Outermost, so the server span covers the other middleware and the exception handlers.
+    instrument_app(app, [engine, *other_engines])
     app.state.services = services
     app.state.openapi = openapi_document
     return app
