@@ -316,3 +316,16 @@ def test_pip_audit_gate_fails_when_an_advisory_cannot_be_evaluated(
     decision = decide_gate(ws, result, [])
     assert decision["result"] == "fail"
     assert any("could not check jinja2" in v for v in decision["violations"])
+
+
+def test_policy_knows_exactly_the_declared_gates_when_compared_with_the_package() -> None:
+    from pipeline.policy import evaluate
+
+    known = evaluate(
+        HOME / ".tools" / "bin" / "opa",
+        HOME / "policies" / "pipeline",
+        "data.moneypath.pipeline.gates.known_gates",
+        {},
+    )
+    assert set(known) == set(GATES)
+    assert all(gate.name == name for name, gate in GATES.items())
