@@ -31,8 +31,10 @@ def _run(args: argparse.Namespace) -> int:
         pytest_reports=Path(args.pytest_reports) if args.pytest_reports else None,
         source_packages=args.packages,
         test_paths=args.tests,
+        policy_dir=Path(args.policy_dir).resolve() if args.policy_dir else None,
     )
-    sink = None if args.no_evidence else sink_from_env(args.evidence_url)
+    report_only = args.report_only or args.no_evidence
+    sink = None if report_only else sink_from_env(args.evidence_url)
     outcome = run_pipeline(
         ws,
         _gate_list(args.gates),
@@ -40,6 +42,7 @@ def _run(args: argparse.Namespace) -> int:
         waivers_dir=Path(args.waivers) if args.waivers else ws.root / "pipeline" / "waivers",
         commit=args.commit or current_commit(ws.root),
         actor=ci_actor(),
+        report_only=args.report_only,
     )
     return 0 if outcome.passed else 1
 
@@ -74,6 +77,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--evidence-url", help="evidence service base URL (default $EVIDENCE_URL)")
     run.add_argument(
         "--no-evidence", action="store_true", help="write no evidence (the run then cannot pass)"
+    )
+    run.add_argument(
+        "--report-only",
+        action="store_true",
+        help="a pull request's run: no credentials, no evidence; passes on the gates alone "
+        "and can back no promotion",
+    )
+    run.add_argument(
+        "--policy-dir",
+        help="the deciding gate policy (default: policies/pipeline of this checkout); CI on a "
+        "pull request points it at the protected base branch's copy",
     )
     run.add_argument("--root", default=".", help="tree under test (default: .)")
     run.add_argument("--reports", help="report directory (default: reports/pipeline)")

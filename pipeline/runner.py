@@ -212,8 +212,16 @@ def run_pipeline(
     commit: str,
     actor: str,
     echo: bool = True,
+    report_only: bool = False,
 ) -> RunOutcome:
-    """Run `gate_names` in order over `ws` and write their evidence through `sink`."""
+    """Run `gate_names` in order over `ws` and write their evidence through `sink`.
+
+    `report_only` (a pull request's run) writes nothing: it takes no sink, and the run
+    policy then judges the gates alone. Such a run can back no promotion.
+    """
+    if report_only and sink is not None:
+        raise ValueError("a report-only run writes no evidence: pass sink=None")
+    mode = "report-only" if report_only else "evidence"
     run_id = "run_" + uuid.uuid4().hex
     outcome = RunOutcome(run_id=run_id, commit=commit)
     started_at = datetime.now(UTC)
@@ -243,7 +251,9 @@ def run_pipeline(
         )
         gate_outcome = GateOutcome(result=result, decision=decision, evidence_id=None)
         if sink is None:
-            gate_outcome.evidence_error = "no evidence sink configured"
+            gate_outcome.evidence_error = (
+                "report-only" if report_only else "no evidence sink configured"
+            )
         else:
             try:
                 gate_outcome.evidence_id = sink.write(
@@ -264,7 +274,7 @@ def run_pipeline(
         for g in outcome.gates
     ]
     try:
-        provisional = evaluate(ws.opa, ws.policy_dir, RUN_QUERY, {"gates": summary})
+        provisional = evaluate(ws.opa, ws.policy_dir, RUN_QUERY, {"gates": summary, "mode": mode})
     except PolicyError as error:
         provisional = {"result": "error", "violations": [str(error)]}
     run_record = {
@@ -288,6 +298,7 @@ def run_pipeline(
         "finished_at": _rfc3339(datetime.now(UTC)),
         "details": {
             "run_id": run_id,
+            "mode": mode,
             "worktree_clean": clean,
             "gates": summary,
             "gate_records": {g["gate"]: g["evidence_id"] for g in summary if g["evidence_id"]},
@@ -296,7 +307,7 @@ def run_pipeline(
         },
     }
     if sink is None:
-        outcome.evidence_error = "no evidence sink configured"
+        outcome.evidence_error = "report-only" if report_only else "no evidence sink configured"
     else:
         try:
             outcome.evidence_id = sink.write(run_record, [])
@@ -307,7 +318,7 @@ def run_pipeline(
             ws.opa,
             ws.policy_dir,
             RUN_QUERY,
-            {"gates": summary, "run_evidence_id": outcome.evidence_id},
+            {"gates": summary, "run_evidence_id": outcome.evidence_id, "mode": mode},
         )
     except PolicyError as error:
         outcome.decision = {"result": "error", "violations": [str(error)]}
