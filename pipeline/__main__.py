@@ -68,6 +68,44 @@ def _promote(args: argparse.Namespace) -> int:
     return 0 if decision["allow"] and decision.get("evidence_id") else 1
 
 
+def _schema_snapshot(args: argparse.Namespace) -> int:
+    """Write the schema the tree's migrations produce as the migrations gate's expectation."""
+    from pipeline.gates.migrations import run_probe, settings
+
+    ws = Workspace.create(Path(args.root))
+    config = settings(ws)
+    upgrades = {str(k): str(v) for k, v in dict(config.get("upgrade", {})).items()}
+    if not upgrades:
+        print("pyproject.toml declares no [tool.pipeline.migrations] upgrade", file=sys.stderr)
+        return 1
+    run = run_probe(ws, upgrades)
+    if run.exit_code != 0:
+        print(run.stderr[-4000:], file=sys.stderr)
+        return 1
+    target = ws.root / str(config.get("expected", "pipeline/expected-schema.json"))
+    target.write_text(run.stdout)
+    print(f"wrote {target}")
+    return 0
+
+
+def _secrets_baseline(args: argparse.Namespace) -> int:
+    """Rescan the tree into .secrets.baseline, keeping the reviews already recorded there."""
+    from pipeline.gates.secret_scan import BASELINE, scan_argv, tree_files
+    from pipeline.workspace import run_tool
+
+    ws = Workspace.create(Path(args.root))
+    baseline = ws.root / BASELINE
+    extra = ["--baseline", str(baseline)] if baseline.is_file() else []
+    run = run_tool(scan_argv(ws, tree_files(ws.root), *extra), cwd=ws.root, timeout_s=900)
+    if run.exit_code != 0:
+        print(run.stderr[-4000:], file=sys.stderr)
+        return 1
+    if not extra:
+        baseline.write_text(run.stdout)
+    print(f"wrote {baseline}: review each new entry, then commit it")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +168,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bootstrap", help="unpack the advisory snapshot, install checkov (make install runs it)"
     )
     bootstrap.set_defaults(handler=lambda _args: install_tools(HOME))
+
+    schema = commands.add_parser(
+        "schema-snapshot", help="write the schema the migrations produce (the migrations gate)"
+    )
+    schema.add_argument("--root", default=".")
+    schema.set_defaults(handler=_schema_snapshot)
+
+    baseline = commands.add_parser(
+        "secrets-baseline", help="rescan into .secrets.baseline (the secrets gate)"
+    )
+    baseline.add_argument("--root", default=".")
+    baseline.set_defaults(handler=_secrets_baseline)
 
     args = parser.parse_args(argv)
     code: int = args.handler(args)

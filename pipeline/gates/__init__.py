@@ -10,13 +10,16 @@ from collections.abc import Mapping
 from pipeline.gates import (
     bandit,
     checkov,
+    licences,
     lint_imports,
+    migrations,
     mypy,
     opa,
     pip_audit,
     pytest_suite,
     ruff,
     sbom,
+    secret_scan,
 )
 from pipeline.gates.step import Attachment, Gate, GateResult, Tool, attach, locked_pins
 
@@ -27,9 +30,12 @@ GATES: Mapping[str, Gate] = {
         mypy.GATE,
         lint_imports.GATE,
         bandit.GATE,
+        secret_scan.GATE,
         pip_audit.GATE,
+        licences.GATE,
         checkov.GATE,
         opa.GATE,
+        migrations.GATE,
         pytest_suite.GATE,
         sbom.GATE,
     )

@@ -5,6 +5,8 @@ package moneypath.pipeline.gates
 
 import rego.v1
 
+import data.moneypath.pipeline.licences
+
 # Thresholds live in the policy (not in the pipeline's arguments) so that lowering one is
 # a reviewed policy change.
 coverage_min_percent := 80
@@ -13,10 +15,13 @@ opa_coverage_min_percent := 80
 
 sbom_min_components := 1
 
-known_gates := {"ruff", "mypy", "lint-imports", "bandit", "pip-audit", "checkov", "opa", "pytest", "sbom"}
+known_gates := {
+	"ruff", "mypy", "lint-imports", "bandit", "secrets", "pip-audit", "licences", "checkov",
+	"opa", "migrations", "pytest", "sbom",
+}
 
 # Gates whose individual findings can be waived, and how a finding is named there.
-waivable_gates := {"bandit", "pip-audit", "checkov"}
+waivable_gates := {"bandit", "pip-audit", "checkov", "licences"}
 
 facts := object.get(input, "facts", {})
 
@@ -162,6 +167,83 @@ violations contains "pip-audit: the lock file pins nothing" if {
 	count(object.get(facts, "locked", [])) == 0
 }
 
+# --- secrets -----------------------------------------------------------------------------
+
+# A finding is accepted only when the committed baseline lists the same secret in the same
+# file (line numbers move; the hash and the file do not).
+baseline_keys := {sprintf("%s %s", [b.file, b.hashed_secret]) |
+	some b in object.get(facts, "baseline", [])
+	not b.is_secret == true
+}
+
+violations contains msg if {
+	input.gate == "secrets"
+	some finding in facts.findings
+	not sprintf("%s %s", [finding.file, finding.hashed_secret]) in baseline_keys
+	msg := sprintf("possible secret (%s) at %s:%d, not in .secrets.baseline", [finding.type, finding.file, finding.line])
+}
+
+violations contains msg if {
+	input.gate == "secrets"
+	some entry in object.get(facts, "baseline", [])
+	entry.is_secret == true
+	msg := sprintf("%s:%d holds a real secret (marked in .secrets.baseline): remove and rotate it", [entry.file, entry.line])
+}
+
+violations contains "secrets: .secrets.baseline is missing" if {
+	input.gate == "secrets"
+	facts.baseline_present == false
+}
+
+violations contains "secrets: no file was scanned" if {
+	input.gate == "secrets"
+	facts.files_scanned == 0
+}
+
+# --- licences ----------------------------------------------------------------------------
+
+violations contains msg if {
+	input.gate == "licences"
+	some pkg in facts.packages
+	licence := licences.effective(pkg)
+	not licences.acceptable(licence)
+	count(waivers_for({licence}, "package", pkg.name)) == 0
+	msg := sprintf("licence %q of %s %s is not on the allow-list", [licence, pkg.name, pkg.version])
+}
+
+violations contains msg if {
+	input.gate == "licences"
+	not facts.tool_error
+	listed := {p.name | some p in facts.packages}
+	some pin in facts.pinned
+	not pin.name in listed
+	msg := sprintf("licence of %s==%s unknown: not installed", [pin.name, pin.version])
+}
+
+violations contains "licences: the runtime lock pins nothing" if {
+	input.gate == "licences"
+	count(object.get(facts, "pinned", [])) == 0
+}
+
+# --- migrations --------------------------------------------------------------------------
+
+violations contains msg if {
+	input.gate == "migrations"
+	some line in facts.drift
+	msg := sprintf("schema drift: %s", [line])
+}
+
+violations contains msg if {
+	input.gate == "migrations"
+	facts.drift_count > count(facts.drift)
+	msg := sprintf("schema drift: %d differences in all", [facts.drift_count])
+}
+
+violations contains "migrations: no database was migrated" if {
+	input.gate == "migrations"
+	count(object.get(facts, "databases", [])) == 0
+}
+
 # --- checkov -----------------------------------------------------------------------------
 
 violations contains msg if {
@@ -287,6 +369,12 @@ waivers_used contains waiver_id if {
 	some dep in facts.dependencies
 	some vuln in dep.vulns
 	some waiver_id in waivers_for({vuln.id} | {alias | some alias in vuln.aliases}, "package", dep.name)
+}
+
+waivers_used contains waiver_id if {
+	input.gate == "licences"
+	some pkg in facts.packages
+	some waiver_id in waivers_for({licences.effective(pkg)}, "package", pkg.name)
 }
 
 waivers_used contains waiver_id if {

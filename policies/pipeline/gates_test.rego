@@ -220,3 +220,66 @@ test_sbom_gate if {
 	decide("sbom", object.union(good, {"bom_format": "SPDX"}), []).result == "fail"
 	decide("sbom", object.union(good, {"exit_code": 1}), []).result == "fail"
 }
+
+secret_finding := {"file": "demo/config.py", "type": "AWS Access Key", "hashed_secret": "abc", "line": 3}
+
+test_secrets_fail_when_a_finding_is_not_in_the_baseline if {
+	d := decide("secrets", {"files_scanned": 3, "baseline_present": true, "baseline": [], "findings": [secret_finding]}, [])
+	d.result == "fail"
+	d.violations == ["possible secret (AWS Access Key) at demo/config.py:3, not in .secrets.baseline"]
+}
+
+test_secrets_pass_when_the_baseline_accepts_the_finding if {
+	accepted := object.union(secret_finding, {"is_secret": false, "line": 9})
+	decide("secrets", {"files_scanned": 3, "baseline_present": true, "baseline": [accepted], "findings": [secret_finding]}, []).result == "pass"
+}
+
+test_secrets_fail_when_the_baseline_marks_a_real_secret_or_is_missing if {
+	real := object.union(secret_finding, {"is_secret": true})
+	d := decide("secrets", {"files_scanned": 3, "baseline_present": false, "baseline": [real], "findings": [secret_finding]}, [])
+	count(d.violations) == 3
+}
+
+licence_facts(licence) := {
+	"pinned": [{"name": "demo", "version": "1.0"}],
+	"packages": [{"name": "demo", "version": "1.0", "licence": licence}],
+}
+
+test_licences_pass_when_every_alternative_or_conjunct_is_allowed if {
+	decide("licences", licence_facts("MIT"), []).result == "pass"
+	decide("licences", licence_facts("Apache Software License; MIT License"), []).result == "pass"
+	decide("licences", licence_facts("Apache-2.0 AND BSD-2-Clause"), []).result == "pass"
+	decide("licences", licence_facts("GPL-3.0-only OR MIT"), []).result == "pass"
+}
+
+test_licences_fail_when_gpl_only_or_unknown if {
+	d := decide("licences", licence_facts("GPL-3.0-only"), [])
+	d.violations == [`licence "GPL-3.0-only" of demo 1.0 is not on the allow-list`]
+	decide("licences", licence_facts("MIT AND GPL-3.0-only"), []).result == "fail"
+	decide("licences", licence_facts("UNKNOWN"), []).result == "fail"
+}
+
+test_licences_use_the_reviewed_licence_when_metadata_has_none if {
+	facts := {"pinned": [{"name": "pgserver", "version": "0.1.4"}], "packages": [{"name": "pgserver", "version": "0.1.4", "licence": "UNKNOWN"}]}
+	decide("licences", facts, []).result == "pass"
+}
+
+test_licences_fail_when_a_pin_is_not_installed_or_nothing_is_pinned if {
+	facts := {"pinned": [{"name": "ghost", "version": "1.0"}], "packages": []}
+	decide("licences", facts, []).violations == ["licence of ghost==1.0 unknown: not installed"]
+	decide("licences", {"pinned": [], "packages": []}, []).violations == ["licences: the runtime lock pins nothing"]
+}
+
+test_licences_waiver_covers_its_package_when_approved if {
+	w := approved_waiver({"gate": "licences", "finding": "GPL-3.0-only", "package": "demo"}, "2027-01-01T00:00:00Z")
+	d := decide("licences", licence_facts("GPL-3.0-only"), [w])
+	d.result == "pass"
+	d.waivers_used == ["WVR-1"]
+}
+
+test_migrations_fail_on_drift_and_pass_without if {
+	d := decide("migrations", {"databases": ["app"], "drift": ["app: unexpected column x.y int"], "drift_count": 2}, [])
+	d.violations == ["schema drift: 2 differences in all", "schema drift: app: unexpected column x.y int"]
+	decide("migrations", {"databases": ["app"], "drift": [], "drift_count": 0}, []).result == "pass"
+	decide("migrations", {"databases": [], "drift": [], "drift_count": 0}, []).result == "fail"
+}

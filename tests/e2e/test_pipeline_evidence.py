@@ -20,23 +20,14 @@ from cryptography.hazmat.primitives import serialization
 
 from app.entrypoints.devstack import Stack, free_port
 from pipeline.evidence_client import EvidenceClient
+from pipeline.gates import GATES
 from pipeline.promotion import promote
 from pipeline.runner import run_pipeline
 from pipeline.workspace import HOME
 from tests.support.api_client import ClientFactory
 from tests.support.pipeline_project import ROOT_DOCKERFILE, commit_all, make_project, workspace
 
-ALL_GATES = [
-    "ruff",
-    "mypy",
-    "lint-imports",
-    "bandit",
-    "pip-audit",
-    "checkov",
-    "opa",
-    "pytest",
-    "sbom",
-]
+ALL_GATES = list(GATES)
 
 
 def _commit() -> str:
