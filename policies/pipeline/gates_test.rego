@@ -250,6 +250,8 @@ test_licences_pass_when_every_alternative_or_conjunct_is_allowed if {
 	decide("licences", licence_facts("Apache Software License; MIT License"), []).result == "pass"
 	decide("licences", licence_facts("Apache-2.0 AND BSD-2-Clause"), []).result == "pass"
 	decide("licences", licence_facts("GPL-3.0-only OR MIT"), []).result == "pass"
+	decide("licences", licence_facts("Mozilla Public License 2.0 (MPL 2.0)"), []).result == "pass"
+	decide("licences", licence_facts("(MIT OR Apache-2.0)"), []).result == "pass"
 }
 
 test_licences_fail_when_gpl_only_or_unknown if {

@@ -44,11 +44,17 @@ reviewed := {
 acceptable(licence) if {
 	some option in alternatives(licence)
 	every term in split(option, " AND ") {
-		trim(trim_space(term), "()") in allowed
+		allowed_term(trim_space(term))
 	}
 }
 
-alternatives(licence) := {trim(trim_space(option), "()") |
+# A classifier's own name may end in a bracket ("... (MPL 2.0)"); an SPDX operand may
+# carry the brackets of a grouped expression.
+allowed_term(term) if term in allowed
+
+allowed_term(term) if trim(term, "()") in allowed
+
+alternatives(licence) := {trim_space(option) |
 	some part in split(licence, "; ")
 	some option in split(part, " OR ")
 }
