@@ -98,6 +98,9 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+MAX_WAIVERS_IN_RECORD = 20
+
+
 def gate_record(
     result: GateResult,
     decision: Mapping[str, Any],
@@ -106,8 +109,18 @@ def gate_record(
     actor: str,
     run_id: str,
     policy_digest: str,
+    waivers: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The evidence record for one gate (API.md `POST /v1/evidence` body)."""
+    """The evidence record for one gate (API.md `POST /v1/evidence` body).
+
+    Every waiver in the gate's scope goes in whole (owner, approver, dates, reason, scope),
+    used or ignored, so the record alone shows what was accepted and on whose word.
+    """
+    in_scope = [
+        dict(w)
+        for w in waivers
+        if isinstance(w.get("scope"), dict) and w["scope"].get("gate") == result.gate
+    ]
     inputs = {**result.inputs, "policy-bundle": policy_digest}
     return {
         "type": "ci.gate",
@@ -140,6 +153,8 @@ def gate_record(
             "findings_total": len(decision["violations"]),
             "waivers_used": decision["waivers_used"],
             "waivers_ignored": decision["waivers_ignored"],
+            "waivers": in_scope[:MAX_WAIVERS_IN_RECORD],
+            "warnings": [w[:MAX_FINDING_CHARS] for w in decision.get("warnings", [])],
             "inputs": inputs,
             "attachments": [
                 {
@@ -185,6 +200,7 @@ def decide_gate(ws: Workspace, result: GateResult, waivers: list[dict[str, Any]]
             "violations": [str(error)],
             "waivers_used": [],
             "waivers_ignored": [],
+            "warnings": [],
         }
     return dict(decision)
 
@@ -247,7 +263,13 @@ def run_pipeline(
         facts_file.write_text(json.dumps({"facts": result.facts, "decision": decision}))
         result.attachments += attach(ws, name, facts_file, "application/json")
         record = gate_record(
-            result, decision, commit=commit, actor=actor, run_id=run_id, policy_digest=policy_digest
+            result,
+            decision,
+            commit=commit,
+            actor=actor,
+            run_id=run_id,
+            policy_digest=policy_digest,
+            waivers=waivers,
         )
         gate_outcome = GateOutcome(result=result, decision=decision, evidence_id=None)
         if sink is None:
@@ -269,6 +291,8 @@ def run_pipeline(
             )
             for line in decision["violations"][:20]:
                 print(f"    - {line}")
+            for line in decision.get("warnings", [])[:20]:
+                print(f"    ! {line}")
     summary = [
         {"gate": g.result.gate, "result": g.decision["result"], "evidence_id": g.evidence_id}
         for g in outcome.gates

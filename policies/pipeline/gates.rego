@@ -25,17 +25,61 @@ waivable_gates := {"bandit", "pip-audit", "checkov", "licences"}
 
 facts := object.get(input, "facts", {})
 
-# A waiver applies while it is approved by someone other than its owner, carries a reason,
-# and has not expired. A waiver whose expiry cannot be parsed never applies.
-active_waivers contains waiver if {
-	some waiver in object.get(input, "waivers", [])
-	waiver.scope.gate == input.gate
-	input.gate in waivable_gates
-	count(trim_space(object.get(waiver, "reason", ""))) > 0
+# Waivers are short-lived: at most 90 days from approval to expiry, and every run warns
+# in the last 14 days so that nobody is surprised when the finding fails the gate again.
+waiver_max_days := 90
+
+waiver_warn_days := 14
+
+ns_per_day := ((24 * 60) * 60) * 1000000000
+
+# Why an in-scope waiver does not apply; a waiver with no reason here applies.
+waiver_problems(waiver) := (((({"it has no reason" | count(trim_space(object.get(waiver, "reason", ""))) == 0} | {"it is not approved by someone other than its owner" | not independently_approved(waiver)}) | {"its approval or expiry is not an RFC 3339 time" | not waiver_times(waiver)}) | {"it has expired" | expired(waiver)}) | {sprintf("it runs longer than %d days from approval", [waiver_max_days]) | too_long(waiver)}) | {"it is approved in the future" | approved_later(waiver)}
+
+independently_approved(waiver) if {
 	approver := object.get(waiver, "approved_by", "")
 	count(approver) > 0
 	approver != object.get(waiver, "owner", "")
-	time.parse_rfc3339_ns(waiver.expires) > time.parse_rfc3339_ns(input.now)
+}
+
+waiver_times(waiver) := [approved, expires] if {
+	approved := time.parse_rfc3339_ns(waiver.approved_at)
+	expires := time.parse_rfc3339_ns(waiver.expires)
+}
+
+now_ns := time.parse_rfc3339_ns(input.now)
+
+expired(waiver) if waiver_times(waiver)[1] <= now_ns
+
+too_long(waiver) if {
+	[approved, expires] := waiver_times(waiver)
+	expires - approved > waiver_max_days * ns_per_day
+}
+
+approved_later(waiver) if waiver_times(waiver)[0] > now_ns
+
+in_scope_waivers contains waiver if {
+	some waiver in object.get(input, "waivers", [])
+	waiver.scope.gate == input.gate
+}
+
+active_waivers contains waiver if {
+	some waiver in in_scope_waivers
+	input.gate in waivable_gates
+	count(waiver_problems(waiver)) == 0
+}
+
+warnings contains msg if {
+	some waiver in active_waivers
+	left_ns := waiver_times(waiver)[1] - now_ns
+	left_ns <= waiver_warn_days * ns_per_day
+	msg := sprintf("waiver %s expires in %d days (%s): renew it with a new approval or fix the finding", [waiver.id, ceil(left_ns / ns_per_day), waiver.expires])
+}
+
+warnings contains msg if {
+	some waiver in in_scope_waivers
+	some problem in waiver_problems(waiver)
+	msg := sprintf("waiver %s is ignored: %s", [waiver.id, problem])
 }
 
 # The active waivers covering a finding known by any of `names` at `location` (a package for
@@ -385,8 +429,7 @@ waivers_used contains waiver_id if {
 
 # Expired or unapproved waivers in scope are reported so that nobody believes they still hold.
 waivers_ignored contains waiver.id if {
-	some waiver in object.get(input, "waivers", [])
-	waiver.scope.gate == input.gate
+	some waiver in in_scope_waivers
 	not waiver in active_waivers
 }
 
@@ -400,4 +443,5 @@ decision := {
 	"violations": sort([v | some v in violations]),
 	"waivers_used": sort([w | some w in waivers_used]),
 	"waivers_ignored": sort([w | some w in waivers_ignored]),
+	"warnings": sort([w | some w in warnings]),
 }

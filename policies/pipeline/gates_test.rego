@@ -10,6 +10,7 @@ approved_waiver(scope, expires) := {
 	"id": "WVR-1",
 	"owner": "alice",
 	"approved_by": "bob",
+	"approved_at": "2026-11-01T00:00:00Z",
 	"reason": "fix scheduled",
 	"expires": expires,
 	"scope": scope,
@@ -284,4 +285,28 @@ test_migrations_fail_on_drift_and_pass_without if {
 	d.violations == ["schema drift: 2 differences in all", "schema drift: app: unexpected column x.y int"]
 	decide("migrations", {"databases": ["app"], "drift": [], "drift_count": 0}, []).result == "pass"
 	decide("migrations", {"databases": [], "drift": [], "drift_count": 0}, []).result == "fail"
+}
+
+test_waiver_is_ignored_when_it_runs_longer_than_90_days if {
+	w := object.union(approved_waiver({"gate": "pip-audit", "finding": "PYSEC-2019-217"}, "2027-02-01T00:00:00Z"), {"approved_at": "2026-11-01T00:00:00Z"})
+	d := decide("pip-audit", jinja_facts, [w])
+	d.result == "fail"
+	d.waivers_ignored == ["WVR-1"]
+	d.warnings == ["waiver WVR-1 is ignored: it runs longer than 90 days from approval"]
+}
+
+test_waiver_warns_when_it_expires_within_14_days if {
+	w := approved_waiver({"gate": "pip-audit", "finding": "PYSEC-2019-217"}, "2026-12-08T12:00:00Z")
+	d := decide("pip-audit", jinja_facts, [w])
+	d.result == "pass"
+	d.warnings == ["waiver WVR-1 expires in 10 days (2026-12-08T12:00:00Z): renew it with a new approval or fix the finding"]
+	far := decide("pip-audit", jinja_facts, [approved_waiver({"gate": "pip-audit", "finding": "PYSEC-2019-217"}, "2027-01-01T00:00:00Z")])
+	far.warnings == []
+}
+
+test_waiver_is_ignored_when_approved_in_the_future_or_without_times if {
+	later := object.union(approved_waiver({"gate": "pip-audit", "finding": "PYSEC-2019-217"}, "2027-01-01T00:00:00Z"), {"approved_at": "2026-12-01T00:00:00Z"})
+	decide("pip-audit", jinja_facts, [later]).warnings == ["waiver WVR-1 is ignored: it is approved in the future"]
+	untimed := object.remove(approved_waiver({"gate": "pip-audit", "finding": "PYSEC-2019-217"}, "2027-01-01T00:00:00Z"), ["approved_at"])
+	decide("pip-audit", jinja_facts, [untimed]).warnings == ["waiver WVR-1 is ignored: its approval or expiry is not an RFC 3339 time"]
 }

@@ -126,11 +126,12 @@ def test_pip_audit_gate_reports_the_pysec_id_when_jinja2_2_10_is_pinned(tmp_path
     assert any("PYSEC-2019-217" in v and "CVE-2019-10906" in v for v in jinja), jinja
 
 
-def _waiver(directory: Path, expires: datetime) -> Path:
+def _waiver(directory: Path, expires: datetime, lifetime_days: int = 60) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "WVR-TEST-1.toml"
     path.write_text(
         'id = "WVR-TEST-1"\nowner = "alice@example.com"\napproved_by = "bob@example.com"\n'
+        + f"approved_at = {(expires - timedelta(days=lifetime_days)).strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
         + 'reason = "no fixed release we can take yet"\n'
         + f"expires = {expires.strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
         + '[scope]\ngate = "pip-audit"\nfinding = "PYSEC-2019-217"\npackage = "jinja2"\n'
@@ -156,6 +157,51 @@ def test_expired_waiver_no_longer_suppresses_its_finding(tmp_path: Path) -> None
     assert decision["waivers_used"] == []
     assert decision["waivers_ignored"] == ["WVR-TEST-1"]
     assert any("PYSEC-2019-217" in v for v in decision["violations"])
+
+
+def test_waiver_is_ignored_with_a_warning_when_it_runs_longer_than_90_days(
+    tmp_path: Path,
+) -> None:
+    root = make_project(tmp_path / "repo", pins=("jinja2==2.10",))
+    expires = datetime.now(UTC) + timedelta(days=30)
+    waivers = load_waivers(_waiver(tmp_path / "waivers", expires, lifetime_days=91))
+    decision = decide(root, "pip-audit", waivers)
+    assert decision["waivers_used"] == []
+    assert decision["waivers_ignored"] == ["WVR-TEST-1"]
+    assert decision["warnings"] == [
+        "waiver WVR-TEST-1 is ignored: it runs longer than 90 days from approval"
+    ]
+
+
+def test_waiver_warns_and_the_record_holds_it_whole_when_it_expires_within_14_days(
+    tmp_path: Path,
+) -> None:
+    root = make_project(tmp_path / "repo", pins=("jinja2==2.10",))
+    expires = datetime.now(UTC) + timedelta(days=5, hours=12)
+    waivers = load_waivers(_waiver(tmp_path / "waivers", expires))
+    ws = workspace(root)
+    result = GATES["pip-audit"](ws)
+    decision = decide_gate(ws, result, waivers)
+    assert decision["waivers_used"] == ["WVR-TEST-1"]
+    assert any(w.startswith("waiver WVR-TEST-1 expires in 6 days") for w in decision["warnings"]), (
+        decision["warnings"]
+    )
+    record = gate_record(
+        result,
+        decision,
+        commit="0" * 40,
+        actor="ci-test",
+        run_id="run_x",
+        policy_digest="d",
+        waivers=waivers,
+    )
+    (whole,) = record["details"]["waivers"]
+    assert whole["owner"] == "alice@example.com"
+    assert whole["approved_by"] == "bob@example.com"
+    assert whole["reason"] == "no fixed release we can take yet"
+    assert whole["scope"] == {"gate": "pip-audit", "finding": "PYSEC-2019-217", "package": "jinja2"}
+    assert whole["expires"] == expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert record["details"]["warnings"] == decision["warnings"]
 
 
 def test_pip_audit_gate_fails_when_the_advisory_snapshot_is_missing(project: Path) -> None:
