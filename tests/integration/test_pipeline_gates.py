@@ -126,12 +126,15 @@ def test_pip_audit_gate_reports_the_pysec_id_when_jinja2_2_10_is_pinned(tmp_path
     assert any("PYSEC-2019-217" in v and "CVE-2019-10906" in v for v in jinja), jinja
 
 
+RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def _waiver(directory: Path, expires: datetime, lifetime_days: int = 60) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "WVR-TEST-1.toml"
     path.write_text(
         'id = "WVR-TEST-1"\nowner = "alice@example.com"\napproved_by = "bob@example.com"\n'
-        + f"approved_at = {(expires - timedelta(days=lifetime_days)).strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
+        + f"approved_at = {(expires - timedelta(days=lifetime_days)).strftime(RFC3339)}\n"
         + 'reason = "no fixed release we can take yet"\n'
         + f"expires = {expires.strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
         + '[scope]\ngate = "pip-audit"\nfinding = "PYSEC-2019-217"\npackage = "jinja2"\n'
