@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.bootstrap import bootstrap as install_tools
+from pipeline.bundle import BundleError
+from pipeline.bundle import export as export_bundle
+from pipeline.bundle import verify as verify_bundle
 from pipeline.gates import GATES
 from pipeline.runner import ci_actor, current_commit, run_pipeline
 from pipeline.workspace import ADVISORY_SOURCES, HOME, Workspace
@@ -21,7 +24,7 @@ def _gate_list(values: Sequence[str] | None) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.evidence_client import sink_from_env
+    from pipeline.evidence_client import EvidenceClient, sink_from_env
 
     ws = Workspace.create(
         Path(args.root),
@@ -44,7 +47,25 @@ def _run(args: argparse.Namespace) -> int:
         actor=ci_actor(),
         report_only=args.report_only,
     )
-    return 0 if outcome.passed else 1
+    exported = True
+    if isinstance(sink, EvidenceClient):
+        # The stack that holds the evidence may not outlive the run: keep a verifiable copy.
+        try:
+            path = export_bundle(sink, sink.appended, ws.reports_dir / "evidence-bundle")
+            print(f"evidence bundle: {path} (check it with python -m pipeline verify-bundle)")
+        except BundleError as error:
+            print(f"evidence bundle not exported: {error}", file=sys.stderr)
+            exported = False
+    return 0 if outcome.passed and exported else 1
+
+
+def _verify_bundle(args: argparse.Namespace) -> int:
+    problems = verify_bundle(Path(args.folder), Path(args.key) if args.key else None)
+    for problem in problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"OK: {args.folder} verifies offline (records, proofs, checkpoint, attachments)")
+    return 1 if problems else 0
 
 
 def _promote(args: argparse.Namespace) -> int:
@@ -180,6 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     baseline.add_argument("--root", default=".")
     baseline.set_defaults(handler=_secrets_baseline)
+
+    check = commands.add_parser(
+        "verify-bundle", help="check a run's evidence bundle offline (reports/.../evidence-bundle)"
+    )
+    check.add_argument("folder")
+    check.add_argument("--key", help="pin the checkpoint key (PEM or JSON from the service)")
+    check.set_defaults(handler=_verify_bundle)
 
     args = parser.parse_args(argv)
     code: int = args.handler(args)
