@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from pipeline.gates import GATES, GateResult, Tool, attach
 from pipeline.policy import PolicyError, bundle_digest, evaluate
+from pipeline.summary import progress, publish, table
 from pipeline.waivers import WaiverFileError
 from pipeline.waivers import load as load_waivers
 from pipeline.workspace import Workspace, run_tool, sha256_bytes, sha256_file
@@ -252,7 +253,8 @@ def run_pipeline(
     for name in gate_names:
         gate = GATES.get(name)
         try:
-            result = gate(ws) if gate else _error_result(name, f"no gate named {name!r}")
+            with progress(name, echo=echo):
+                result = gate(ws) if gate else _error_result(name, f"no gate named {name!r}")
         except Exception as error:  # noqa: BLE001 - a crashed gate is recorded as failed, not lost.
             result = _error_result(name, f"gate crashed: {error!r}")
         if waiver_error:
@@ -364,4 +366,19 @@ def run_pipeline(
         )
         for line in outcome.decision["violations"][:40]:
             print(f"    - {line}")
+        rows = [
+            (
+                g.result.gate,
+                str(g.decision["result"]),
+                g.result.finding_counts,
+                g.result.duration_ms,
+                g.evidence_id or g.evidence_error,
+            )
+            for g in outcome.gates
+        ]
+        run_line = (
+            f"moneypath pipeline {mode} run {run_id} for {commit[:12]}: "
+            f"{outcome.decision['result']} (run evidence {outcome.evidence_id or '-'})"
+        )
+        publish(table(rows, run_line))
     return outcome

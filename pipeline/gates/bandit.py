@@ -46,6 +46,11 @@ def observe(step: GateStep) -> Observation:
         for sev in ("HIGH", "MEDIUM", "LOW")
     }
     step.attach(report, "application/json")
+    # The same scan as SARIF 2.1.0 for code scanning (bandit[sarif] writes it itself).
+    sarif = step.fresh("bandit.sarif")
+    sarif_argv = [*argv[: argv.index("-f")], "-f", "sarif", "-o", str(sarif), "-q"]
+    run_tool(sarif_argv, cwd=ws.root, timeout_s=ws.timeout_s)
+    facts["sarif_version"] = step.sarif(sarif)
     digest = config_digest(argv, [], ws.root, step.volatile())
     return Observation(Tool("bandit", dist_version("bandit"), digest), facts, counts)
 

@@ -10,7 +10,7 @@ from pipeline.gates.step import (
     GateStep,
     Observation,
     Tool,
-    parse_json,
+    load_json,
     tool_error,
 )
 from pipeline.workspace import config_digest, run_tool
@@ -25,6 +25,9 @@ def observe(step: GateStep) -> Observation:
     workflows = ws.root / ".github" / "workflows"
     for workflow in sorted([*workflows.glob("*.yml"), *workflows.glob("*.yaml")]):
         targets += ["--file", workflow.relative_to(ws.root).as_posix()]
+    # One run writes both the JSON the facts come from and SARIF 2.1.0 for code scanning.
+    for stale in ("results_json.json", "results_sarif.sarif"):
+        step.fresh(stale)
     argv = [
         str(ws.checkov),
         *targets,
@@ -34,12 +37,16 @@ def observe(step: GateStep) -> Observation:
         "--skip-download",
         "--output",
         "json",
+        "--output",
+        "sarif",
+        "--output-file-path",
+        str(step.folder),
         "--compact",
         "--quiet",
     ]
     run = run_tool(argv, cwd=ws.root, timeout_s=ws.timeout_s)
-    report = step.write("checkov.json", run.stdout)
-    parsed = parse_json(run.stdout)
+    report = step.folder / "results_json.json"
+    parsed = load_json(report)
     reports = parsed if isinstance(parsed, list) else [parsed] if isinstance(parsed, dict) else []
     frameworks: dict[str, int] = {}
     failed: list[dict[str, Any]] = []
@@ -64,6 +71,8 @@ def observe(step: GateStep) -> Observation:
         ]
         parsing_errors += [str(e) for e in summary.get("parsing_errors_list", [])]
         parsing_errors += [str(e) for e in results.get("parsing_errors", [])]
+        if isinstance(summary.get("parsing_errors"), int) and summary["parsing_errors"] > 0:
+            parsing_errors.append(f"{summary['parsing_errors']} file(s) of {item['check_type']}")
     facts: dict[str, Any] = {
         "frameworks": frameworks,
         "failed": failed[:MAX_FINDINGS_IN_FACTS],
@@ -80,6 +89,7 @@ def observe(step: GateStep) -> Observation:
         if isinstance(r, dict) and r.get("summary", {}).get("checkov_version")
     }
     step.attach(report, "application/json")
+    facts["sarif_version"] = step.sarif(step.folder / "results_sarif.sarif")
     digest = config_digest(argv, [ws.root / ".checkov.yaml"], ws.root, step.volatile())
     return Observation(
         Tool("checkov", ",".join(sorted(versions)) or "unavailable", digest),

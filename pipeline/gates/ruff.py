@@ -48,6 +48,9 @@ def observe(step: GateStep) -> Observation:
         step.write("ruff.json", json.dumps({"check": parsed, "format": fmt.stdout})),
         "application/json",
     )
+    # The same findings as SARIF 2.1.0 for code scanning (ruff writes it itself).
+    sarif = run_tool([*check_argv[:3], "--output-format", "sarif", "."], cwd=ws.root, timeout_s=600)
+    facts["sarif_version"] = step.sarif(step.write("ruff.sarif", sarif.stdout))
     digest = config_digest(
         check_argv + format_argv, [ws.root / "pyproject.toml"], ws.root, step.volatile()
     )

@@ -124,6 +124,19 @@ class GateStep:
     def attach(self, path: Path, media_type: str) -> None:
         self.attachments += attach(self.ws, self.name, path, media_type)
 
+    def sarif(self, path: Path) -> str | None:
+        """Keep a SARIF report for code scanning (`reports/.../sarif/<gate>.sarif`), attach
+        it, and return its SARIF version (None when the tool wrote none)."""
+        document = load_json(path)
+        if not isinstance(document, dict):
+            return None
+        shared = self.ws.reports_dir / "sarif" / f"{self.name}.sarif"
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, shared)
+        self.attach(path, "application/sarif+json")
+        version = document.get("version")
+        return str(version) if version else None
+
     def volatile(self) -> dict[str, str]:
         """Run-specific paths, replaced by placeholders in config digests."""
         ws = self.ws

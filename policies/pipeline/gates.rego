@@ -110,6 +110,16 @@ violations contains msg if {
 	msg := sprintf("ruff: %d lint violations", [facts.violation_count])
 }
 
+# The first findings themselves, so a failing run shows what to fix, not only how many.
+first_findings := 10
+
+violations contains msg if {
+	input.gate == "ruff"
+	some i, v in facts.violations
+	i < first_findings
+	msg := sprintf("ruff %s at %s:%v: %s", [v.code, v.file, v.line, object.get(v, "message", "")])
+}
+
 violations contains msg if {
 	input.gate == "ruff"
 	some path in facts.unformatted
@@ -132,9 +142,25 @@ violations contains msg if {
 
 violations contains msg if {
 	input.gate == "mypy"
+	some i, e in facts.errors
+	i < first_findings
+	msg := sprintf("mypy %s:%v: %s [%v]", [e.file, e.line, e.message, e.code])
+}
+
+violations contains msg if {
+	input.gate == "mypy"
 	facts.exit_code != 0
 	facts.error_count == 0
 	msg := sprintf("mypy exited %d", [facts.exit_code])
+}
+
+# --- SARIF for code scanning --------------------------------------------------------------
+
+violations contains msg if {
+	input.gate in {"ruff", "bandit", "checkov"}
+	not facts.tool_error
+	object.get(facts, "sarif_version", null) != "2.1.0"
+	msg := sprintf("%s wrote no SARIF 2.1.0 report for code scanning", [input.gate])
 }
 
 # --- import-linter -----------------------------------------------------------------------

@@ -115,13 +115,13 @@ test_bandit_fails_on_high_and_passes_on_medium if {
 	high := {"test_id": "B602", "severity": "HIGH", "file": "app/x.py", "line": 3, "text": "shell"}
 	medium := object.union(high, {"severity": "MEDIUM"})
 	decide("bandit", {"issues": [high], "scan_errors": []}, []).result == "fail"
-	decide("bandit", {"issues": [medium], "scan_errors": []}, []).result == "pass"
+	decide("bandit", {"issues": [medium], "scan_errors": [], "sarif_version": "2.1.0"}, []).result == "pass"
 }
 
 test_bandit_high_is_waivable_by_path if {
 	high := {"test_id": "B602", "severity": "HIGH", "file": "app/x.py", "line": 3, "text": "shell"}
 	w := approved_waiver({"gate": "bandit", "finding": "B602", "path": "app/x.py"}, "2027-01-01T00:00:00Z")
-	d := decide("bandit", {"issues": [high], "scan_errors": []}, [w])
+	d := decide("bandit", {"issues": [high], "scan_errors": [], "sarif_version": "2.1.0"}, [w])
 	d.result == "pass"
 	d.waivers_used == ["WVR-1"]
 }
@@ -130,7 +130,7 @@ test_bandit_fails_when_a_file_could_not_be_scanned if {
 	decide("bandit", {"issues": [], "scan_errors": [{"filename": "a.py"}]}, []).result == "fail"
 }
 
-checkov_clean := {"frameworks": {"dockerfile": 87, "github_actions": 28}, "failed": [], "parsing_errors": []}
+checkov_clean := {"frameworks": {"dockerfile": 87, "github_actions": 28}, "failed": [], "parsing_errors": [], "sarif_version": "2.1.0"}
 
 test_checkov_passes_when_both_frameworks_scanned_clean if {
 	decide("checkov", checkov_clean, []).result == "pass"
@@ -202,7 +202,8 @@ test_pytest_fails_on_low_coverage_no_tests_or_uncounted_errors if {
 }
 
 test_lint_gates if {
-	decide("ruff", {"violation_count": 0, "unformatted": [], "format_exit_code": 0}, []).result == "pass"
+	decide("ruff", {"violation_count": 0, "unformatted": [], "format_exit_code": 0, "sarif_version": "2.1.0"}, []).result == "pass"
+	decide("ruff", {"violation_count": 0, "unformatted": [], "format_exit_code": 0}, []).violations == ["ruff wrote no SARIF 2.1.0 report for code scanning"]
 	decide("ruff", {"violation_count": 2, "unformatted": [], "format_exit_code": 1}, []).result == "fail"
 	decide("ruff", {"violation_count": 0, "unformatted": ["a.py"], "format_exit_code": 1}, []).result == "fail"
 	decide("ruff", {"violation_count": 0, "unformatted": [], "format_exit_code": 2}, []).result == "fail"
@@ -309,4 +310,13 @@ test_waiver_is_ignored_when_approved_in_the_future_or_without_times if {
 	decide("pip-audit", jinja_facts, [later]).warnings == ["waiver WVR-1 is ignored: it is approved in the future"]
 	untimed := object.remove(approved_waiver({"gate": "pip-audit", "finding": "PYSEC-2019-217"}, "2027-01-01T00:00:00Z"), ["approved_at"])
 	decide("pip-audit", jinja_facts, [untimed]).warnings == ["waiver WVR-1 is ignored: its approval or expiry is not an RFC 3339 time"]
+}
+
+test_ruff_and_mypy_name_their_first_findings_when_they_fail if {
+	found := [{"code": "F401", "file": "./a.py", "line": 1, "message": "`os` imported but unused"}]
+	d := decide("ruff", {"violation_count": 1, "violations": found, "unformatted": [], "format_exit_code": 0, "sarif_version": "2.1.0"}, [])
+	"ruff F401 at ./a.py:1: `os` imported but unused" in d.violations
+	errors := [{"file": "a.py", "line": 2, "message": "Incompatible return value", "code": "return-value"}]
+	m := decide("mypy", {"error_count": 1, "errors": errors, "exit_code": 1}, [])
+	"mypy a.py:2: Incompatible return value [return-value]" in m.violations
 }

@@ -8,6 +8,7 @@ binary for the verdict through `policies/pipeline/`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,13 @@ from pipeline.runner import decide_gate, gate_record, run_pipeline, worktree_cle
 from pipeline.waivers import load as load_waivers
 from pipeline.workspace import HOME, Workspace
 from tests.support.pipeline_project import ROOT_DOCKERFILE, commit_all, make_project, workspace
+
+
+def _sarif_rules(root: Path, gate: str) -> set[str]:
+    """The rule ids of the SARIF 2.1.0 report a gate left for code scanning."""
+    document = json.loads((root.parent / "reports" / "sarif" / f"{gate}.sarif").read_text())
+    assert document["version"] == "2.1.0"
+    return {r["ruleId"] for run in document["runs"] for r in run["results"]}
 
 
 def decide(root: Path, gate: str, waivers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -45,6 +53,7 @@ def test_bandit_gate_fails_when_a_file_has_a_high_issue(project: Path) -> None:
     decision = decide(project, "bandit")
     assert decision["result"] == "fail"
     assert any("B602" in v and "danger.py" in v for v in decision["violations"])
+    assert "B602" in _sarif_rules(project, "bandit")
 
 
 def test_pip_audit_gate_passes_when_the_lock_is_clean(project: Path) -> None:
@@ -236,6 +245,7 @@ def test_checkov_gate_fails_when_the_dockerfile_runs_as_root(project: Path) -> N
     decision = decide(project, "checkov")
     assert decision["result"] == "fail"
     assert any("CKV_DOCKER_3" in v for v in decision["violations"]), decision["violations"]
+    assert "CKV_DOCKER_3" in _sarif_rules(project, "checkov")
 
 
 def test_opa_gate_passes_when_policies_and_tests_are_clean(project: Path) -> None:
@@ -302,6 +312,10 @@ def test_static_gates_fail_when_each_finds_its_planted_problem(project: Path) ->
     ruff, mypy, contracts = (decide(project, g) for g in ("ruff", "mypy", "lint-imports"))
     assert ruff["result"] == "fail"
     assert mypy["result"] == "fail"
+    # The first findings themselves, not only counts; and ruff's as SARIF for code scanning.
+    assert any(v.startswith("ruff F401 at ./demo/leak.py:1") for v in ruff["violations"]), ruff
+    assert any(v.startswith("mypy demo/typo.py:2:") for v in mypy["violations"]), mypy
+    assert "F401" in _sarif_rules(project, "ruff")
     assert contracts["result"] == "fail"
     assert any("import-linter: 1 contracts broken" in v for v in contracts["violations"])
 

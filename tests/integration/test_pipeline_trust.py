@@ -37,7 +37,7 @@ def test_pull_request_job_holds_no_credentials_when_the_workflow_is_read() -> No
     assert "environment" not in report
     assert "secrets." not in json.dumps(report)
     assert "PIPELINE_" not in json.dumps(report)
-    run_step = report["steps"][-1]["run"]
+    run_step = next(s["run"] for s in report["steps"] if "pipeline run" in s.get("run", ""))
     assert "--report-only" in run_step
     assert "--policy-dir .trusted/policies/pipeline" in run_step
     trusted = next(s for s in report["steps"] if s.get("with", {}).get("path") == ".trusted")
@@ -49,7 +49,8 @@ def test_only_the_protected_branch_job_writes_evidence_when_the_workflow_is_read
     evidence = jobs["evidence"]
     assert evidence["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
     assert evidence["environment"] == "evidence"
-    assert "--report-only" not in evidence["steps"][-1]["run"]
+    runs = [s["run"] for s in evidence["steps"] if "pipeline run" in s.get("run", "")]
+    assert runs and all("--report-only" not in r for r in runs)
     with_secrets = [name for name, job in jobs.items() if "secrets." in json.dumps(job)]
     assert with_secrets == ["evidence"]
 
@@ -137,3 +138,20 @@ def test_run_is_judged_by_the_policy_dir_when_one_is_given(tmp_path: Path) -> No
     judged = _cli(root, tmp_path, "--policy-dir", str(trusted))
     assert judged.returncode == 1
     assert 'unknown gate "bandit"' in judged.stdout
+
+
+def test_workflow_uploads_sarif_and_keeps_the_evidence_bundle_when_read() -> None:
+    jobs = _workflow()["jobs"]
+    for name in ("report", "evidence"):
+        uses = {s.get("uses", "").split("@")[0]: s for s in jobs[name]["steps"]}
+        sarif = uses["github/codeql-action/upload-sarif"]
+        assert sarif["with"]["sarif_file"] == "reports/pipeline/sarif"
+        assert sarif["if"] == "always()"
+        assert jobs[name]["permissions"]["security-events"] == "write"
+    kept = {s.get("uses", "").split("@")[0]: s for s in jobs["evidence"]["steps"]}
+    assert kept["actions/upload-artifact"]["with"]["path"] == "reports/pipeline/evidence-bundle"
+    for job in jobs.values():
+        for step in job["steps"]:
+            if "uses" in step:
+                ref = step["uses"].split("@")[1]
+                assert len(ref) == 40, f"{step['uses']} is not pinned to a commit"
