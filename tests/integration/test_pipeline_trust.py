@@ -50,7 +50,8 @@ def test_only_the_protected_branch_job_writes_evidence_when_the_workflow_is_read
     assert evidence["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
     assert evidence["environment"] == "evidence"
     runs = [s["run"] for s in evidence["steps"] if "pipeline run" in s.get("run", "")]
-    assert runs and all("--report-only" not in r for r in runs)
+    assert runs
+    assert all("--report-only" not in r for r in runs)
     with_secrets = [name for name, job in jobs.items() if "secrets." in json.dumps(job)]
     assert with_secrets == ["evidence"]
 
