@@ -25,8 +25,8 @@ from app.platform.web import (
     page_limit,
 )
 from evidence import exports, records, service
-from evidence.checkpointer import Checkpointer
 from evidence.config import EvidenceSettings
+from evidence.runtime import services_of
 from evidence.signing import TransitSigner
 
 READ = ("evidence:read",)
@@ -104,13 +104,11 @@ _ATTACHMENT_REQUEST: dict[str, Any] = {
 
 
 def _settings(call: Call) -> EvidenceSettings:
-    settings: EvidenceSettings = call.services.extras["evidence_settings"]
-    return settings
+    return services_of(call).settings
 
 
 def _signer(call: Call) -> TransitSigner:
-    signer: TransitSigner = call.services.extras["signer"]
-    return signer
+    return services_of(call).signer
 
 
 def _only(query: Mapping[str, str], allowed: set[str]) -> None:
@@ -188,7 +186,7 @@ async def create_record(call: Call, session: AsyncSession) -> Result:
     submission = records.prepare_submission(call.body)
     appended = await service.append(session, submission)
     APPENDS.labels(type=submission["type"]).inc()
-    checkpointer: Checkpointer | None = call.services.extras.get("checkpointer")
+    checkpointer = services_of(call).checkpointer
     if checkpointer is not None:
         checkpointer.appended(appended.seq)
     return Result(201, appended.as_json(), resource_id=appended.id)

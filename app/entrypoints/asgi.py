@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from starlette.applications import Starlette
 
 from app.entrypoints.bootstrap import DATABASE_SECRET
@@ -17,6 +19,13 @@ from app.platform.vault import Vault
 from app.platform.web import Endpoint, Services
 
 API_VERSION = "1.0.0"
+
+
+@dataclass(slots=True, kw_only=True)
+class ApiServices(Services):
+    """The API's services: the pipeline's, plus the identity runtime (token issuer)."""
+
+    identity: identity_api.IdentityRuntime
 
 
 def all_endpoints() -> list[Endpoint]:
@@ -46,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     identity = identity_api.start_identity(
         vault, sessions, settings.public_base_url, lookup_sessions=autocommit_sessions
     )
-    services = Services(
+    services = ApiServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
         authenticator=identity.authenticator,
@@ -57,13 +66,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         body_limit_bytes=settings.request_body_limit_bytes,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         idempotency_stale_claim_s=settings.idempotency_stale_claim_s,
-        extras={
-            "settings": settings,
-            "vault": vault,
-            "opa": opa,
-            "engine": engine,
-            "token_issuer": identity.issuer,
-        },
+        vault=vault,
+        identity=identity,
     )
     return build_service_app(
         title="moneypath API",
@@ -74,6 +78,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         other_engines=(autocommit_engine,),
         opa=opa,
         vault=vault,
-        extra_routes=identity_api.plain_routes(),
+        extra_routes=identity_api.plain_routes(identity),
         extra_paths=identity_api.openapi_paths(),
     )

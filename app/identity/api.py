@@ -171,9 +171,9 @@ def rotate_signing_key(vault: Vault) -> str:
     return tokens.rotate_signing_key(vault)
 
 
-def plain_routes() -> list[Route]:
+def plain_routes(runtime: IdentityRuntime) -> list[Route]:
     """The token endpoint and the JWKS (outside the JSON pipeline)."""
-    return routes.plain_routes()
+    return routes.plain_routes(runtime.issuer)
 
 
 def openapi_paths() -> dict[str, Any]:

@@ -101,8 +101,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _vault(call: Call) -> Vault:
-    vault: Vault = call.services.extras["vault"]
-    return vault
+    return call.services.vault
 
 
 async def _encrypt(vault: Vault, value: str) -> str:
@@ -154,7 +153,6 @@ async def kyc_state(session: AsyncSession, customer_id: str) -> KycState:
 
 
 async def create_customer_handler(call: Call, session: AsyncSession) -> Result:
-    assert call.principal is not None
     vault = _vault(call)
     body = call.body
     dob = body.get("date_of_birth")
@@ -169,7 +167,7 @@ async def create_customer_handler(call: Call, session: AsyncSession) -> Result:
         ),
         {
             "id": customer_id,
-            "owner": call.principal.client_id,
+            "owner": call.caller.client_id,
             "name": await _encrypt(vault, body["name"]),
             "email": await _encrypt(vault, body["email"]),
             "dob": await _encrypt(vault, dob) if dob is not None else None,

@@ -55,12 +55,6 @@ class OAuthError(Exception):
         return 401 if self.error == "invalid_client" else 400
 
 
-def _issuer(request: Request) -> TokenIssuer:
-    services: Services = request.app.state.services
-    issuer: TokenIssuer = services.extras["token_issuer"]
-    return issuer
-
-
 def _form(raw: bytes, content_type: str) -> dict[str, str]:
     if content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "send the form as application/x-www-form-urlencoded")
@@ -105,7 +99,9 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str | N
     return client_id, unquote_plus(password)
 
 
-async def _issue(request: Request, services: Services, form: dict[str, str]) -> dict[str, Any]:
+async def _issue(
+    request: Request, services: Services, issuer: TokenIssuer, form: dict[str, str]
+) -> dict[str, Any]:
     grant_type = form.get("grant_type")
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required")
@@ -114,7 +110,6 @@ async def _issue(request: Request, services: Services, form: dict[str, str]) -> 
     client_id, client_secret = _client_credentials(request, form)
     if not client_id or not client_secret or len(client_id) > 64 or len(client_secret) > 256:
         raise OAuthError("invalid_client", "client_id and client_secret are required")
-    issuer = _issuer(request)
     await issuer.refresh_if_due()
     async with services.sessions() as session:
         client = await service.authenticate_client(session, client_id, client_secret)
@@ -137,13 +132,13 @@ async def _issue(request: Request, services: Services, form: dict[str, str]) -> 
     }
 
 
-async def token_endpoint(request: Request) -> Response:
+async def token_endpoint(request: Request, issuer: TokenIssuer) -> Response:
     services: Services = request.app.state.services
     form: dict[str, str] = {}
     try:
         raw = await read_body(request, TOKEN_BODY_LIMIT_BYTES)
         form = _form(raw, request.headers.get("content-type", ""))
-        body = await _issue(request, services, form)
+        body = await _issue(request, services, issuer, form)
     except DomainError as error:
         if error.status >= 500:
             raise
@@ -197,17 +192,23 @@ async def _refuse(
     )
 
 
-async def jwks_endpoint(request: Request) -> Response:
-    issuer = _issuer(request)
+async def jwks_endpoint(request: Request, issuer: TokenIssuer) -> Response:
     await issuer.refresh_if_due()
     return JSONResponse(dict(issuer.jwks()), headers={"Cache-Control": "public, max-age=60"})
 
 
-def plain_routes() -> list[Route]:
+def plain_routes(issuer: TokenIssuer) -> list[Route]:
     """Routes outside the JSON pipeline: the token endpoint and the JWKS."""
+
+    async def token(request: Request) -> Response:
+        return await token_endpoint(request, issuer)
+
+    async def jwks(request: Request) -> Response:
+        return await jwks_endpoint(request, issuer)
+
     return [
-        Route(TOKEN_PATH, token_endpoint, methods=["POST"]),
-        Route(JWKS_PATH, jwks_endpoint, methods=["GET"]),
+        Route(TOKEN_PATH, token, methods=["POST"]),
+        Route(JWKS_PATH, jwks, methods=["GET"]),
     ]
 
 
@@ -404,13 +405,12 @@ def _jwk_from_body(body: dict[str, Any]) -> dict[str, str]:
 
 
 async def create_client_handler(call: Call, session: AsyncSession) -> Result:
-    assert call.principal is not None
     created = await service.create_client(
         session,
         name=call.body["name"],
         scopes=call.body["scopes"],
         public_jwk=_jwk_from_body(call.body),
-        owner=call.principal.client_id,
+        owner=call.caller.client_id,
     )
     view = {**client_view(created.client), "key_id": created.key_id}
     return Result(
