@@ -8,6 +8,8 @@ a 5xx releases the key, so a corrected request or a retry executes again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -19,18 +21,27 @@ from app.platform.web.declarations import Call, Endpoint, Result, Services
 from app.platform.web.responses import json_response, problem_response
 
 
+@dataclass(frozen=True, slots=True)
+class RequestTarget:
+    """What an Idempotency-Key is bound to besides its client: the method and the concrete
+    path (`/v1/ledger/transactions/txn_A/void`, never the route template)."""
+
+    method: str
+    path: str
+
+
 async def claim_key(
-    services: Services, endpoint: Endpoint, client_id: str, key: str, raw: bytes
+    services: Services, target: RequestTarget, client_id: str, key: str, raw: bytes
 ) -> idempotency.Claim | idempotency.StoredResponse:
-    """Claim `key` for this request, or return the stored answer to replay."""
+    """Claim `key` for this client and target, or return the stored answer to replay."""
     body_fingerprint = idempotency.fingerprint(raw)
     if services.autocommit_sessions is not None:
         async with services.autocommit_sessions() as session:
             fresh = await idempotency.claim_at_once(
                 session,
                 client_id=client_id,
-                method=endpoint.method,
-                route=endpoint.path,
+                method=target.method,
+                path=target.path,
                 key=key,
                 body_fingerprint=body_fingerprint,
                 ttl_s=services.idempotency_ttl_s,
@@ -43,8 +54,8 @@ async def claim_key(
         return await idempotency.claim(
             session,
             client_id=client_id,
-            method=endpoint.method,
-            route=endpoint.path,
+            method=target.method,
+            path=target.path,
             key=key,
             body_fingerprint=body_fingerprint,
             ttl_s=services.idempotency_ttl_s,

@@ -29,7 +29,7 @@ from app.platform.opa import Decision
 from app.platform.web.auditing import record_rejection
 from app.platform.web.bodies import check_content_type, read_body
 from app.platform.web.declarations import Call, Endpoint, Principal, Services
-from app.platform.web.execution import claim_key, execute, release_key
+from app.platform.web.execution import RequestTarget, claim_key, execute, release_key
 from app.platform.web.middleware import request_id_of
 from app.platform.web.responses import problem_response, replayed_response
 
@@ -122,7 +122,8 @@ async def claim_idempotency_key(exchange: Exchange) -> Response | None:
         return None
     key = idempotency.check_key(exchange.request.headers.get("idempotency-key"))
     client_id = exchange.principal.client_id if exchange.principal else "anonymous"
-    outcome = await claim_key(exchange.services, exchange.endpoint, client_id, key, exchange.raw)
+    target = RequestTarget(exchange.endpoint.method, exchange.request.url.path)
+    outcome = await claim_key(exchange.services, target, client_id, key, exchange.raw)
     if isinstance(outcome, idempotency.StoredResponse):
         return replayed_response(outcome.status, outcome.body)
     exchange.held = outcome
