@@ -29,7 +29,7 @@ MAX_REWRAP_BATCHES = 10_000  # bounds the rotation loop: 2 million customers
 
 
 class CustomerNotFoundError(NotFoundError):
-    code = "not_found"
+    """No customer with this id, or one that belongs to another client."""
 
 
 class InvalidKycTransitionError(ConflictError):
@@ -239,7 +239,6 @@ def endpoints() -> list[Endpoint]:
             request_schema=CREATE_CUSTOMER_SCHEMA,
             response_schema=CUSTOMER_SCHEMA,
             idempotent=True,
-            error_codes=("validation_error",),
             tag="identity",
         ),
         Endpoint(
@@ -251,7 +250,7 @@ def endpoints() -> list[Endpoint]:
             summary="Read a customer, PII decrypted (owner only)",
             scopes=("kyc:write",),
             response_schema=CUSTOMER_SCHEMA,
-            error_codes=("not_found",),
+            errors=(CustomerNotFoundError,),
             owner_of=owner_of,
             tag="identity",
             audit_reads=True,  # reading PII is itself an event PCI DSS 10.2.1.1 wants logged
@@ -267,7 +266,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=KYC_DECISION_SCHEMA,
             response_schema=CUSTOMER_SCHEMA,
             idempotent=True,
-            error_codes=("not_found", "invalid_state"),
+            errors=(CustomerNotFoundError, InvalidKycTransitionError),
             owner_of=owner_of,
             tag="identity",
         ),

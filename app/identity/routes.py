@@ -495,7 +495,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=ADD_KEY_SCHEMA,
             response_schema=CLIENT_SCHEMA,
             idempotent=True,
-            error_codes=("not_found", "invalid_public_key", "validation_error"),
+            errors=(service.ClientNotFoundError, domain.InvalidPublicKeyError),
             tag="identity",
         ),
         Endpoint(
@@ -508,7 +508,7 @@ def endpoints() -> list[Endpoint]:
             scopes=("clients:admin",),
             response_schema=CLIENT_SCHEMA,
             idempotent=True,
-            error_codes=("not_found",),
+            errors=(service.ClientNotFoundError,),
             tag="identity",
         ),
         Endpoint(
@@ -523,7 +523,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=CREATE_CLIENT_SCHEMA,
             response_schema=CLIENT_SCHEMA,
             idempotent=True,
-            error_codes=("unknown_scope", "invalid_public_key", "validation_error"),
+            errors=(domain.UnknownScopeError, domain.InvalidPublicKeyError),
             tag="identity",
         ),
         Endpoint(
@@ -535,7 +535,7 @@ def endpoints() -> list[Endpoint]:
             summary="Read an API client and its keys",
             scopes=("clients:admin",),
             response_schema=CLIENT_SCHEMA,
-            error_codes=("not_found",),
+            errors=(service.ClientNotFoundError,),
             tag="identity",
         ),
     ]

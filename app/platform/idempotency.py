@@ -112,19 +112,16 @@ _SYNCHRONOUS_COMMIT_OFF = text("SET LOCAL synchronous_commit = off")
 
 class IdempotencyKeyRequiredError(ValidationError):
     status = 400
-    code = "idempotency_key_required"
     title = "Idempotency-Key required"
 
 
 class IdempotencyKeyReusedError(ValidationError):
     status = 422
-    code = "idempotency_key_reused"
     title = "Idempotency-Key reused for a different request"
 
 
 class IdempotencyKeyInUseError(ConflictError):
     status = 409
-    code = "idempotency_key_in_use"
     title = "Idempotency-Key in use"
 
 
@@ -132,7 +129,7 @@ class ClaimLostError(DomainError):
     """Our claim was taken over as stale while we worked; our effect must roll back."""
 
     status = 409
-    code = "idempotency_key_in_use"
+    code = IdempotencyKeyInUseError.code  # to the client, a lost claim is a key in use
     title = "Idempotency-Key in use"
 
 

@@ -10,7 +10,6 @@ from app.platform.jsonbody import UnsupportedMediaTypeError
 
 class PayloadTooLargeError(ValidationError):
     status = 413
-    code = "payload_too_large"
     title = "Payload too large"
 
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
-from app.platform.errors import InvariantViolation
+from app.platform.errors import DomainError, InvariantViolation
 from app.platform.opa import Decision
 from app.platform.vault import Vault
 
@@ -128,7 +128,9 @@ class Endpoint:
     idempotent: bool = False
     authenticated: bool = True
     signed: bool | None = None  # None: signed whenever the method changes state
-    error_codes: tuple[str, ...] = ()
+    # The business refusals the handler may raise; the pipeline's own (401, 403, 422, ...)
+    # follow from the flags above. OpenAPI lists the codes of both.
+    errors: tuple[type[DomainError], ...] = ()
     owner_of: OwnerLookup | None = None
     tag: str = "default"
     audit_reads: bool = False  # reads are audited only where a control demands it

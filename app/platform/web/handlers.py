@@ -7,13 +7,27 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.platform.errors import PROBLEM_CONTENT_TYPE, DomainError, problem_body
+from app.platform.errors import PROBLEM_CONTENT_TYPE, DomainError, NotFoundError, problem_body
 from app.platform.web.middleware import request_id_of
 from app.platform.web.responses import problem_response
 
 log = structlog.get_logger("moneypath.http")
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+
+class MethodNotAllowedError(DomainError):
+    status = 405
+    title = "Method not allowed"
+
+
+class BadRequestError(DomainError):
+    status = 400
+    title = "Bad request"
+
+
+# Starlette's own refusals (routing, 404 for an unknown path) use the same codes.
+_HTTP_CODES = {
+    error.status: error.code for error in (NotFoundError, MethodNotAllowedError, BadRequestError)
+}
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:
