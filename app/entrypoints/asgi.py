@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
 
+from app.domains import DOMAINS, ROUTES_MODULE
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
-from app.ledger import routes as ledger_routes
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
 from app.platform.opa import Opa, OpaAuthorizer
@@ -29,8 +31,16 @@ class ApiServices(Services):
 
 
 def all_endpoints() -> list[Endpoint]:
-    """Every `/v1` endpoint of every domain, in one list: routing and OpenAPI share it."""
-    return [*identity_api.endpoints(), *ledger_routes.endpoints()]
+    """Every `/v1` endpoint of every domain, in one list: routing and OpenAPI share it.
+
+    Each domain named in app/domains.py that has a `routes.py` is mounted the same way,
+    through its `routes.endpoints()`."""
+    endpoints: list[Endpoint] = []
+    for name in DOMAINS:
+        module = f"app.{name}.{ROUTES_MODULE}"
+        if importlib.util.find_spec(module) is not None:
+            endpoints.extend(importlib.import_module(module).endpoints())
+    return endpoints
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

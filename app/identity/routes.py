@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.identity import domain, service
+from app.identity import customers, domain, service
 from app.identity.tokens import TokenIssuer
 from app.platform import audit
 from app.platform.errors import DomainError, ValidationError
@@ -482,6 +482,11 @@ async def disable_client_handler(call: Call, session: AsyncSession) -> Result:
 
 
 def endpoints() -> list[Endpoint]:
+    """The identity domain's `/v1` JSON endpoints: clients here, customers in customers.py."""
+    return [*_client_endpoints(), *customers.endpoints()]
+
+
+def _client_endpoints() -> list[Endpoint]:
     return [
         Endpoint(
             method="POST",
