@@ -55,7 +55,6 @@ async def assess_payment(
     risk_input: RiskInput,
     *,
     timeout_ms: int,
-    now: datetime | None = None,
 ) -> RiskDecision:
     """Decide `approve`, `review` or `decline` for a payment, with reason codes.
 
@@ -69,7 +68,7 @@ async def assess_payment(
     Assessing the same `payment_id` again counts it once and reuses its review.
     Raises CustomerNotFoundError (identity) when the customer does not exist.
     """
-    return await assessments.assess(session, opa, risk_input, timeout_ms=timeout_ms, now=now)
+    return await assessments.assess(session, opa, risk_input, timeout_ms=timeout_ms)
 
 
 async def get_review(session: AsyncSession, review_id: str) -> Review:

@@ -158,14 +158,13 @@ async def assess(
     risk_input: RiskInput,
     *,
     timeout_ms: int,
-    now: datetime | None = None,
 ) -> RiskDecision:
     profile = await identity_api.customer_risk_profile(session, risk_input.customer_id)
     await session.execute(_LOCK, {"customer_id": risk_input.customer_id})
     counters = await velocity(
         session, risk_input.customer_id, risk_input.currency, risk_input.payment_id
     )
-    moment = now or datetime.now(UTC)
+    moment = datetime.now(UTC)
     document = domain.policy_input(
         payment_id=risk_input.payment_id,
         amount_minor=risk_input.amount_minor,
