@@ -15,13 +15,14 @@ from app.platform.service_app import build_service_app
 from app.platform.settings import Settings, SettingsError
 from app.platform.vault import Vault
 from app.platform.web import Endpoint, Services
+from app.risk import api as risk_api
 
 API_VERSION = "1.0.0"
 
 
 def all_endpoints() -> list[Endpoint]:
     """Every `/v1` endpoint of every domain, in one list: routing and OpenAPI share it."""
-    return [*identity_api.endpoints(), *ledger_routes.endpoints()]
+    return [*identity_api.endpoints(), *ledger_routes.endpoints(), *risk_api.endpoints()]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
