@@ -47,6 +47,7 @@ __all__ = [
     "endpoints",
     "get_review",
     "list_reviews",
+    "prune_velocity",
     "review_for_payment",
 ]
 
@@ -71,6 +72,12 @@ async def assess_payment(
     Raises CustomerNotFoundError (identity) when the customer does not exist.
     """
     return await assessments.assess(session, opa, risk_input, timeout_ms=timeout_ms)
+
+
+async def prune_velocity(session: AsyncSession, *, batch: int = 1000) -> int:
+    """Worker step: delete up to `batch` velocity rows older than the longest window
+    (SKIP LOCKED, so several workers may run it); returns how many were deleted."""
+    return await assessments.prune_velocity(session, batch=batch)
 
 
 async def get_review(session: AsyncSession, review_id: str) -> Review:

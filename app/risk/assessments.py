@@ -244,3 +244,25 @@ def _audit_details(
             name: {"count": c.count, "amount_minor": c.amount_minor} for name, c in counters.items()
         },
     }
+
+
+PRUNE_BATCH_SIZE = 1000
+
+_PRUNE = text(
+    """
+    DELETE FROM risk.velocity_events WHERE payment_id IN (
+        SELECT payment_id FROM risk.velocity_events
+        WHERE occurred_at < now() - make_interval(secs => :keep_s)
+        LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    )
+    """
+)
+
+
+async def prune_velocity(session: AsyncSession, *, batch: int = PRUNE_BATCH_SIZE) -> int:
+    """Delete up to `batch` velocity rows older than the longest window: no counter reads
+    them again (each decision's audit record keeps the counters it saw). Returns how many."""
+    keep_s = max(domain.VELOCITY_WINDOWS_S.values())
+    result = await session.execute(_PRUNE, {"keep_s": keep_s, "batch": batch})
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -19,7 +19,7 @@ from app.entrypoints.devstack import REPO_ROOT, Ports, Stack
 from app.platform.db import create_engine, session_factory
 from app.platform.opa import Opa
 from app.risk import api as risk_api
-from tests.integration.risk.helpers import assess, customer, payment_input, sql
+from tests.integration.risk.helpers import assess, customer, in_transaction, payment_input, sql
 from tests.support.api_client import ApiClient, ClientFactory
 
 
@@ -267,3 +267,29 @@ def test_payment_goes_to_review_when_the_policy_is_missing(
         "review",
         (risk_api.REASON_ENGINE_INVALID_ANSWER,),
     )
+
+
+def test_pruning_deletes_only_rows_older_than_the_longest_window_when_run(
+    kyc: ApiClient, stack: Stack
+) -> None:
+    customer_id = customer(kyc, stack)
+    old, recent = payment_input(customer_id), payment_input(customer_id)
+    assess(stack, old)
+    assess(stack, recent)
+    sql(
+        stack,
+        "UPDATE risk.velocity_events SET occurred_at = now() - interval '25 hours'"
+        " WHERE payment_id = %s",
+        old.payment_id,
+    )
+
+    async def prune(session: Any) -> int:
+        return await risk_api.prune_velocity(session, batch=10_000)
+
+    assert in_transaction(stack, prune) >= 1
+    left = sql(
+        stack,
+        "SELECT payment_id FROM risk.velocity_events WHERE customer_id = %s",
+        customer_id,
+    )
+    assert left == [(recent.payment_id,)]
