@@ -14,8 +14,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.opa import Opa
-from app.platform.web import Endpoint
-from app.risk import assessments, reviews, routes
+from app.risk import assessments, reviews
 from app.risk.assessments import RiskDecision, RiskInput
 from app.risk.domain import (
     REASON_ENGINE_INVALID_ANSWER,
@@ -44,7 +43,6 @@ __all__ = [
     "RiskInput",
     "assess_payment",
     "decide_review",
-    "endpoints",
     "get_review",
     "list_reviews",
     "prune_velocity",
@@ -116,8 +114,3 @@ async def decide_review(
     return await reviews.decide(
         session, review_id, verdict=verdict, reason=reason, decided_by=decided_by
     )
-
-
-def endpoints() -> list[Endpoint]:
-    """The review queue's `/v1` endpoints, for the composition root."""
-    return routes.endpoints()

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform import audit, web
-from app.platform.errors import InvariantViolation, ValidationError
+from app.platform.errors import ValidationError
 from app.platform.web import Call, Endpoint, Result, client_ip
 from app.risk import domain, reviews
 from app.risk.reviews import Review
@@ -84,12 +84,6 @@ _LIST_PARAMETERS: tuple[dict[str, Any], ...] = (
     },
     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
 )
-_WRITE_ERRORS: tuple[str, ...] = (
-    "validation_error",
-    "idempotency_key_required",
-    "idempotency_key_reused",
-    "idempotency_key_in_use",
-)
 
 
 def _time(moment: datetime | None) -> str | None:
@@ -153,8 +147,7 @@ async def read_review(call: Call, session: AsyncSession) -> Result:
 
 
 async def decide_review(call: Call, session: AsyncSession) -> Result:
-    if call.principal is None:
-        raise InvariantViolation("authenticated_endpoint", "a review decision needs a caller")
+    caller = call.caller
     verdict: domain.ReviewVerdict = call.body["decision"]
     reason: str = call.body["reason"]
     review = await reviews.decide(
@@ -162,14 +155,14 @@ async def decide_review(call: Call, session: AsyncSession) -> Result:
         call.path["id"],
         verdict=verdict,
         reason=reason,
-        decided_by=call.principal.client_id,
+        decided_by=caller.client_id,
     )
     # The request's own audit record names the action; this one keeps what was decided and
     # why, next to the same OPA decision id, in the same transaction.
     await audit.record(
         session,
         audit.AuditEvent(
-            actor=call.principal.client_id,
+            actor=caller.client_id,
             event_type="risk.review.decided",
             outcome="success",
             request_id=call.request_id,
@@ -196,7 +189,6 @@ def endpoints() -> list[Endpoint]:
             scopes=_READ,
             response_schema=REVIEW_PAGE_SCHEMA,
             query_parameters=_LIST_PARAMETERS,
-            error_codes=("validation_error",),
             tag="risk",
         ),
         Endpoint(
@@ -208,7 +200,7 @@ def endpoints() -> list[Endpoint]:
             summary="Read one review",
             scopes=_READ,
             response_schema=REVIEW_SCHEMA,
-            error_codes=("not_found",),
+            errors=(domain.ReviewNotFoundError,),
             tag="risk",
         ),
         Endpoint(
@@ -222,7 +214,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=DECISION_SCHEMA,
             response_schema=REVIEW_SCHEMA,
             idempotent=True,
-            error_codes=(*_WRITE_ERRORS, "not_found", "invalid_state"),
+            errors=(domain.ReviewNotFoundError, domain.ReviewAlreadyDecidedError),
             tag="risk",
         ),
     ]
