@@ -32,6 +32,8 @@ ALL_SCOPES = [
     "payments:write",
     "refunds:write",
     "payouts:write",
+    "risk:read",
+    "risk:write",
 ]
 EXAMPLES_PER_OPERATION = 15
 # Headers a real client computes itself; the fuzzer's random values would only test that
