@@ -15,6 +15,7 @@ from app.platform.service_app import build_service_app
 from app.platform.settings import Settings, SettingsError
 from app.platform.vault import Vault
 from app.platform.web import Endpoint, Services
+from app.providers import api as providers_api
 
 API_VERSION = "1.0.0"
 
@@ -24,9 +25,13 @@ def all_endpoints() -> list[Endpoint]:
     return [*identity_api.endpoints(), *ledger_routes.endpoints()]
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    provider_settings: providers_api.ProviderSettings | None = None,
+) -> Starlette:
     try:
         settings = settings or Settings.from_env()
+        provider_settings = provider_settings or providers_api.ProviderSettings.from_env()
     except SettingsError as error:
         raise SystemExit(f"invalid settings: {error}") from None
     configure_logging(settings.log_level)
@@ -43,6 +48,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     autocommit_sessions = session_factory(autocommit_engine)
     opa = Opa(settings.opa_url, settings.opa_timeout_ms)
+    try:
+        provider_secrets = providers_api.read_provider_secrets(vault)
+    except SettingsError as error:
+        raise SystemExit(str(error)) from None
+    providers = providers_api.ProviderClients(provider_settings, provider_secrets)
     identity = identity_api.start_identity(
         vault, sessions, settings.public_base_url, lookup_sessions=autocommit_sessions
     )
@@ -63,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             "opa": opa,
             "engine": engine,
             "token_issuer": identity.issuer,
+            "providers": providers,
         },
     )
     return build_service_app(
@@ -76,4 +87,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         vault=vault,
         extra_routes=identity_api.plain_routes(),
         extra_paths=identity_api.openapi_paths(),
+        on_stop=providers.aclose,
     )
