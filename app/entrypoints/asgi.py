@@ -7,6 +7,7 @@ from starlette.applications import Starlette
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
 from app.ledger import routes as ledger_routes
+from app.payments import api as payments_api
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
 from app.platform.opa import Opa, OpaAuthorizer
@@ -22,7 +23,7 @@ API_VERSION = "1.0.0"
 
 def all_endpoints() -> list[Endpoint]:
     """Every `/v1` endpoint of every domain, in one list: routing and OpenAPI share it."""
-    return [*identity_api.endpoints(), *ledger_routes.endpoints()]
+    return [*identity_api.endpoints(), *ledger_routes.endpoints(), *payments_api.endpoints()]
 
 
 def create_app(
@@ -74,6 +75,7 @@ def create_app(
             "engine": engine,
             "token_issuer": identity.issuer,
             "providers": providers,
+            "payments": payments_api.start_payments(sessions, providers, vault=vault),
         },
     )
     return build_service_app(
@@ -85,7 +87,7 @@ def create_app(
         other_engines=(autocommit_engine,),
         opa=opa,
         vault=vault,
-        extra_routes=identity_api.plain_routes(),
-        extra_paths=identity_api.openapi_paths(),
+        extra_routes=[*identity_api.plain_routes(), *payments_api.plain_routes()],
+        extra_paths={**identity_api.openapi_paths(), **payments_api.openapi_paths()},
         on_stop=providers.aclose,
     )

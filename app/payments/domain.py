@@ -129,7 +129,9 @@ def refundable_minor(captured_minor: int, refund_amounts_not_failed: Iterable[in
     return captured_minor - sum(refund_amounts_not_failed)
 
 
-def check_refund(captured_minor: int, refund_amounts_not_failed: Iterable[int], amount_minor: int) -> None:
+def check_refund(
+    captured_minor: int, refund_amounts_not_failed: Iterable[int], amount_minor: int
+) -> None:
     """Raise RefundExceedsCapturedError when `amount_minor` is above the refund bound."""
     available = refundable_minor(captured_minor, refund_amounts_not_failed)
     if amount_minor > available:

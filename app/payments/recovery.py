@@ -132,7 +132,9 @@ async def recover(rt: Runtime, *, limit: int = MAX_STEPS_PER_CYCLE) -> RecoveryR
     """One bounded pass: abandoned provider steps, then payments stalled between steps."""
 
     async def claim(session: AsyncSession) -> list[store.StepRow]:
-        steps = await store.stale_steps(session, RECOVERABLE_STEPS, rt.config.recovery_after_s, limit)
+        steps = await store.stale_steps(
+            session, RECOVERABLE_STEPS, rt.config.recovery_after_s, limit
+        )
         for step in steps:
             # Touching updated_at leases the step: another worker skips it for a while.
             await store.count_attempt(session, step.id)
@@ -173,5 +175,7 @@ async def recover(rt: Runtime, *, limit: int = MAX_STEPS_PER_CYCLE) -> RecoveryR
             await resume(rt, payment_id)
             resumed += 1
         except (ProviderUnavailableError, DomainError) as error:
-            log.warning("payment_resume_failed", payment_id=payment_id, error_type=type(error).__name__)
+            log.warning(
+                "payment_resume_failed", payment_id=payment_id, error_type=type(error).__name__
+            )
     return RecoveryReport(settled, left, resumed)

@@ -61,16 +61,34 @@ async def start_refund(rt: Runtime, payment_id: str, owner: str, amount_minor: i
                 "INSERT INTO payments.refunds (id, payment_id, owner, amount_minor, status,"
                 " ledger_transaction_id) VALUES (:id, :pid, :owner, :amount, 'pending', :txn)"
             ),
-            {"id": refund_id, "pid": payment_id, "owner": owner, "amount": amount_minor, "txn": posted.id},
+            {
+                "id": refund_id,
+                "pid": payment_id,
+                "owner": owner,
+                "amount": amount_minor,
+                "txn": posted.id,
+            },
         )
         await store.add_ledger_transaction(session, "payments", payment_id, posted.id)
         await store.add_step(
-            session, payment_id, "ledger_refund", "succeeded", subject_id=refund_id, amount_minor=amount_minor,
+            session,
+            payment_id,
+            "ledger_refund",
+            "succeeded",
+            subject_id=refund_id,
+            amount_minor=amount_minor,
             detail={"ledger_transaction_id": posted.id},
         )
         await store.add_step(
-            session, payment_id, "refund", "started", attempts=1, provider=row.provider,
-            provider_key=refund_id, subject_id=refund_id, amount_minor=amount_minor,
+            session,
+            payment_id,
+            "refund",
+            "started",
+            attempts=1,
+            provider=row.provider,
+            provider_key=refund_id,
+            subject_id=refund_id,
+            amount_minor=amount_minor,
         )
 
     await rt.tx(start)
@@ -80,25 +98,39 @@ async def start_refund(rt: Runtime, payment_id: str, owner: str, amount_minor: i
 
 async def call_refund(rt: Runtime, payment_id: str, refund_id: str) -> None:
     async def read(session: AsyncSession) -> tuple[store.PaymentRow, Any]:
-        return await store.get_payment(session, payment_id), await store.get_refund(session, refund_id)
+        return await store.get_payment(session, payment_id), await store.get_refund(
+            session, refund_id
+        )
 
     row, refund = await rt.tx(read)
     if row.provider is None or row.provider_ref is None:
         raise ProviderDeclinedError("payment is not at a provider")
     try:
         result = await rt.providers.refund(
-            row.provider, provider_reference=row.provider_ref, amount_minor=int(refund.amount_minor),
-            currency=row.currency, idempotency_key=refund_id,
+            row.provider,
+            provider_reference=row.provider_ref,
+            amount_minor=int(refund.amount_minor),
+            currency=row.currency,
+            idempotency_key=refund_id,
         )
     except ProviderUnavailableError as error:
         if not error.attempted:
             await rt.tx(lambda s: settle_refund(s, payment_id, refund_id, None))
-            raise ProviderUnavailableNowError(f"provider {row.provider} unavailable; refund {refund_id} failed and was reversed", refund_id=refund_id) from None
-        raise ProviderUnavailableNowError(f"provider {row.provider} did not answer; refund {refund_id} stays pending until the provider confirms", refund_id=refund_id) from None
+            raise ProviderUnavailableNowError(
+                f"provider {row.provider} unavailable; refund {refund_id} failed and was reversed",
+                refund_id=refund_id,
+            ) from None
+        raise ProviderUnavailableNowError(
+            f"provider {row.provider} did not answer; refund {refund_id} stays pending"
+            " until the provider confirms",
+            refund_id=refund_id,
+        ) from None
     await test_pause_point(rt.config, "refund")
     await rt.tx(lambda s: settle_refund(s, payment_id, refund_id, result))
     if result.outcome in (ProviderOutcome.DECLINED, ProviderOutcome.FAILED):
-        raise ProviderDeclinedError(f"the provider refused the refund ({result.raw_status})", refund_id=refund_id)
+        raise ProviderDeclinedError(
+            f"the provider refused the refund ({result.raw_status})", refund_id=refund_id
+        )
 
 
 async def settle_refund(
@@ -114,14 +146,23 @@ async def settle_refund(
     step = await store.open_step(session, payment_id, "refund", refund_id)
     if result is not None and result.outcome is ProviderOutcome.APPROVED:
         amount = int(refund.amount_minor)
-        target = transition(row.status, refund_event(row.captured_minor, row.refunded_minor + amount))
-        await store.update_payment(session, payment_id, status=target.value, refunded_minor=row.refunded_minor + amount)
+        target = transition(
+            row.status, refund_event(row.captured_minor, row.refunded_minor + amount)
+        )
+        await store.update_payment(
+            session, payment_id, status=target.value, refunded_minor=row.refunded_minor + amount
+        )
         await session.execute(
-            text("UPDATE payments.refunds SET status = 'succeeded', provider_ref = :ref, updated_at = now() WHERE id = :id"),
+            text(
+                "UPDATE payments.refunds SET status = 'succeeded', provider_ref = :ref,"
+                " updated_at = now() WHERE id = :id"
+            ),
             {"id": refund_id, "ref": result.operation_reference},
         )
         if step is not None:
-            await store.finish_step(session, step.id, "succeeded", provider_ref=result.operation_reference)
+            await store.finish_step(
+                session, step.id, "succeeded", provider_ref=result.operation_reference
+            )
         await emit_status(session, payment_id, refund_id=refund_id, refund_amount_minor=amount)
         return "succeeded"
     # Refused or never reached: compensate by reversing the refund's ledger transaction.
@@ -132,10 +173,20 @@ async def settle_refund(
         {"id": refund_id},
     )
     if step is not None:
-        await store.finish_step(session, step.id, "failed", detail={"raw_status": result.raw_status if result else "unreachable"})
+        await store.finish_step(
+            session,
+            step.id,
+            "failed",
+            detail={"raw_status": result.raw_status if result else "unreachable"},
+        )
     await store.add_step(
-        session, payment_id, "ledger_refund", "compensated", subject_id=refund_id,
-        amount_minor=int(refund.amount_minor), detail={"reversal_transaction_id": reversal.id},
+        session,
+        payment_id,
+        "ledger_refund",
+        "compensated",
+        subject_id=refund_id,
+        amount_minor=int(refund.amount_minor),
+        detail={"reversal_transaction_id": reversal.id},
     )
     return "failed"
 
@@ -155,7 +206,14 @@ def refund_json(refund: Any) -> dict[str, Any]:
 
 
 async def start_payout(
-    rt: Runtime, *, owner: str, account_id: str, amount_minor: int, currency: str, provider: str, bank_token: str
+    rt: Runtime,
+    *,
+    owner: str,
+    account_id: str,
+    amount_minor: int,
+    currency: str,
+    provider: str,
+    bank_token: str,
 ) -> str:
     payout_id = store.new_id("po")
 
@@ -182,13 +240,34 @@ async def start_payout(
                 " provider, bank_token, status, ledger_transaction_ids) VALUES (:id, :owner,"
                 " :account, :amount, :currency, :provider, :bank, 'pending', ARRAY[:txn])"
             ),
-            {"id": payout_id, "owner": owner, "account": account_id, "amount": amount_minor,
-             "currency": currency, "provider": provider, "bank": bank_token, "txn": posted.id},
+            {
+                "id": payout_id,
+                "owner": owner,
+                "account": account_id,
+                "amount": amount_minor,
+                "currency": currency,
+                "provider": provider,
+                "bank": bank_token,
+                "txn": posted.id,
+            },
         )
-        await store.add_step(session, payout_id, "ledger_debit", "succeeded", subject_id=posted.id, amount_minor=amount_minor)
         await store.add_step(
-            session, payout_id, "payout", "started", attempts=1, provider=provider,
-            provider_key=payout_id, amount_minor=amount_minor,
+            session,
+            payout_id,
+            "ledger_debit",
+            "succeeded",
+            subject_id=posted.id,
+            amount_minor=amount_minor,
+        )
+        await store.add_step(
+            session,
+            payout_id,
+            "payout",
+            "started",
+            attempts=1,
+            provider=provider,
+            provider_key=payout_id,
+            amount_minor=amount_minor,
         )
 
     await rt.tx(start)
@@ -201,7 +280,9 @@ async def get_payout(session: AsyncSession, payout_id: str, *, lock: bool = Fals
         "SELECT id, owner, account_id, amount_minor, currency, provider, bank_token, status,"
         " provider_ref, ledger_transaction_ids, created_at FROM payments.payouts WHERE id = :id"
     )
-    return (await session.execute(text(sql + (" FOR UPDATE" if lock else "")), {"id": payout_id})).first()
+    return (
+        await session.execute(text(sql + (" FOR UPDATE" if lock else "")), {"id": payout_id})
+    ).first()
 
 
 async def call_payout(rt: Runtime, payout_id: str) -> None:
@@ -211,8 +292,11 @@ async def call_payout(rt: Runtime, payout_id: str) -> None:
     payout = await rt.tx(read)
     try:
         result = await rt.providers.payout(
-            payout.provider, bank_token=payout.bank_token, amount_minor=int(payout.amount_minor),
-            currency=payout.currency, idempotency_key=payout_id,
+            payout.provider,
+            bank_token=payout.bank_token,
+            amount_minor=int(payout.amount_minor),
+            currency=payout.currency,
+            idempotency_key=payout_id,
         )
     except ProviderUnavailableError as error:
         if not error.attempted:
@@ -222,7 +306,9 @@ async def call_payout(rt: Runtime, payout_id: str) -> None:
     await rt.tx(lambda s: settle_payout(s, payout_id, result))
 
 
-async def settle_payout(session: AsyncSession, payout_id: str, result: ProviderResult | None) -> str:
+async def settle_payout(
+    session: AsyncSession, payout_id: str, result: ProviderResult | None
+) -> str:
     payout = await get_payout(session, payout_id, lock=True)
     if payout is None or payout.status != "pending":
         return str(payout.status) if payout is not None else "missing"
@@ -230,17 +316,26 @@ async def settle_payout(session: AsyncSession, payout_id: str, result: ProviderR
         return "pending"
     step = await store.open_step(session, payout_id, "payout")
     fields = {
-        "payout_id": payout_id, "owner": payout.owner, "account_id": payout.account_id,
-        "amount_minor": int(payout.amount_minor), "currency": payout.currency,
-        "provider": payout.provider, "occurred_at": now_iso(),
+        "payout_id": payout_id,
+        "owner": payout.owner,
+        "account_id": payout.account_id,
+        "amount_minor": int(payout.amount_minor),
+        "currency": payout.currency,
+        "provider": payout.provider,
+        "occurred_at": now_iso(),
     }
     if result is not None and result.outcome is ProviderOutcome.APPROVED:
         await session.execute(
-            text("UPDATE payments.payouts SET status = 'paid', provider_ref = :ref, updated_at = now() WHERE id = :id"),
+            text(
+                "UPDATE payments.payouts SET status = 'paid', provider_ref = :ref,"
+                " updated_at = now() WHERE id = :id"
+            ),
             {"id": payout_id, "ref": result.provider_reference},
         )
         if step is not None:
-            await store.finish_step(session, step.id, "succeeded", provider_ref=result.provider_reference)
+            await store.finish_step(
+                session, step.id, "succeeded", provider_ref=result.provider_reference
+            )
         await outbox.emit(session, events.PayoutPaid(**fields))
         return "paid"
     reversal = await ledger_api.reverse_transaction(session, str(payout.ledger_transaction_ids[0]))
@@ -250,9 +345,19 @@ async def settle_payout(session: AsyncSession, payout_id: str, result: ProviderR
         {"id": payout_id},
     )
     if step is not None:
-        await store.finish_step(session, step.id, "failed", detail={"raw_status": result.raw_status if result else "unreachable"})
+        await store.finish_step(
+            session,
+            step.id,
+            "failed",
+            detail={"raw_status": result.raw_status if result else "unreachable"},
+        )
     await store.add_step(
-        session, payout_id, "ledger_debit", "compensated", subject_id=reversal.id, amount_minor=int(payout.amount_minor)
+        session,
+        payout_id,
+        "ledger_debit",
+        "compensated",
+        subject_id=reversal.id,
+        amount_minor=int(payout.amount_minor),
     )
     await outbox.emit(session, events.PayoutFailed(**fields))
     return "failed"
@@ -272,4 +377,3 @@ async def payout_json(session: AsyncSession, payout_id: str) -> dict[str, Any]:
         "steps": [store.step_json(step) for step in await store.steps_of(session, payout_id)],
         "created_at": store.iso(payout.created_at),
     }
-

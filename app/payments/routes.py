@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.payments import refunds, service, store
+from app.payments import refunds, service, store, webhooks_out
 from app.payments.config import PROVIDERS
 from app.payments.saga import Runtime, run_capture, run_void
 from app.platform.errors import InvariantViolation, NotFoundError
@@ -17,12 +17,24 @@ MAX_AMOUNT_MINOR = 2**63 - 1
 _AMOUNT: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_MINOR}
 _CURRENCY: dict[str, Any] = {"type": "string", "pattern": "^[A-Z]{3}$"}
 _ID: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 64}
-_TOKEN: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9_-]+$"}
+_TOKEN: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 128,
+    "pattern": "^[A-Za-z0-9_-]+$",
+}
 
 NEW_PAYMENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["amount_minor", "currency", "customer_id", "payment_method", "merchant_account_id", "capture"],
+    "required": [
+        "amount_minor",
+        "currency",
+        "customer_id",
+        "payment_method",
+        "merchant_account_id",
+        "capture",
+    ],
     "properties": {
         "amount_minor": _AMOUNT,
         "currency": _CURRENCY,
@@ -66,8 +78,39 @@ PAYOUT_SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "required": ["provider", "bank_token"],
-            "properties": {"provider": {"type": "string", "enum": list(PROVIDERS)}, "bank_token": _TOKEN},
+            "properties": {
+                "provider": {"type": "string", "enum": list(PROVIDERS)},
+                "bank_token": _TOKEN,
+            },
         },
+    },
+}
+WEBHOOK_ENDPOINT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["url", "event_types"],
+    "properties": {
+        "url": {"type": "string", "minLength": 8, "maxLength": 2048, "format": "uri"},
+        "event_types": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 20,
+            "items": {"type": "string", "enum": sorted(webhooks_out.KNOWN_EVENT_TYPES)},
+        },
+        "description": {"type": "string", "maxLength": 500},
+    },
+}
+WEBHOOK_ENDPOINT_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "url", "event_types", "enabled"],
+    "properties": {
+        "id": {"type": "string"},
+        "url": {"type": "string"},
+        "event_types": {"type": "array", "items": {"type": "string"}},
+        "description": {"type": ["string", "null"]},
+        "enabled": {"type": "boolean"},
+        "secret": {"type": "string", "description": "whsec_..., shown once"},
+        "created_at": {"type": "string", "format": "date-time"},
     },
 }
 STEP_SCHEMA: dict[str, Any] = {
@@ -75,7 +118,10 @@ STEP_SCHEMA: dict[str, Any] = {
     "required": ["name", "status", "attempts"],
     "properties": {
         "name": {"type": "string"},
-        "status": {"type": "string", "enum": ["started", "succeeded", "failed", "compensated", "skipped"]},
+        "status": {
+            "type": "string",
+            "enum": ["started", "succeeded", "failed", "compensated", "skipped"],
+        },
         "attempts": {"type": "integer"},
         "provider": {"type": ["string", "null"]},
         "provider_reference": {"type": ["string", "null"]},
@@ -88,12 +134,31 @@ STEP_SCHEMA: dict[str, Any] = {
 }
 PAYMENT_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["id", "status", "amount_minor", "captured_minor", "refunded_minor", "currency", "ledger_transaction_ids", "steps"],
+    "required": [
+        "id",
+        "status",
+        "amount_minor",
+        "captured_minor",
+        "refunded_minor",
+        "currency",
+        "ledger_transaction_ids",
+        "steps",
+    ],
     "properties": {
         "id": {"type": "string"},
         "status": {
             "type": "string",
-            "enum": ["pending", "pending_review", "authorized", "captured", "partially_refunded", "refunded", "voided", "declined", "failed"],
+            "enum": [
+                "pending",
+                "pending_review",
+                "authorized",
+                "captured",
+                "partially_refunded",
+                "refunded",
+                "voided",
+                "declined",
+                "failed",
+            ],
         },
         "amount_minor": {"type": "integer"},
         "captured_minor": {"type": "integer"},
@@ -125,7 +190,15 @@ REFUND_RESPONSE_SCHEMA: dict[str, Any] = {
 }
 PAYOUT_RESPONSE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["id", "status", "account_id", "amount_minor", "currency", "ledger_transaction_ids", "steps"],
+    "required": [
+        "id",
+        "status",
+        "account_id",
+        "amount_minor",
+        "currency",
+        "ledger_transaction_ids",
+        "steps",
+    ],
     "properties": {
         "id": {"type": "string"},
         "status": {"type": "string", "enum": ["pending", "paid", "failed"]},
@@ -155,12 +228,16 @@ def _owner(call: Call) -> str:
 
 
 async def payment_owner(session: AsyncSession, payment_id: str) -> str | None:
-    found = await session.execute(text("SELECT owner FROM payments.payments WHERE id = :id"), {"id": payment_id})
+    found = await session.execute(
+        text("SELECT owner FROM payments.payments WHERE id = :id"), {"id": payment_id}
+    )
     return found.scalar_one_or_none()
 
 
 async def payout_owner(session: AsyncSession, payout_id: str) -> str | None:
-    found = await session.execute(text("SELECT owner FROM payments.payouts WHERE id = :id"), {"id": payout_id})
+    found = await session.execute(
+        text("SELECT owner FROM payments.payouts WHERE id = :id"), {"id": payout_id}
+    )
     return found.scalar_one_or_none()
 
 
@@ -201,7 +278,9 @@ async def refund_handler(call: Call, session: AsyncSession) -> Result:
     payment_id = call.path["id"]
     if await payment_owner(session, payment_id) is None:
         raise NotFoundError(f"no payment {payment_id}")
-    refund_id = await refunds.start_refund(runtime(call), payment_id, _owner(call), call.body["amount_minor"])
+    refund_id = await refunds.start_refund(
+        runtime(call), payment_id, _owner(call), call.body["amount_minor"]
+    )
     refund = await store.get_refund(session, refund_id)
     return Result(status=201, body=refunds.refund_json(refund), resource_id=refund_id)
 
@@ -217,7 +296,9 @@ async def payout_handler(call: Call, session: AsyncSession) -> Result:
         provider=body["destination"]["provider"],
         bank_token=body["destination"]["bank_token"],
     )
-    return Result(status=201, body=await refunds.payout_json(session, payout_id), resource_id=payout_id)
+    return Result(
+        status=201, body=await refunds.payout_json(session, payout_id), resource_id=payout_id
+    )
 
 
 async def get_payout_handler(call: Call, session: AsyncSession) -> Result:
@@ -225,6 +306,21 @@ async def get_payout_handler(call: Call, session: AsyncSession) -> Result:
     if await payout_owner(session, payout_id) is None:
         raise NotFoundError(f"no payout {payout_id}")
     return Result(status=200, body=await refunds.payout_json(session, payout_id))
+
+
+async def webhook_endpoint_handler(call: Call, session: AsyncSession) -> Result:
+    body = call.body
+    created = await webhooks_out.create_endpoint(
+        runtime(call),
+        session,
+        owner=_owner(call),
+        url=body["url"],
+        event_types=list(body["event_types"]),
+        description=body.get("description"),
+    )
+    # The secret is shown once: a replay of this request answers without it.
+    without_secret = {key: value for key, value in created.items() if key != "secret"}
+    return Result(status=201, body=created, resource_id=created["id"], replay_body=without_secret)
 
 
 _PAYMENT_ERRORS = ("not_found", "invalid_state", "provider_declined", "provider_unavailable")
@@ -244,7 +340,14 @@ def endpoints() -> list[Endpoint]:
             request_schema=NEW_PAYMENT_SCHEMA,
             response_schema=PAYMENT_SCHEMA,
             idempotent=True,
-            error_codes=("kyc_required", "currency_mismatch", "unknown_customer", "unknown_account", "provider_unavailable", "provider_declined"),
+            error_codes=(
+                "kyc_required",
+                "currency_mismatch",
+                "unknown_customer",
+                "unknown_account",
+                "provider_unavailable",
+                "provider_declined",
+            ),
             tag="payments",
         ),
         Endpoint(
@@ -318,7 +421,27 @@ def endpoints() -> list[Endpoint]:
             request_schema=PAYOUT_SCHEMA,
             response_schema=PAYOUT_RESPONSE_SCHEMA,
             idempotent=True,
-            error_codes=("insufficient_funds", "currency_mismatch", "not_found", "provider_unavailable"),
+            error_codes=(
+                "insufficient_funds",
+                "currency_mismatch",
+                "not_found",
+                "provider_unavailable",
+            ),
+            tag="payments",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/webhook-endpoints",
+            handler=webhook_endpoint_handler,
+            action="webhook_endpoints.create",
+            resource_type="webhook_endpoint",
+            summary="Register a webhook endpoint; its signing secret is shown once",
+            scopes=("payments:write",),
+            success_status=201,
+            request_schema=WEBHOOK_ENDPOINT_SCHEMA,
+            response_schema=WEBHOOK_ENDPOINT_RESPONSE_SCHEMA,
+            idempotent=True,
+            error_codes=("unsafe_webhook_url", "validation_error"),
             tag="payments",
         ),
         Endpoint(

@@ -32,12 +32,12 @@ from app.payments.domain import (
     PaymentStatus,
     check_capture,
     is_stale,
-    refund_event,
     transition,
 )
 from app.platform import outbox
 from app.platform.db import run_in_transaction
 from app.platform.errors import DomainError
+from app.platform.vault import Vault
 from app.providers.api import (
     ProviderClients,
     ProviderOutcome,
@@ -62,6 +62,7 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     providers: ProviderClients
     config: PaymentsConfig
+    vault: Vault | None = None
 
     def breaker_open(self, provider: str) -> bool:
         return self.providers.breaker_state(provider) == "open"
@@ -106,7 +107,9 @@ async def emit_status(session: AsyncSession, payment_id: str, **extra: Any) -> N
         await outbox.emit(session, event_class(**fields))
 
 
-async def move(session: AsyncSession, row: store.PaymentRow, event: PaymentEvent, **values: Any) -> PaymentStatus:
+async def move(
+    session: AsyncSession, row: store.PaymentRow, event: PaymentEvent, **values: Any
+) -> PaymentStatus:
     """Apply one transition of the table to a locked row (and any other column changes)."""
     target = transition(row.status, event)
     await store.update_payment(session, row.id, status=target.value, **values)
@@ -191,7 +194,9 @@ async def settle_authorize(
     if row.status is not PaymentStatus.PENDING or step is None:
         return row.status
     if unreached or result is None:
-        await store.finish_step(session, step.id, "failed", detail={"reason": "provider_unreachable"})
+        await store.finish_step(
+            session, step.id, "failed", detail={"reason": "provider_unreachable"}
+        )
         target = await move(session, row, PaymentEvent.PROVIDER_FAILED)
     elif result.outcome is ProviderOutcome.APPROVED:
         target = await _hold(session, row, step, result)
@@ -203,9 +208,13 @@ async def settle_authorize(
             provider_ref=result.provider_reference,
             detail={"decline_code": result.decline_code, "raw_status": result.raw_status},
         )
-        target = await move(session, row, PaymentEvent.PROVIDER_DECLINED, provider_ref=result.provider_reference)
+        target = await move(
+            session, row, PaymentEvent.PROVIDER_DECLINED, provider_ref=result.provider_reference
+        )
     elif result.outcome is ProviderOutcome.FAILED:
-        await store.finish_step(session, step.id, "failed", detail={"raw_status": result.raw_status})
+        await store.finish_step(
+            session, step.id, "failed", detail={"raw_status": result.raw_status}
+        )
         target = await move(session, row, PaymentEvent.PROVIDER_FAILED)
     else:  # PENDING: the final answer comes by webhook or lookup
         await store.update_payment(session, row.id, provider_ref=result.provider_reference)
@@ -232,7 +241,14 @@ async def _hold(
         external_ref=f"{row.id}:hold",
     )
     await store.finish_step(session, step.id, "succeeded", provider_ref=result.provider_reference)
-    await store.add_step(session, row.id, "ledger_hold", "succeeded", subject_id=hold.id, amount_minor=row.amount_minor)
+    await store.add_step(
+        session,
+        row.id,
+        "ledger_hold",
+        "succeeded",
+        subject_id=hold.id,
+        amount_minor=row.amount_minor,
+    )
     await store.add_ledger_transaction(session, "payments", row.id, hold.id)
     return await move(
         session,
@@ -276,7 +292,11 @@ async def run_capture(rt: Runtime, payment_id: str, amount_minor: int | None) ->
         raise InvalidStateError("payment is not authorized at a provider")
     amount = int(step.amount_minor or row.amount_minor)
     result = await rt.providers.capture(
-        row.provider, provider_reference=row.provider_ref, amount_minor=amount, currency=row.currency, idempotency_key=step.provider_key
+        row.provider,
+        provider_reference=row.provider_ref,
+        amount_minor=amount,
+        currency=row.currency,
+        idempotency_key=step.provider_key,
     )
     await test_pause_point(rt.config, "capture")
     await rt.tx(lambda s: settle_capture(s, payment_id, result))
@@ -284,7 +304,9 @@ async def run_capture(rt: Runtime, payment_id: str, amount_minor: int | None) ->
         raise ProviderDeclinedError(f"the provider refused the capture ({result.raw_status})")
 
 
-async def settle_capture(session: AsyncSession, payment_id: str, result: ProviderResult) -> PaymentStatus:
+async def settle_capture(
+    session: AsyncSession, payment_id: str, result: ProviderResult
+) -> PaymentStatus:
     row = await store.get_payment(session, payment_id, lock=True)
     step = await store.open_step(session, payment_id, "capture")
     if step is None or row.status is not PaymentStatus.AUTHORIZED:
@@ -292,9 +314,13 @@ async def settle_capture(session: AsyncSession, payment_id: str, result: Provide
     if result.outcome is ProviderOutcome.PENDING:
         return row.status
     if result.outcome is not ProviderOutcome.APPROVED:
-        await store.finish_step(session, step.id, "failed", detail={"raw_status": result.raw_status})
+        await store.finish_step(
+            session, step.id, "failed", detail={"raw_status": result.raw_status}
+        )
         return row.status
-    return await _post_capture(session, row, step, int(step.amount_minor or row.amount_minor), result.operation_reference)
+    return await _post_capture(
+        session, row, step, int(step.amount_minor or row.amount_minor), result.operation_reference
+    )
 
 
 async def _post_capture(
@@ -312,7 +338,12 @@ async def _post_capture(
     )
     await store.finish_step(session, step.id, "succeeded", provider_ref=reference)
     await store.add_step(
-        session, row.id, "ledger_capture", "succeeded", subject_id=row.hold_transaction_id, amount_minor=amount
+        session,
+        row.id,
+        "ledger_capture",
+        "succeeded",
+        subject_id=row.hold_transaction_id,
+        amount_minor=amount,
     )
     if partial:
         # The ledger's partial post releases the rest of the hold in the same statement;
@@ -342,7 +373,13 @@ async def run_void(rt: Runtime, payment_id: str) -> None:
             return row, step
         transition(row.status, PaymentEvent.VOIDED)
         await store.add_step(
-            session, payment_id, "void", "started", attempts=1, provider=row.provider, provider_key=f"{payment_id}:void"
+            session,
+            payment_id,
+            "void",
+            "started",
+            attempts=1,
+            provider=row.provider,
+            provider_key=f"{payment_id}:void",
         )
         found = await store.open_step(session, payment_id, "void")
         if found is None:
@@ -352,14 +389,18 @@ async def run_void(rt: Runtime, payment_id: str) -> None:
     row, step = await rt.tx(start)
     if row.provider is None or row.provider_ref is None or step.provider_key is None:
         raise InvalidStateError("payment is not authorized at a provider")
-    result = await rt.providers.void(row.provider, provider_reference=row.provider_ref, idempotency_key=step.provider_key)
+    result = await rt.providers.void(
+        row.provider, provider_reference=row.provider_ref, idempotency_key=step.provider_key
+    )
     await test_pause_point(rt.config, "void")
     await rt.tx(lambda s: settle_void(s, payment_id, result))
     if result.outcome in (ProviderOutcome.DECLINED, ProviderOutcome.FAILED):
         raise ProviderDeclinedError(f"the provider refused the void ({result.raw_status})")
 
 
-async def settle_void(session: AsyncSession, payment_id: str, result: ProviderResult) -> PaymentStatus:
+async def settle_void(
+    session: AsyncSession, payment_id: str, result: ProviderResult
+) -> PaymentStatus:
     row = await store.get_payment(session, payment_id, lock=True)
     step = await store.open_step(session, payment_id, "void")
     if step is None or row.status is not PaymentStatus.AUTHORIZED:
@@ -367,7 +408,9 @@ async def settle_void(session: AsyncSession, payment_id: str, result: ProviderRe
     if result.outcome is ProviderOutcome.PENDING:
         return row.status
     if result.outcome is not ProviderOutcome.APPROVED:
-        await store.finish_step(session, step.id, "failed", detail={"raw_status": result.raw_status})
+        await store.finish_step(
+            session, step.id, "failed", detail={"raw_status": result.raw_status}
+        )
         return row.status
     return await _release_hold(session, row, step, result.operation_reference)
 
@@ -380,7 +423,12 @@ async def _release_hold(
     await ledger_api.void_transaction(session, row.hold_transaction_id)
     await store.finish_step(session, step.id, "succeeded", provider_ref=reference)
     await store.add_step(
-        session, row.id, "ledger_release", "succeeded", subject_id=row.hold_transaction_id, amount_minor=row.amount_minor
+        session,
+        row.id,
+        "ledger_release",
+        "succeeded",
+        subject_id=row.hold_transaction_id,
+        amount_minor=row.amount_minor,
     )
     target = await move(session, row, PaymentEvent.VOIDED)
     await emit_status(session, row.id)
@@ -411,7 +459,12 @@ async def apply_provider_outcome(
         if step is None:
             amount = result.amount_minor or row.amount_minor
             await store.add_step(
-                session, row.id, "capture", "started", provider=row.provider, amount_minor=amount,
+                session,
+                row.id,
+                "capture",
+                "started",
+                provider=row.provider,
+                amount_minor=amount,
                 detail={"initiated_by": "provider_event"},
             )
         await settle_capture(session, row.id, result)
@@ -420,7 +473,12 @@ async def apply_provider_outcome(
         step = await store.open_step(session, row.id, "void")
         if step is None:
             await store.add_step(
-                session, row.id, "void", "started", provider=row.provider, detail={"initiated_by": "provider_event"}
+                session,
+                row.id,
+                "void",
+                "started",
+                provider=row.provider,
+                detail={"initiated_by": "provider_event"},
             )
         await settle_void(session, row.id, result)
         return "applied"

@@ -142,7 +142,9 @@ async def create_payment(rt: Runtime, owner: str, request_key: str, body: dict[s
         if risk.decision != "approve":
             row = await store.get_payment(session, payment_id, lock=True)
             event = (
-                PaymentEvent.REVIEW_REQUIRED if risk.decision == "review" else PaymentEvent.RISK_DECLINED
+                PaymentEvent.REVIEW_REQUIRED
+                if risk.decision == "review"
+                else PaymentEvent.RISK_DECLINED
             )
             await move(session, row, event)
             await emit_status(session, payment_id)

@@ -106,7 +106,9 @@ async def find_payment(
     session: AsyncSession, payment_id: str, *, lock: bool = False
 ) -> PaymentRow | None:
     sql = f"SELECT {_PAYMENT_COLUMNS} FROM payments.payments WHERE id = :id"  # noqa: S608
-    row = (await session.execute(text(sql + (" FOR UPDATE" if lock else "")), {"id": payment_id})).first()
+    row = (
+        await session.execute(text(sql + (" FOR UPDATE" if lock else "")), {"id": payment_id})
+    ).first()
     return _payment(row) if row is not None else None
 
 
@@ -117,7 +119,9 @@ async def get_payment(session: AsyncSession, payment_id: str, *, lock: bool = Fa
     return found
 
 
-async def payment_by_request(session: AsyncSession, owner: str, request_key: str) -> PaymentRow | None:
+async def payment_by_request(
+    session: AsyncSession, owner: str, request_key: str
+) -> PaymentRow | None:
     sql = (
         f"SELECT {_PAYMENT_COLUMNS} FROM payments.payments"  # noqa: S608
         " WHERE owner = :owner AND request_key = :key"
@@ -151,7 +155,9 @@ async def update_payment(session: AsyncSession, payment_id: str, **values: Any) 
     )
 
 
-async def add_ledger_transaction(session: AsyncSession, table: str, row_id: str, txn_id: str) -> None:
+async def add_ledger_transaction(
+    session: AsyncSession, table: str, row_id: str, txn_id: str
+) -> None:
     """Append a ledger transaction id to a payment's or payout's list (`table` is ours)."""
     if table not in {"payments", "payouts"}:
         raise ValueError(table)
@@ -253,7 +259,9 @@ async def steps_of(session: AsyncSession, saga_id: str) -> list[StepRow]:
     return [_step(row) for row in (await session.execute(text(sql), {"id": saga_id}))]
 
 
-async def open_step(session: AsyncSession, saga_id: str, name: str, subject_id: str | None = None) -> StepRow | None:
+async def open_step(
+    session: AsyncSession, saga_id: str, name: str, subject_id: str | None = None
+) -> StepRow | None:
     """The saga's `started` step of that name (and subject), if one is in flight."""
     sql = (
         f"SELECT {_STEP_COLUMNS} FROM payments.steps"  # noqa: S608
@@ -267,7 +275,9 @@ async def open_step(session: AsyncSession, saga_id: str, name: str, subject_id: 
     return _step(row) if row is not None else None
 
 
-async def stale_steps(session: AsyncSession, names: Sequence[str], older_than_s: float, limit: int) -> list[StepRow]:
+async def stale_steps(
+    session: AsyncSession, names: Sequence[str], older_than_s: float, limit: int
+) -> list[StepRow]:
     """Started steps nobody touched for `older_than_s`, locked so one worker takes each."""
     sql = (
         f"SELECT {_STEP_COLUMNS} FROM payments.steps"  # noqa: S608
@@ -302,7 +312,8 @@ def step_json(step: StepRow) -> dict[str, Any]:
 async def refund_amounts_not_failed(session: AsyncSession, payment_id: str) -> list[int]:
     rows = await session.execute(
         text(
-            "SELECT amount_minor FROM payments.refunds WHERE payment_id = :id AND status <> 'failed'"
+            "SELECT amount_minor FROM payments.refunds"
+            " WHERE payment_id = :id AND status <> 'failed'"
         ),
         {"id": payment_id},
     )
@@ -314,7 +325,9 @@ async def get_refund(session: AsyncSession, refund_id: str, *, lock: bool = Fals
         "SELECT id, payment_id, owner, amount_minor, status, provider_ref, ledger_transaction_id,"
         " created_at FROM payments.refunds WHERE id = :id"
     )
-    return (await session.execute(text(sql + (" FOR UPDATE" if lock else "")), {"id": refund_id})).first()
+    return (
+        await session.execute(text(sql + (" FOR UPDATE" if lock else "")), {"id": refund_id})
+    ).first()
 
 
 # ---- clearing accounts ----------------------------------------------------------------

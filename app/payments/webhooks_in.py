@@ -59,15 +59,35 @@ class EventTooEarlyError(ConflictError):
     title = "Event arrived before the state it follows"
 
 
-_PAYMENT_EVENTS: dict[ProviderEventType, tuple[PaymentEvent, ProviderOutcome, ProviderOperation]] = {
-    ProviderEventType.AUTHORIZED: (PaymentEvent.AUTHORIZED, ProviderOutcome.APPROVED, ProviderOperation.AUTHORIZE),
-    ProviderEventType.DECLINED: (PaymentEvent.PROVIDER_DECLINED, ProviderOutcome.DECLINED, ProviderOperation.AUTHORIZE),
-    ProviderEventType.CAPTURED: (PaymentEvent.CAPTURED, ProviderOutcome.APPROVED, ProviderOperation.CAPTURE),
-    ProviderEventType.VOIDED: (PaymentEvent.VOIDED, ProviderOutcome.APPROVED, ProviderOperation.VOID),
+_PAYMENT_EVENTS: dict[
+    ProviderEventType, tuple[PaymentEvent, ProviderOutcome, ProviderOperation]
+] = {
+    ProviderEventType.AUTHORIZED: (
+        PaymentEvent.AUTHORIZED,
+        ProviderOutcome.APPROVED,
+        ProviderOperation.AUTHORIZE,
+    ),
+    ProviderEventType.DECLINED: (
+        PaymentEvent.PROVIDER_DECLINED,
+        ProviderOutcome.DECLINED,
+        ProviderOperation.AUTHORIZE,
+    ),
+    ProviderEventType.CAPTURED: (
+        PaymentEvent.CAPTURED,
+        ProviderOutcome.APPROVED,
+        ProviderOperation.CAPTURE,
+    ),
+    ProviderEventType.VOIDED: (
+        PaymentEvent.VOIDED,
+        ProviderOutcome.APPROVED,
+        ProviderOperation.VOID,
+    ),
 }
 
 
-def _result(event: ProviderEvent, outcome: ProviderOutcome, operation: ProviderOperation) -> ProviderResult:
+def _result(
+    event: ProviderEvent, outcome: ProviderOutcome, operation: ProviderOperation
+) -> ProviderResult:
     return ProviderResult(
         provider=event.provider,
         operation=operation,
@@ -120,10 +140,18 @@ async def _effect(session: AsyncSession, event: ProviderEvent) -> tuple[str, str
     if event.type in (ProviderEventType.PAYOUT_PAID, ProviderEventType.PAYOUT_FAILED):
         if saga_id is None or not saga_id.startswith("po_"):
             return "unknown_subject", None
-        outcome = ProviderOutcome.APPROVED if event.type is ProviderEventType.PAYOUT_PAID else ProviderOutcome.DECLINED
-        status = await refunds.settle_payout(session, saga_id, _result(event, outcome, ProviderOperation.PAYOUT))
+        outcome = (
+            ProviderOutcome.APPROVED
+            if event.type is ProviderEventType.PAYOUT_PAID
+            else ProviderOutcome.DECLINED
+        )
+        status = await refunds.settle_payout(
+            session, saga_id, _result(event, outcome, ProviderOperation.PAYOUT)
+        )
         return f"payout_{status}", saga_id
-    row = await store.payment_by_provider_ref(session, event.provider, event.provider_reference, lock=True)
+    row = await store.payment_by_provider_ref(
+        session, event.provider, event.provider_reference, lock=True
+    )
     if row is None and saga_id is not None and saga_id.startswith("pay_"):
         row = await store.find_payment(session, saga_id, lock=True)
         if row is not None and row.provider != event.provider:
@@ -134,14 +162,19 @@ async def _effect(session: AsyncSession, event: ProviderEvent) -> tuple[str, str
         if saga_id is None or not saga_id.startswith("ref_"):
             return "unknown_subject", row.id
         status = await refunds.settle_refund(
-            session, row.id, saga_id, _result(event, ProviderOutcome.APPROVED, ProviderOperation.REFUND)
+            session,
+            row.id,
+            saga_id,
+            _result(event, ProviderOutcome.APPROVED, ProviderOperation.REFUND),
         )
         return f"refund_{status}", row.id
     mapped = _PAYMENT_EVENTS.get(event.type)
     if mapped is None:
         return "ignored", row.id
     payment_event, outcome, operation = mapped
-    return await apply_provider_outcome(session, row, payment_event, _result(event, outcome, operation)), row.id
+    return await apply_provider_outcome(
+        session, row, payment_event, _result(event, outcome, operation)
+    ), row.id
 
 
 def _strings(value: Any, depth: int = 0) -> Iterator[str]:
@@ -186,7 +219,9 @@ async def check_unverified(rt: Runtime, provider: str, body: bytes) -> int:
         for step_id in ids:
             sql = text("SELECT saga_id FROM payments.steps WHERE id = :id")
             saga_id = (await session.execute(sql, {"id": step_id})).scalar_one()
-            found.extend(step for step in await store.steps_of(session, saga_id) if step.id == step_id)
+            found.extend(
+                step for step in await store.steps_of(session, saga_id) if step.id == step_id
+            )
         return found
 
     checked = 0
@@ -235,18 +270,45 @@ def openapi_paths() -> dict[str, Any]:
         PATH: {
             "post": {
                 "operationId": "payments.webhooks.providers.receive",
-                "summary": "Provider events (Standard Webhooks signature with the provider's secret)",
+                "summary": "Provider events, signed with the provider's secret",
                 "tags": ["payments"],
                 "security": [],
                 "parameters": [
-                    {"name": "provider", "in": "path", "required": True, "schema": {"type": "string", "enum": ["acme", "globex"]}},
+                    {
+                        "name": "provider",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["acme", "globex"]},
+                    },
                 ],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
                 "responses": {
-                    "200": {"description": "Applied, ignored as stale, or a duplicate", "content": {"application/json": {"schema": {"type": "object", "properties": {"received": {"type": "boolean"}, "outcome": {"type": "string"}}}}}},
-                    "401": {"description": "Signature invalid (the provider is asked instead)", "content": problem},
+                    "200": {
+                        "description": "Applied, ignored as stale, or a duplicate",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "received": {"type": "boolean"},
+                                        "outcome": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "401": {
+                        "description": "Signature invalid (the provider is asked instead)",
+                        "content": problem,
+                    },
                     "404": {"description": "Unknown provider", "content": problem},
-                    "409": {"description": "Arrived before the state it follows; retry later", "content": problem},
+                    "409": {
+                        "description": "Arrived before the state it follows; retry later",
+                        "content": problem,
+                    },
                     "413": {"description": "Body too large", "content": problem},
                 },
             }

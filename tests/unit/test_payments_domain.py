@@ -106,7 +106,9 @@ def test_route_follows_currency_rule_when_the_currency_is_listed() -> None:
 
 def test_split_sends_about_the_given_share_when_many_payments_are_routed() -> None:
     routing = Routing(default_provider="acme", split_provider="globex", split_percent=10)
-    chosen = [choose_route(routing, "USD", f"pay_{i:04d}", lambda _: False).provider for i in range(2000)]
+    chosen = [
+        choose_route(routing, "USD", f"pay_{i:04d}", lambda _: False).provider for i in range(2000)
+    ]
     share = chosen.count("globex") / len(chosen)
     assert 0.08 < share < 0.12
     assert all(0 <= split_bucket(f"pay_{i}") < 100 for i in range(100))
