@@ -22,6 +22,7 @@ def _ports_from_env() -> Ports:
         opa=int(os.environ.get("OPA_PORT", defaults.opa)),
         api=int(os.environ.get("API_PORT", defaults.api)),
         evidence=int(os.environ.get("EVIDENCE_PORT", defaults.evidence)),
+        sim=int(os.environ.get("SIM_PORT", defaults.sim)),
     )
 
 
@@ -46,7 +47,8 @@ def up(args: argparse.Namespace) -> int:
         stack.start_all()
         print(
             f"moneypath is up: api {stack.api_url}  evidence {stack.evidence_url}  "
-            f"opa {stack.opa_url}  vault {stack.vault_addr}  logs {stack.log_dir}",
+            f"opa {stack.opa_url}  vault {stack.vault_addr}  provider-sim {stack.sim_url}  "
+            f"logs {stack.log_dir}",
             flush=True,
         )
         while not stopping:
