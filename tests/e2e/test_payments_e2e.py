@@ -42,7 +42,7 @@ def _balanced(merchant: Merchant, transaction_id: str) -> bool:
     postings = merchant.transaction(transaction_id)["postings"]
     debits = sum(p["amount_minor"] for p in postings if p["direction"] == "debit")
     credits = sum(p["amount_minor"] for p in postings if p["direction"] == "credit")
-    return debits == credits > 0
+    return bool(debits == credits > 0)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

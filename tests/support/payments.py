@@ -77,7 +77,7 @@ class ApiProcess:
         ]  # fmt: skip
         if self.log_file is None:
             self.log_file = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        self.process = subprocess.Popen(
             argv, stdout=self.log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             cwd=REPO_ROOT, start_new_session=True,
         )  # fmt: skip
@@ -133,7 +133,7 @@ def run_worker_once(stack: Stack, env: Mapping[str, str]) -> dict[str, Any]:
     """`moneypath worker --once` as its own process, with the API's payments settings."""
     import json
 
-    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+    done = subprocess.run(
         [sys.executable, "-m", "app.entrypoints.cli", "worker", "--once"],
         env={**stack.app_env(), **FAST_ENV, **env},
         cwd=REPO_ROOT,
@@ -148,7 +148,7 @@ def run_worker_once(stack: Stack, env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def run_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
+    return subprocess.run(
         [sys.executable, "-m", "app.entrypoints.cli", *args],
         env={**stack.app_env(), **FAST_ENV},
         cwd=REPO_ROOT,
