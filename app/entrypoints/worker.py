@@ -28,7 +28,6 @@ from app.providers import api as providers_api
 
 log = structlog.get_logger("moneypath.worker")
 
-MAX_HOLDS_PER_CYCLE = 500
 MONTHS_AHEAD = 3
 MAX_CLEANUP_BATCHES_PER_CYCLE = 20
 
@@ -67,7 +66,7 @@ async def run_cycle(
     sessions: async_sessionmaker[AsyncSession], payments: PaymentsWorker | None = None
 ) -> CycleReport:
     """One bounded pass of every maintenance step (and the payments steps, when given)."""
-    expired = await ledger_api.expire_holds(sessions, max_holds=MAX_HOLDS_PER_CYCLE)
+    expired = await ledger_api.expire_holds(sessions)
     async with sessions() as session, session.begin():
         created = await ledger_api.ensure_posting_partitions(session, MONTHS_AHEAD)
         created += await audit.ensure_partitions(session, MONTHS_AHEAD)

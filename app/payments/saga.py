@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
@@ -49,7 +49,6 @@ log = structlog.get_logger("moneypath.payments")
 T = TypeVar("T")
 
 PROVIDER_STEPS = ("authorize", "capture", "void", "refund")
-HOLD_LIFETIME = timedelta(days=7)
 
 
 class ProviderDeclinedError(DomainError):
@@ -238,8 +237,6 @@ async def _hold(
             ledger_api.Leg(row.merchant_account_id, "credit", row.amount_minor, row.currency),
         ],
         status="pending",
-        # Card authorisations last about a week; the hold expires with them.
-        expires_at=datetime.now(UTC) + HOLD_LIFETIME,
         description=f"authorization of {row.id}",
         external_ref=f"{row.id}:hold",
     )
