@@ -3,35 +3,13 @@ with both providers: the happy paths, the ledger postings and API.md's error cod
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from app.entrypoints.devstack import Stack
-from tests.support.api_client import ClientFactory
-from tests.support.payments import ApiProcess, Merchant, Simulator, api_process, key, new_merchant
+from tests.support.payments import Merchant, key
 
 PROVIDERS = ("acme", "globex")
-
-
-@pytest.fixture(scope="module")
-def payments_api(stack: Stack) -> Iterator[ApiProcess]:
-    with api_process(stack, "payments-api") as process:
-        Simulator(stack).webhooks(target=process.url)
-        yield process
-
-
-@pytest.fixture(scope="module")
-def http(payments_api: ApiProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=payments_api.url, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def merchant(client_factory: ClientFactory, http: httpx.Client) -> Merchant:
-    return new_merchant(client_factory, http)
 
 
 def _step_names(payment: dict[str, Any]) -> list[str]:

@@ -284,3 +284,101 @@ def wait_for(check: Any, timeout_s: float = 20.0, interval_s: float = 0.2) -> An
 
 def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
+
+
+# ---- a merchant's webhook receiver ---------------------------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+class Receiver:
+    """A merchant's HTTP endpoint in the test process, with a scripted answer per path.
+
+    `plan(path, [500, 500, 200])` answers in that order, then repeats the last entry;
+    an entry "hang" never answers (sleeps past the sender's timeout); a tuple
+    (status, headers) sets response headers too.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.received: list[Received] = []
+        self.plans: dict[str, list[Any]] = {}
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                with outer.lock:
+                    outer.received.append(
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()},
+                                 body, time.monotonic())
+                    )  # fmt: skip
+                    plan = outer.plans.get(self.path, [200])
+                    answer = plan.pop(0) if len(plan) > 1 else plan[0]
+                if answer == "hang":
+                    time.sleep(5)
+                    return
+                status, headers = answer if isinstance(answer, tuple) else (answer, {})
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                return
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def plan(self, path: str, answers: list[Any]) -> None:
+        with self.lock:
+            self.plans[path] = list(answers)
+
+    def at(self, path: str) -> list[Received]:
+        with self.lock:
+            return [item for item in self.received if item.path == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextmanager
+def worker_process(stack: Stack, name: str, env: Mapping[str, str] | None = None,
+                   interval_s: float = 0.3) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+    """`moneypath worker` in a loop, with the fast payments settings."""
+    log = (stack.log_dir / f"{name}.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.entrypoints.cli", "worker", "--interval", str(interval_s)],
+        env={**stack.app_env(), **FAST_ENV, **(env or {})},
+        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+        log.close()

@@ -144,7 +144,7 @@ def upgrade() -> None:
             event_type text NOT NULL,
             -- The snapshot taken when the event committed; every attempt sends these bytes.
             body text NOT NULL,
-            status text NOT NULL
+            status text NOT NULL DEFAULT 'pending'
                 CHECK (status IN ('pending', 'delivered', 'dead', 'cancelled')),
             attempts integer NOT NULL DEFAULT 0,
             next_attempt_at timestamptz NOT NULL DEFAULT now(),
