@@ -240,4 +240,5 @@ def test_no_payment_ever_has_attempts_at_two_providers_when_all_tests_ran(db_url
         ).fetchall()
         total = connection.execute("SELECT count(*) FROM payments.payments").fetchone()
     assert mixed == []
-    assert total is not None and total[0] > 0
+    assert total is not None
+    assert total[0] > 0
