@@ -45,6 +45,27 @@ class PaymentEvent(StrEnum):
 S = PaymentStatus
 E = PaymentEvent
 
+# Every saga step the code may record. docs/money-path.md draws each one; a test keeps the
+# two equal, and `store.add_step` refuses a name missing here.
+STEP_NAMES = frozenset(
+    {
+        "risk_check",
+        "risk_review",
+        "route",
+        "authorize",
+        "ledger_hold",
+        "capture",
+        "ledger_capture",
+        "release_remainder",
+        "void",
+        "ledger_release",
+        "refund",
+        "ledger_refund",
+        "payout",
+        "ledger_debit",
+    }
+)
+
 # The whole machine. A (status, event) pair missing here is not allowed.
 TRANSITIONS: dict[tuple[PaymentStatus, PaymentEvent], PaymentStatus] = {
     (S.PENDING, E.REVIEW_REQUIRED): S.PENDING_REVIEW,

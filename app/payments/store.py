@@ -17,7 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import api as ledger_api
-from app.payments.domain import PaymentNotFoundError, PaymentStatus
+from app.payments.domain import STEP_NAMES, PaymentNotFoundError, PaymentStatus
+from app.platform.errors import InvariantViolation
 
 
 def new_id(prefix: str) -> str:
@@ -187,6 +188,8 @@ async def add_step(
     subject_id: str | None = None,
     detail: Mapping[str, Any] | None = None,
 ) -> int:
+    if name not in STEP_NAMES:
+        raise InvariantViolation("saga_step_declared", f"step {name!r} is not in STEP_NAMES")
     finished = status != "started"
     step_id = (
         await session.execute(
