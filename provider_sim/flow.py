@@ -109,5 +109,18 @@ async def run(
     return dialect.render(result)
 
 
+async def read_fault(sim: Sim, provider: str, operation: str) -> int | None:
+    """Faults for a read (lookup, settlement, tokenize): the HTTP status to fail with."""
+    draw = sim.faults.draw(provider, operation)
+    if draw.latency_s:
+        await asyncio.sleep(draw.latency_s)
+    if draw.error:
+        return 503
+    if draw.timeout or draw.lost_response:
+        await asyncio.sleep(sim.config.hold_s)
+        return 504
+    return None
+
+
 def problem(status: int, body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, status_code=status)
