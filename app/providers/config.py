@@ -29,6 +29,7 @@ DEFAULT_TIMEOUTS_MS: dict[ProviderOperation, int] = {
     ProviderOperation.REFUND: 5000,
     ProviderOperation.PAYOUT: 8000,
     ProviderOperation.LOOKUP: 2000,
+    ProviderOperation.STATUS: 2000,
     ProviderOperation.SETTLEMENT: 15000,
 }
 

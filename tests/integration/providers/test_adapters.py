@@ -6,16 +6,32 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
-from app.entrypoints.devstack import Stack, free_port
+from app.entrypoints.devstack import DEV_ROOT_TOKEN, Stack, free_port
+from app.platform.settings import VaultLogin
+from app.platform.vault import Vault
 from app.providers.api import (
     ProviderClients,
     ProviderOperation,
     ProviderOutcome,
+    ProviderSecrets,
+    ProviderSettings,
     ProviderUnavailableError,
+    read_provider_secrets,
 )
-from tests.integration.providers.helpers import charges, fault, key, requests_seen, run
+from tests.integration.providers.helpers import (
+    FAST,
+    charges,
+    fault,
+    key,
+    requests_seen,
+    run,
+    sim,
+)
 
 pytestmark = pytest.mark.integration
 BOTH = pytest.mark.parametrize("provider", ["acme", "globex"])
@@ -284,3 +300,126 @@ def test_unreachable_provider_is_not_attempted_when_nothing_listens(stack: Stack
         )
     assert raised.value.attempted is False
     assert raised.value.attempts == 3
+
+
+@BOTH
+def test_charge_status_reports_amounts_when_asked_by_reference(stack: Stack, provider: str) -> None:
+    async def scenario(providers: ProviderClients) -> None:
+        auth = await providers.authorize(
+            provider,
+            card_token="tok_visa",
+            amount_minor=1999,
+            currency="EUR",
+            idempotency_key=key(),
+            capture=False,
+        )
+        assert auth.provider_reference is not None
+        await providers.capture(
+            provider,
+            provider_reference=auth.provider_reference,
+            amount_minor=1500,
+            currency="EUR",
+            idempotency_key=key(),
+        )
+        await providers.refund(
+            provider,
+            provider_reference=auth.provider_reference,
+            amount_minor=250,
+            currency="EUR",
+            idempotency_key=key(),
+        )
+        status = await providers.charge_status(provider, provider_reference=auth.provider_reference)
+        assert status is not None
+        assert (status.amount_minor, status.captured_minor, status.refunded_minor) == (
+            1999,
+            1500,
+            250,
+        )
+        assert (status.currency, status.voided) == ("EUR", False)
+        assert await providers.charge_status(provider, provider_reference="ch_nope") is None
+
+    run(scenario, stack)
+
+
+@BOTH
+def test_hosted_fields_token_charges_and_declines_when_pan_never_reaches_us(
+    stack: Stack, provider: str
+) -> None:
+    def tokenize(pan: str) -> str:
+        if provider == "acme":
+            return str(sim(stack, "POST", "/acme/hosted-fields/tokens", {"pan": pan})["token"])
+        body = sim(stack, "POST", "/globex/hosted-fields/tokenize", {"cardNumber": pan})
+        return str(body["data"]["token"])
+
+    good, bad = tokenize("4242424242424242"), tokenize("4000000000000002")
+    assert good.startswith("tok_")
+    assert "4242" not in good
+
+    async def scenario(providers: ProviderClients) -> list[ProviderOutcome]:
+        return [
+            (
+                await providers.authorize(
+                    provider,
+                    card_token=token,
+                    amount_minor=100,
+                    currency="EUR",
+                    idempotency_key=key(),
+                    capture=True,
+                )
+            ).outcome
+            for token in (good, bad)
+        ]
+
+    assert run(scenario, stack) == [ProviderOutcome.APPROVED, ProviderOutcome.DECLINED]
+    with pytest.raises(httpx.HTTPStatusError):
+        tokenize("4242424242424241")  # fails the Luhn check
+
+
+@BOTH
+def test_wrong_api_key_fails_without_retry_when_provider_refuses_it(
+    stack: Stack, provider: str
+) -> None:
+    vault = Vault.login(stack.vault_addr, VaultLogin(token=DEV_ROOT_TOKEN))
+    wrong = {
+        name: ProviderSecrets(api_key="wrong", webhook_secret=secret.webhook_secret)
+        for name, secret in read_provider_secrets(vault).items()
+    }
+
+    async def scenario() -> None:
+        providers = ProviderClients(ProviderSettings.from_env({**stack.app_env(), **FAST}), wrong)
+        try:
+            with pytest.raises(ProviderUnavailableError) as raised:
+                await providers.lookup(provider, idempotency_key=key())
+            assert raised.value.attempted is False
+            assert raised.value.attempts == 1
+            assert providers.breaker_state(provider) == "closed"
+        finally:
+            await providers.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_each_attempt_logs_one_line_and_breaker_is_a_metric_when_calls_fail(
+    stack: Stack,
+) -> None:
+    async def scenario(providers: ProviderClients) -> list[dict[str, object]]:
+        with (
+            fault(stack, "globex", "void", error_rate=1.0),
+            capture_logs() as logs,
+            pytest.raises(ProviderUnavailableError),
+        ):
+            await providers.void("globex", provider_reference="gx_1", idempotency_key=key())
+        gauge = REGISTRY.get_sample_value(
+            "moneypath_provider_breaker_state", {"provider": "globex", "state": "open"}
+        )
+        assert gauge == 1.0
+        return [line for line in logs if line["event"] == "provider_call"]
+
+    lines = run(scenario, stack, PROVIDER_BREAKER_THRESHOLD="3")
+    assert [line["attempt"] for line in lines] == [1, 2, 3]
+    for line in lines:
+        assert line["provider"] == "globex"
+        assert line["operation"] == "void"
+        assert line["status"] == "503"
+        assert isinstance(line["latency_ms"], float)
+    assert [line["breaker"] for line in lines] == ["closed", "closed", "open"]
