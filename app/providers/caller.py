@@ -53,6 +53,16 @@ BREAKER = Gauge(
 )
 
 
+def full_jitter_s(
+    attempt: int, base_ms: int, cap_ms: int, draw: Callable[[], float] = random.random
+) -> float:
+    """The wait after failed attempt `attempt` (1-based): uniform in
+    [0, min(cap, base * 2^(attempt-1))], in seconds ("full jitter": retries of many callers
+    spread out instead of arriving together)."""
+    ceiling_ms = min(cap_ms, base_ms * (1 << min(attempt - 1, 30)))
+    return draw() * ceiling_ms / 1000
+
+
 class RetryableFailureError(Exception):
     """An attempt that failed in a way worth retrying. `reached` says whether the request
     may have reached the provider (False only for a failed connect)."""
@@ -117,11 +127,9 @@ class Caller:
         def backoff(error: Exception) -> bool | float:
             if not retry_safe or not isinstance(error, RetryableFailureError):
                 return False
-            ceiling_ms = min(
-                settings.retry_backoff_cap_ms,
-                settings.retry_backoff_base_ms * 2 ** (attempts - 1),
+            return full_jitter_s(
+                attempts, settings.retry_backoff_base_ms, settings.retry_backoff_cap_ms
             )
-            return random.uniform(0, ceiling_ms / 1000)  # noqa: S311 - jitter, not crypto
 
         try:
             async for attempt in stamina.retry_context(

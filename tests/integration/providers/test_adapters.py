@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from app.entrypoints.devstack import DEV_ROOT_TOKEN, Stack, free_port
 from app.platform.settings import VaultLogin
 from app.platform.vault import Vault
+from app.providers.adapters import AcmeAdapter, Request
 from app.providers.api import (
     ProviderClients,
     ProviderOperation,
@@ -23,6 +24,7 @@ from app.providers.api import (
     ProviderUnavailableError,
     read_provider_secrets,
 )
+from app.providers.caller import Caller
 from tests.integration.providers.helpers import (
     FAST,
     charges,
@@ -423,3 +425,35 @@ def test_each_attempt_logs_one_line_and_breaker_is_a_metric_when_calls_fail(
         assert line["status"] == "503"
         assert isinstance(line["latency_ms"], float)
     assert [line["breaker"] for line in lines] == ["closed", "closed", "open"]
+
+
+def test_request_without_idempotency_key_is_not_retried_when_provider_fails(
+    stack: Stack,
+) -> None:
+    vault = Vault.login(stack.vault_addr, VaultLogin(token=DEV_ROOT_TOKEN))
+    api_key = read_provider_secrets(vault)["acme"].api_key
+    settings = ProviderSettings.from_env({**stack.app_env(), **FAST})
+
+    async def scenario() -> int:
+        async with httpx.AsyncClient() as http:
+            caller = Caller(
+                AcmeAdapter(api_key),
+                base_url=settings.base_urls["acme"],
+                settings=settings,
+                http=http,
+            )
+            unsafe = Request(
+                "POST",
+                "/v1/payouts",
+                {"bank_token": "b", "amount": 1, "currency": "EUR"},
+                {"Authorization": f"Bearer {api_key}"},
+                ProviderOperation.PAYOUT,
+            )
+            with pytest.raises(ProviderUnavailableError) as raised:
+                await caller.call(unsafe)
+            return raised.value.attempts
+
+    before = requests_seen(stack, "acme", "payout")
+    with fault(stack, "acme", "payout", error_rate=1.0):
+        assert asyncio.run(scenario()) == 1
+    assert requests_seen(stack, "acme", "payout") == before + 1
