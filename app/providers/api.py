@@ -115,6 +115,13 @@ class ProviderClients:
             for name in PROVIDERS
         }
 
+    def rotate_secrets(self, secrets: Mapping[ProviderName, ProviderSecrets]) -> None:
+        """Use new API keys and webhook secrets (re-read from Vault after a rotation);
+        breakers keep their state. Raises UnknownProviderError."""
+        for name, secret in secrets.items():
+            self._secrets[provider_name(name)] = secret
+            self._callers[name].adapter = adapter_for(name, secret.api_key)
+
     def _secret(self, provider: str) -> ProviderSecrets:
         name = provider_name(provider)
         if name not in self._secrets:
@@ -278,7 +285,7 @@ class ProviderClients:
         name = provider_name(provider)
         return webhooks.verify(
             name,
-            self._secret(name).webhook_secret,
+            self._secret(name).webhook_secrets,
             headers,
             body,
             tolerance_s=self.settings.webhook_tolerance_s,

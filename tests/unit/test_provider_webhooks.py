@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -10,7 +11,13 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from app.providers.api import ProviderEventType, WebhookSignatureError
+from app.providers.api import (
+    ProviderClients,
+    ProviderEventType,
+    ProviderSecrets,
+    ProviderSettings,
+    WebhookSignatureError,
+)
 from app.providers.webhooks import verify
 
 ACME_SECRET = "whsec_" + base64.b64encode(b"a" * 32).decode()
@@ -119,3 +126,30 @@ def test_rotated_secret_verifies_when_one_of_several_signatures_matches() -> Non
     headers = _signed(ACME_SECRET, ACME_BODY)
     headers["webhook-signature"] = "v1,bm90LXRoaXMtb25l " + headers["webhook-signature"]
     assert verify("acme", ACME_SECRET, headers, ACME_BODY, tolerance_s=300).event_id == "msg_1"
+
+
+def test_previous_secret_still_verifies_when_a_rotation_is_under_way() -> None:
+    new = "whsec_" + base64.b64encode(b"n" * 32).decode()
+    headers = _signed(ACME_SECRET, ACME_BODY)
+    assert verify("acme", (new, ACME_SECRET), headers, ACME_BODY, tolerance_s=300)
+    with pytest.raises(WebhookSignatureError):
+        verify("acme", (new,), headers, ACME_BODY, tolerance_s=300)
+
+
+def test_clients_verify_with_new_secret_when_secrets_are_rotated() -> None:
+    old = {
+        "acme": ProviderSecrets("k", ACME_SECRET),
+        "globex": ProviderSecrets("k", GLOBEX_SECRET),
+    }
+    providers = ProviderClients(ProviderSettings.from_env({}), old)
+    new = "whsec_" + base64.b64encode(b"n" * 32).decode()
+    headers = _signed(new, ACME_BODY)
+    with pytest.raises(WebhookSignatureError):
+        providers.verify_webhook("acme", headers, ACME_BODY)
+    providers.rotate_secrets(
+        {"acme": ProviderSecrets("k2", new, previous_webhook_secret=ACME_SECRET)}
+    )
+    assert providers.verify_webhook("acme", headers, ACME_BODY).event_id == "msg_1"
+    old_headers = _signed(ACME_SECRET, ACME_BODY)
+    assert providers.verify_webhook("acme", old_headers, ACME_BODY).event_id == "msg_1"
+    asyncio.run(providers.aclose())

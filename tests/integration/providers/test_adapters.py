@@ -457,3 +457,56 @@ def test_request_without_idempotency_key_is_not_retried_when_provider_fails(
     with fault(stack, "acme", "payout", error_rate=1.0):
         assert asyncio.run(scenario()) == 1
     assert requests_seen(stack, "acme", "payout") == before + 1
+
+
+@BOTH
+def test_fault_api_loses_responses_and_times_out_when_rates_are_set(
+    stack: Stack, provider: str
+) -> None:
+    async def scenario(providers: ProviderClients) -> None:
+        auth = await providers.authorize(
+            provider,
+            card_token="tok_visa",
+            amount_minor=900,
+            currency="EUR",
+            idempotency_key=key(),
+            capture=True,
+        )
+        reference = auth.provider_reference
+        assert reference is not None
+        lost, held = key("lost"), key("held")
+        with (
+            fault(stack, provider, "refund", lost_response_rate=1.0),
+            pytest.raises(ProviderUnavailableError),
+        ):
+            await providers.refund(
+                provider,
+                provider_reference=reference,
+                amount_minor=300,
+                currency="EUR",
+                idempotency_key=lost,
+            )
+        with (
+            fault(stack, provider, "refund", timeout_rate=1.0),
+            pytest.raises(ProviderUnavailableError),
+        ):
+            await providers.refund(
+                provider,
+                provider_reference=reference,
+                amount_minor=100,
+                currency="EUR",
+                idempotency_key=held,
+            )
+        found = await providers.lookup(provider, idempotency_key=lost)
+        assert found is not None
+        assert (found.outcome, found.operation, found.amount_minor) == (
+            ProviderOutcome.APPROVED,
+            ProviderOperation.REFUND,
+            300,
+        )
+        assert await providers.lookup(provider, idempotency_key=held) is None
+        status = await providers.charge_status(provider, provider_reference=reference)
+        assert status is not None
+        assert status.refunded_minor == 300  # three lost attempts, one refund
+
+    run(scenario, stack, PROVIDER_RETRY_ATTEMPTS="3", PROVIDER_BREAKER_THRESHOLD="50")
