@@ -168,7 +168,7 @@ class AcmeAdapter:
                 currency=None,
                 raw_status=f"HTTP_{status_code}",
                 decline_code=str(error.get("code") or "error"),
-                operation=request.operation,
+                operation=_operation(data.get("operation"), request.operation),
             )
         raw_status = _str(data.get("status"), "acme status")
         operation = _operation(data.get("operation"), request.operation)

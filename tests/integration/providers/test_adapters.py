@@ -510,3 +510,55 @@ def test_fault_api_loses_responses_and_times_out_when_rates_are_set(
         assert status.refunded_minor == 300  # three lost attempts, one refund
 
     run(scenario, stack, PROVIDER_RETRY_ATTEMPTS="3", PROVIDER_BREAKER_THRESHOLD="50")
+
+
+@BOTH
+def test_key_reused_for_another_request_is_refused_when_amount_differs(
+    stack: Stack, provider: str
+) -> None:
+    same = key()
+
+    async def scenario(providers: ProviderClients) -> list[ProviderOutcome]:
+        outcomes = []
+        for amount in (100, 200):
+            result = await providers.authorize(
+                provider,
+                card_token="tok_visa",
+                amount_minor=amount,
+                currency="EUR",
+                idempotency_key=same,
+                capture=False,
+            )
+            outcomes.append(result.outcome)
+            if result.outcome is ProviderOutcome.FAILED:
+                assert (result.decline_code or "").lower() == "idempotency_key_reused"
+        return outcomes
+
+    before = charges(stack, provider)
+    assert run(scenario, stack) == [ProviderOutcome.APPROVED, ProviderOutcome.FAILED]
+    assert charges(stack, provider) == before + 1
+
+
+def test_lookup_of_a_refused_capture_names_the_operation_when_acme_refused_it(
+    stack: Stack,
+) -> None:
+    refused = key()
+
+    async def scenario(providers: ProviderClients) -> None:
+        result = await providers.capture(
+            "acme",
+            provider_reference="ch_nope",
+            amount_minor=5,
+            currency="EUR",
+            idempotency_key=refused,
+        )
+        assert result.outcome is ProviderOutcome.FAILED
+        found = await providers.lookup("acme", idempotency_key=refused)
+        assert found is not None
+        assert (found.outcome, found.operation) == (
+            ProviderOutcome.FAILED,
+            ProviderOperation.CAPTURE,
+        )
+        assert found.decline_code == "charge_not_found"
+
+    run(scenario, stack)
