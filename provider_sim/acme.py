@@ -23,7 +23,15 @@ from starlette.routing import Route
 
 from provider_sim import money
 from provider_sim.engine import MAX_AMOUNT_MINOR, Operation
-from provider_sim.flow import BadRequestError, Dialect, Sim, authorized, json_body, run
+from provider_sim.flow import (
+    BadRequestError,
+    Dialect,
+    Sim,
+    authorized,
+    json_body,
+    read_fault,
+    run,
+)
 from provider_sim.settlement import settlement_day, settlement_file
 
 STATUS = {
@@ -134,8 +142,8 @@ def routes(sim: Sim) -> list[Route]:
 
     async def tokenize(request: Request) -> Response:
         body = await json_body(request)
-        if sim.faults.draw("acme", "tokenize").error:
-            return error(503, "temporarily_unavailable", "injected fault")
+        if (failed := await read_fault(sim, "acme", "tokenize")) is not None:
+            return error(failed, "temporarily_unavailable", "injected fault")
         token = engine.tokenize(str(body.get("pan", "")))
         if token is None:
             return error(422, "invalid_card_number", "card number fails the Luhn check")
@@ -202,9 +210,8 @@ def routes(sim: Sim) -> list[Route]:
         )  # fmt: skip
 
     async def operation(request: Request) -> Response:
-        draw = sim.faults.draw("acme", "lookup")
-        if draw.error:
-            return error(503, "temporarily_unavailable", "injected fault")
+        if (failed := await read_fault(sim, "acme", "lookup")) is not None:
+            return error(failed, "temporarily_unavailable", "injected fault")
         found = engine.find("acme", request.path_params["key"])
         if found is None:
             return error(404, "not_found", "no request with this idempotency key")
@@ -227,8 +234,8 @@ def routes(sim: Sim) -> list[Route]:
 
     async def settlement(request: Request) -> Response:
         day = settlement_day(request.path_params["day"])
-        if sim.faults.draw("acme", "settlement").error:
-            return error(503, "temporarily_unavailable", "injected fault")
+        if (failed := await read_fault(sim, "acme", "settlement")) is not None:
+            return error(failed, "temporarily_unavailable", "injected fault")
         data = settlement_file(engine, "acme", day, sim.plans.get(("acme", day), []))
         return Response(data, media_type="text/csv")
 

@@ -101,7 +101,8 @@ class Engine:
     def _replay(self, path: Path) -> None:
         if not path.exists():
             return
-        for line in path.read_text().splitlines():
+        lines = path.read_text().splitlines()
+        for line in lines:
             try:
                 record = json.loads(line)
             except ValueError:
@@ -113,7 +114,7 @@ class Engine:
                 self._keep_operation(Operation(**record), persist=False)
             elif kind == "token":
                 self.tokens[record["token"]] = record["behaviour"]
-        if sum(1 for _ in path.open()) > 4 * self.max_records:
+        if len(lines) > 4 * self.max_records:
             self._compact(path)
 
     def _compact(self, path: Path) -> None:

@@ -14,6 +14,7 @@ Rates are drawn from a seeded random generator, so a run can be repeated.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -83,6 +84,8 @@ class Faults:
     def __init__(self, seed: int = 7) -> None:
         self._faults: dict[tuple[str, str], Fault] = {}
         self._random = random.Random(seed)  # noqa: S311 - fault injection, not crypto
+        # Requests seen per (provider, operation): tests count attempts with it.
+        self.requests: Counter[tuple[str, str]] = Counter()
 
     def set(self, provider: str, operation: str, fault: Fault) -> None:
         if operation not in OPERATIONS:
@@ -103,6 +106,7 @@ class Faults:
         return result
 
     def draw(self, provider: str, operation: str) -> Draw:
+        self.requests[(provider, operation)] += 1
         fault = self._faults.get((provider, operation))
         if fault is None:
             return Draw(0.0, False, False, False, 0, 0.0)

@@ -1,6 +1,7 @@
 """The shared life of one provider request: faults, processing, webhook, answer.
 
-Order: auth -> fault draw -> added latency -> injected 503 (not processed) -> injected
+Order: auth -> fault draw -> added latency -> injected 503 (not processed) -> idempotency
+key required (400) -> injected
 timeout (held, then 504, not processed) -> process (idempotent) -> webhooks for a new
 operation -> lost response (processed, then held, then 504) -> the provider's answer.
 `tok_timeout` behaves as a timeout and `tok_lost_response` as a lost response, always.
@@ -78,13 +79,13 @@ async def run(
     behaviour: str | None = None,
 ) -> Response:
     provider = dialect.provider
-    if not key or len(key) > MAX_KEY_CHARS:
-        return dialect.error(400, "idempotency_key_required", "send an idempotency key")
     draw = sim.faults.draw(provider, operation)
     if draw.latency_s:
         await asyncio.sleep(draw.latency_s)
-    if draw.error:
+    if draw.error:  # a gateway failure comes before any validation
         return dialect.error(503, "temporarily_unavailable", "injected fault")
+    if not key or len(key) > MAX_KEY_CHARS:
+        return dialect.error(400, "idempotency_key_required", "send an idempotency key")
     if draw.timeout or behaviour == "timeout":
         await asyncio.sleep(sim.config.hold_s)
         return dialect.error(504, "timeout", "the provider timed out")
@@ -107,6 +108,19 @@ async def run(
         await asyncio.sleep(sim.config.hold_s)
         return dialect.error(504, "response_lost", "the response was lost")
     return dialect.render(result)
+
+
+async def read_fault(sim: Sim, provider: str, operation: str) -> int | None:
+    """Faults for a read (lookup, settlement, tokenize): the HTTP status to fail with."""
+    draw = sim.faults.draw(provider, operation)
+    if draw.latency_s:
+        await asyncio.sleep(draw.latency_s)
+    if draw.error:
+        return 503
+    if draw.timeout or draw.lost_response:
+        await asyncio.sleep(sim.config.hold_s)
+        return 504
+    return None
 
 
 def problem(status: int, body: dict[str, Any]) -> JSONResponse:

@@ -24,7 +24,15 @@ from starlette.routing import Route
 
 from provider_sim import money
 from provider_sim.engine import MAX_AMOUNT_MINOR, Operation
-from provider_sim.flow import BadRequestError, Dialect, Sim, authorized, json_body, run
+from provider_sim.flow import (
+    BadRequestError,
+    Dialect,
+    Sim,
+    authorized,
+    json_body,
+    read_fault,
+    run,
+)
 from provider_sim.settlement import settlement_day, settlement_file
 
 STATE = {"approved": "COMPLETE", "declined": "REJECTED", "failed": "INVALID"}
@@ -123,8 +131,8 @@ def routes(sim: Sim) -> list[Route]:
 
     async def tokenize(request: Request) -> Response:
         body = await json_body(request)
-        if sim.faults.draw("globex", "tokenize").error:
-            return error(503, "unavailable", "injected fault")
+        if (failed := await read_fault(sim, "globex", "tokenize")) is not None:
+            return error(failed, "unavailable", "injected fault")
         token = engine.tokenize(str(body.get("cardNumber", "")))
         if token is None:
             return error(422, "card_number_invalid", "card number fails the Luhn check")
@@ -190,8 +198,8 @@ def routes(sim: Sim) -> list[Route]:
         )  # fmt: skip
 
     async def request_status(request: Request) -> Response:
-        if sim.faults.draw("globex", "lookup").error:
-            return error(503, "unavailable", "injected fault")
+        if (failed := await read_fault(sim, "globex", "lookup")) is not None:
+            return error(failed, "unavailable", "injected fault")
         found = engine.find("globex", request.path_params["key"])
         if found is None:
             return error(404, "request_unknown", "no request with this key")
@@ -216,8 +224,8 @@ def routes(sim: Sim) -> list[Route]:
 
     async def settlement(request: Request) -> Response:
         day = settlement_day(request.query_params.get("date", ""))
-        if sim.faults.draw("globex", "settlement").error:
-            return error(503, "unavailable", "injected fault")
+        if (failed := await read_fault(sim, "globex", "settlement")) is not None:
+            return error(failed, "unavailable", "injected fault")
         data = settlement_file(engine, "globex", day, sim.plans.get(("globex", day), []))
         return Response(data, media_type="text/csv")
 

@@ -107,6 +107,11 @@ def control_routes(sim: Sim) -> list[Route]:
             result[provider] = {
                 "charges": sum(1 for name, _ in sim.engine.charges if name == provider),
                 "operations": sum(1 for name, _ in sim.engine.operations if name == provider),
+                "requests": {
+                    operation: count
+                    for (name, operation), count in sim.faults.requests.items()
+                    if name == provider
+                },
             }
         return JSONResponse(result)
 

@@ -24,6 +24,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 MAX_QUEUE = 10_000
+MAX_IN_FLIGHT = 500  # deliveries waiting or sending at once; the rest wait in the queue
 MAX_LOG = 2_000
 
 
@@ -58,6 +59,7 @@ class WebhookSender:
         self.dropped = 0
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._http: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
@@ -104,10 +106,15 @@ class WebhookSender:
     async def _run(self) -> None:
         while True:
             delivery = await self._queue.get()
+            await self._slots.acquire()
             # Each delivery waits on its own, so a delayed one does not hold up the rest.
             task = asyncio.create_task(self._deliver(delivery))
             self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        self._slots.release()
 
     async def _deliver(self, delivery: Delivery) -> None:
         wait = delivery.not_before - time.monotonic()

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from app.providers.domain import (
+    ProviderCharge,
     ProviderName,
     ProviderOperation,
     ProviderOutcome,
@@ -67,7 +68,9 @@ class Adapter(Protocol):
     def payout(self, *, bank_token: str, amount_minor: int, currency: str, key: str) -> Request: ...
     def lookup(self, *, key: str) -> Request: ...
     def settlement(self, *, settlement_date: date) -> Request: ...
+    def charge_status(self, *, reference: str) -> Request: ...
     def read(self, request: Request, status_code: int, body: Any) -> Reading: ...
+    def read_charge(self, body: Any) -> ProviderCharge: ...
 
 
 def _dict(value: Any, what: str) -> dict[str, Any]:
@@ -134,6 +137,25 @@ class AcmeAdapter:
         path = f"/v1/settlements/{settlement_date.isoformat()}.csv"
         return Request("GET", path, None, self._auth, ProviderOperation.SETTLEMENT)
 
+    def charge_status(self, *, reference: str) -> Request:
+        path = f"/v1/charges/{quote(reference, safe='')}"
+        return Request("GET", path, None, self._auth, ProviderOperation.STATUS)
+
+    def read_charge(self, body: Any) -> ProviderCharge:
+        data = _dict(body, "acme charge")
+        amounts = [data.get(name) for name in ("amount", "captured", "refunded")]
+        if not all(isinstance(a, int) and not isinstance(a, bool) for a in amounts):
+            raise UnreadableResponseError("acme charge amounts are not integers")
+        return ProviderCharge(
+            provider="acme",
+            provider_reference=_str(data.get("id"), "acme id"),
+            amount_minor=int(data["amount"]),
+            currency=_str(data.get("currency"), "acme currency"),
+            captured_minor=int(data["captured"]),
+            refunded_minor=int(data["refunded"]),
+            voided=data.get("voided") is True,
+        )
+
     def read(self, request: Request, status_code: int, body: Any) -> Reading:
         data = _dict(body, "acme response")
         if "error" in data and "status" not in data:
@@ -146,7 +168,7 @@ class AcmeAdapter:
                 currency=None,
                 raw_status=f"HTTP_{status_code}",
                 decline_code=str(error.get("code") or "error"),
-                operation=request.operation,
+                operation=_operation(data.get("operation"), request.operation),
             )
         raw_status = _str(data.get("status"), "acme status")
         operation = _operation(data.get("operation"), request.operation)
@@ -221,6 +243,34 @@ class GlobexAdapter:
     def settlement(self, *, settlement_date: date) -> Request:
         path = f"/api/reports/settlement?date={settlement_date.isoformat()}"
         return Request("GET", path, None, self._auth, ProviderOperation.SETTLEMENT)
+
+    def charge_status(self, *, reference: str) -> Request:
+        path = f"/api/payments/{quote(reference, safe='')}"
+        return Request("GET", path, None, self._auth, ProviderOperation.STATUS)
+
+    def read_charge(self, body: Any) -> ProviderCharge:
+        data = _dict(_dict(body, "globex response").get("data"), "globex data")
+
+        def minor(name: str) -> tuple[int, str]:
+            money = _dict(data.get(name), f"globex {name}")
+            currency = _str(money.get("currency"), "globex currency")
+            try:
+                return decimal_to_minor(
+                    _str(money.get("value"), "globex value"), currency
+                ), currency
+            except ValueError as error:
+                raise UnreadableResponseError(str(error)) from None
+
+        amount, currency = minor("money")
+        return ProviderCharge(
+            provider="globex",
+            provider_reference=_str(data.get("paymentId"), "globex paymentId"),
+            amount_minor=amount,
+            currency=currency,
+            captured_minor=minor("captured")[0],
+            refunded_minor=minor("refunded")[0],
+            voided=data.get("cancelled") is True,
+        )
 
     def read(self, request: Request, status_code: int, body: Any) -> Reading:
         envelope = _dict(body, "globex response")

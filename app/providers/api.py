@@ -22,6 +22,7 @@ Outcomes:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from datetime import date
 
@@ -39,6 +40,7 @@ from app.providers.config import (
 from app.providers.domain import (
     PROVIDERS,
     BreakerState,
+    ProviderCharge,
     ProviderEvent,
     ProviderEventType,
     ProviderName,
@@ -56,6 +58,7 @@ from app.providers.domain import (
 __all__ = [
     "PROVIDERS",
     "BreakerState",
+    "ProviderCharge",
     "ProviderClients",
     "ProviderEvent",
     "ProviderEventType",
@@ -111,6 +114,13 @@ class ProviderClients:
             )
             for name in PROVIDERS
         }
+
+    def rotate_secrets(self, secrets: Mapping[ProviderName, ProviderSecrets]) -> None:
+        """Use new API keys and webhook secrets (re-read from Vault after a rotation);
+        breakers keep their state. Raises UnknownProviderError."""
+        for name, secret in secrets.items():
+            self._secrets[provider_name(name)] = secret
+            self._callers[name].adapter = adapter_for(name, secret.api_key)
 
     def _secret(self, provider: str) -> ProviderSecrets:
         name = provider_name(provider)
@@ -228,6 +238,29 @@ class ProviderClients:
         caller = self._caller(provider)
         return await _result_or_none(caller, caller.adapter.lookup(key=idempotency_key))
 
+    async def charge_status(
+        self, provider: str, *, provider_reference: str
+    ) -> ProviderCharge | None:
+        """A charge's amounts as the provider holds them now, or None if it has no such
+        charge. Use it when a webhook cannot be verified: take the reference it claims
+        only as a question, never its body as an answer. Raises UnknownProviderError,
+        ProviderUnavailableError."""
+        caller = self._caller(provider)
+        request = caller.adapter.charge_status(reference=provider_reference)
+        answer = await caller.call(request, raw_body=True)
+        if not answer.found:
+            return None
+        try:
+            return caller.adapter.read_charge(json.loads(answer.raw))
+        except (ValueError, KeyError) as error:
+            raise ProviderUnavailableError(
+                f"{caller.provider} status unreadable: {error}",
+                provider=caller.provider,
+                operation=ProviderOperation.STATUS,
+                attempted=True,
+                attempts=answer.attempts,
+            ) from None
+
     async def fetch_settlement_file(self, provider: str, settlement_date: date) -> bytes:
         """The provider's settlement CSV for one day, as served (feed it to
         `parse_settlement_file`). Raises UnknownProviderError, ProviderUnavailableError."""
@@ -252,7 +285,7 @@ class ProviderClients:
         name = provider_name(provider)
         return webhooks.verify(
             name,
-            self._secret(name).webhook_secret,
+            self._secret(name).webhook_secrets,
             headers,
             body,
             tolerance_s=self.settings.webhook_tolerance_s,

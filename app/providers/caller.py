@@ -53,6 +53,16 @@ BREAKER = Gauge(
 )
 
 
+def full_jitter_s(
+    attempt: int, base_ms: int, cap_ms: int, draw: Callable[[], float] = random.random
+) -> float:
+    """The wait after failed attempt `attempt` (1-based): uniform in
+    [0, min(cap, base * 2^(attempt-1))], in seconds ("full jitter": retries of many callers
+    spread out instead of arriving together)."""
+    ceiling_ms = min(cap_ms, base_ms * (1 << min(attempt - 1, 30)))
+    return draw() * ceiling_ms / 1000
+
+
 class RetryableFailureError(Exception):
     """An attempt that failed in a way worth retrying. `reached` says whether the request
     may have reached the provider (False only for a failed connect)."""
@@ -66,11 +76,16 @@ class BreakerOpenError(Exception):
     pass
 
 
+class ProviderRefusedUsError(Exception):
+    """The provider refused our credentials (401/403): not retried, not processed."""
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
-    reading: Reading | None  # None for a lookup that found nothing
+    reading: Reading | None  # None for a lookup that found nothing, or a raw body
     attempts: int
     raw: bytes
+    found: bool = True
 
 
 class Caller:
@@ -112,11 +127,9 @@ class Caller:
         def backoff(error: Exception) -> bool | float:
             if not retry_safe or not isinstance(error, RetryableFailureError):
                 return False
-            ceiling_ms = min(
-                settings.retry_backoff_cap_ms,
-                settings.retry_backoff_base_ms * 2 ** (attempts - 1),
+            return full_jitter_s(
+                attempts, settings.retry_backoff_base_ms, settings.retry_backoff_cap_ms
             )
-            return random.uniform(0, ceiling_ms / 1000)  # noqa: S311 - jitter, not crypto
 
         try:
             async for attempt in stamina.retry_context(
@@ -131,6 +144,14 @@ class Caller:
                     except RetryableFailureError as error:
                         reached = reached or error.reached
                         raise
+        except ProviderRefusedUsError as error:
+            raise ProviderUnavailableError(
+                f"{self.provider} {request.operation}: {error}",
+                provider=self.provider,
+                operation=request.operation,
+                attempted=False,
+                attempts=attempts,
+            ) from None
         except BreakerOpenError:
             raise ProviderUnavailableError(
                 f"{self.provider} circuit breaker is open",
@@ -155,7 +176,11 @@ class Caller:
             self._log(request, attempt, "breaker_open", 0.0)
             raise BreakerOpenError
         timeout_s = self._settings.timeouts_ms[request.operation] / 1000
-        limit = MAX_SETTLEMENT_BYTES if raw_body else MAX_RESPONSE_BYTES
+        limit = (
+            MAX_SETTLEMENT_BYTES
+            if request.operation is ProviderOperation.SETTLEMENT
+            else MAX_RESPONSE_BYTES
+        )
         started = time.perf_counter()
         status = "error"
         healthy = False
@@ -181,7 +206,11 @@ class Caller:
             status = str(status_code)
             if status_code >= 500 or status_code == 429:
                 raise RetryableFailureError(f"HTTP {status_code}", reached=True)
-            answer = self._read(request, status_code, body, attempt, raw_body)
+            try:
+                answer = self._read(request, status_code, body, attempt, raw_body)
+            except ProviderRefusedUsError:
+                healthy = True  # the provider is up; it is our key that is wrong
+                raise
             healthy = True
             return answer
         except UnreadableResponseError as error:
@@ -219,8 +248,14 @@ class Caller:
     def _read(
         self, request: Request, status_code: int, body: bytes, attempt: int, raw_body: bool
     ) -> Answer:
-        if request.operation is ProviderOperation.LOOKUP and status_code == 404:
-            return Answer(reading=None, attempts=attempt, raw=body)
+        if status_code in {401, 403}:
+            # Our key is wrong or revoked: no retry helps and nothing was processed.
+            raise ProviderRefusedUsError(f"HTTP {status_code}: the provider refused our API key")
+        if (
+            request.operation in {ProviderOperation.LOOKUP, ProviderOperation.STATUS}
+            and status_code == 404
+        ):
+            return Answer(reading=None, attempts=attempt, raw=b"", found=False)
         if raw_body:
             if status_code != 200:
                 raise UnreadableResponseError(f"settlement file answered HTTP {status_code}")

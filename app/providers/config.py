@@ -29,6 +29,7 @@ DEFAULT_TIMEOUTS_MS: dict[ProviderOperation, int] = {
     ProviderOperation.REFUND: 5000,
     ProviderOperation.PAYOUT: 8000,
     ProviderOperation.LOOKUP: 2000,
+    ProviderOperation.STATUS: 2000,
     ProviderOperation.SETTLEMENT: 15000,
 }
 
@@ -107,6 +108,14 @@ class ProviderSettings:
 class ProviderSecrets:
     api_key: str = field(repr=False)
     webhook_secret: str = field(repr=False)  # "whsec_" + base64 of the HMAC key
+    # The secret being rotated out: webhooks signed with it still verify until it is removed.
+    previous_webhook_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        if self.previous_webhook_secret:
+            return (self.webhook_secret, self.previous_webhook_secret)
+        return (self.webhook_secret,)
 
 
 class SecretStore(Protocol):
@@ -149,7 +158,10 @@ def read_provider_secrets(vault: SecretStore) -> dict[ProviderName, ProviderSecr
         data = vault.read_secret(path)
         if data is None or "api_key" not in data or "webhook_secret" not in data:
             raise SettingsError(f"Vault has no kv/{path}: run `moneypath bootstrap` first")
+        previous = data.get("previous_webhook_secret")
         found[name] = ProviderSecrets(
-            api_key=str(data["api_key"]), webhook_secret=str(data["webhook_secret"])
+            api_key=str(data["api_key"]),
+            webhook_secret=str(data["webhook_secret"]),
+            previous_webhook_secret=str(previous) if previous else None,
         )
     return found

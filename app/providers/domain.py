@@ -37,6 +37,7 @@ class ProviderOperation(StrEnum):
     REFUND = "refund"
     PAYOUT = "payout"
     LOOKUP = "lookup"
+    STATUS = "status"
     SETTLEMENT = "settlement"
 
 
@@ -72,6 +73,19 @@ class ProviderResult:
     raw_status: str
     decline_code: str | None
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCharge:
+    """A charge's amounts as the provider holds them now (its status endpoint)."""
+
+    provider: ProviderName
+    provider_reference: str
+    amount_minor: int
+    currency: str
+    captured_minor: int
+    refunded_minor: int
+    voided: bool
 
 
 @dataclass(frozen=True, slots=True)

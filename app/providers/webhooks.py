@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,7 +51,7 @@ def signature_of(secret: str, message_id: str, timestamp: str, body: bytes) -> s
 
 def verify(
     provider: ProviderName,
-    secret: str,
+    secret: str | Sequence[str],
     headers: Mapping[str, str],
     body: bytes,
     *,
@@ -75,12 +75,20 @@ def verify(
     current = time.time() if now is None else now
     if abs(current - int(timestamp)) > tolerance_s:
         raise WebhookSignatureError("webhook-timestamp outside the tolerance window")
-    expected = signature_of(secret, message_id, timestamp, body).split(",", 1)[1].encode()
-    offered = signatures.split()[:MAX_SIGNATURES]
-    if not any(
-        version == "v1" and hmac.compare_digest(expected, value.encode())
-        for version, _, value in (item.partition(",") for item in offered)
-    ):
+    # During a rotation Vault holds the new secret and the previous one; either may sign.
+    candidates = [secret] if isinstance(secret, str) else list(secret)
+    expected = [
+        signature_of(candidate, message_id, timestamp, body).split(",", 1)[1].encode()
+        for candidate in candidates
+    ]
+    offered = [
+        value.encode()
+        for version, _, value in (
+            item.partition(",") for item in signatures.split()[:MAX_SIGNATURES]
+        )
+        if version == "v1"
+    ]
+    if not any(hmac.compare_digest(mine, theirs) for mine in expected for theirs in offered):
         raise WebhookSignatureError("no webhook signature matches")
     try:
         payload = json.loads(body)
