@@ -75,7 +75,7 @@ def create_app(
             "engine": engine,
             "token_issuer": identity.issuer,
             "providers": providers,
-            "payments": payments_api.start_payments(sessions, providers, vault=vault),
+            "payments": payments_api.start_payments(sessions, providers, vault=vault, opa=opa),
         },
     )
     return build_service_app(

@@ -17,6 +17,7 @@ from app.payments import recovery, relay, routes, webhooks_in, webhooks_out
 from app.payments.config import PaymentsConfig
 from app.payments.recovery import RecoveryReport
 from app.payments.saga import Runtime
+from app.platform.opa import Opa
 from app.platform.vault import Vault
 from app.platform.web import Endpoint
 from app.providers.api import ProviderClients
@@ -43,12 +44,14 @@ def start_payments(
     providers: ProviderClients,
     config: PaymentsConfig | None = None,
     vault: Vault | None = None,
+    opa: Opa | None = None,
 ) -> Runtime:
     return Runtime(
         sessions=sessions,
         providers=providers,
         config=config or PaymentsConfig.from_env(),
         vault=vault,
+        opa=opa,
     )
 
 

@@ -158,7 +158,10 @@ async def recover(rt: Runtime, *, limit: int = MAX_STEPS_PER_CYCLE) -> RecoveryR
                 """
                 SELECT p.id FROM payments.payments p
                 WHERE (p.status = 'pending'
-                       OR (p.status = 'authorized' AND p.capture_mode = 'automatic'))
+                       OR (p.status = 'authorized' AND p.capture_mode = 'automatic'
+                           -- a refused capture is the merchant's to retry, not ours
+                           AND NOT EXISTS (SELECT 1 FROM payments.steps c
+                                           WHERE c.saga_id = p.id AND c.name = 'capture')))
                   AND p.updated_at < now() - make_interval(secs => :age)
                   AND NOT EXISTS (SELECT 1 FROM payments.steps s
                                   WHERE s.saga_id = p.id AND s.status = 'started')

@@ -37,6 +37,7 @@ from app.payments.domain import (
 from app.platform import outbox
 from app.platform.db import run_in_transaction
 from app.platform.errors import DomainError
+from app.platform.opa import Opa
 from app.platform.vault import Vault
 from app.providers.api import (
     ProviderClients,
@@ -63,6 +64,8 @@ class Runtime:
     providers: ProviderClients
     config: PaymentsConfig
     vault: Vault | None = None
+    # The policy engine the risk check asks (app.risk's assessment takes it).
+    opa: Opa | None = None
 
     def breaker_open(self, provider: str) -> bool:
         return self.providers.breaker_state(provider) == "open"
