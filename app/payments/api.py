@@ -22,6 +22,8 @@ from app.platform.vault import Vault
 from app.platform.web import Endpoint
 from app.providers.api import ProviderClients
 
+MAX_RELAY_PASSES_PER_CYCLE = 10
+
 __all__ = [
     "PaymentsConfig",
     "PaymentsCycle",
@@ -86,11 +88,18 @@ class PaymentsCycle:
 async def run_worker_cycle(runtime: Runtime, http: httpx.AsyncClient) -> PaymentsCycle:
     """One bounded pass of the payments worker: relay the outbox, deliver due merchant
     webhooks, and finish sagas left in a step."""
-    relayed = await relay.relay_once(runtime)
+    # Each pass takes one event per aggregate, so a payment's later events need more
+    # passes; a few per cycle drain a burst without letting one cycle run unbounded.
+    relayed_events = 0
+    for _ in range(MAX_RELAY_PASSES_PER_CYCLE):
+        passed = await relay.relay_once(runtime)
+        relayed_events += passed.events
+        if passed.events == 0:
+            break
     delivered = await webhooks_out.deliver_due(runtime, http)
     recovered = await recovery.recover(runtime)
     return PaymentsCycle(
-        events_relayed=relayed.events,
+        events_relayed=relayed_events,
         deliveries_attempted=delivered,
         steps_recovered=recovered.steps_settled,
         steps_still_open=recovered.steps_left,
