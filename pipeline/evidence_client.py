@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 
+from pipeline.bundle import Appended
 from pipeline.runner import EvidenceWriteError
 
 DEFAULT_EVIDENCE_URL = "http://127.0.0.1:8081"
@@ -79,6 +80,8 @@ class EvidenceClient:
         self._private_key = private_key
         self._token: str | None = None
         self._token_expires_at = 0.0
+        # Every record this client appended, for the run's evidence bundle.
+        self.appended: list[Appended] = []
 
     def close(self) -> None:
         self._evidence.close()
@@ -211,7 +214,11 @@ class EvidenceClient:
             {"name": name[:256], "digest": self.upload(path, name)} for name, path in attachments
         ]
         document = {**record, "attachments": refs} if refs else dict(record)
-        return str(self.post("/v1/evidence", document)["id"])
+        stored = self.post("/v1/evidence", document)
+        self.appended.append(
+            Appended(str(stored["id"]), int(stored["seq"]), str(stored["collected_at"]))
+        )
+        return str(stored["id"])
 
 
 class UnconfiguredSink:

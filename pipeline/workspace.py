@@ -57,6 +57,7 @@ class Workspace:
         pytest_reports: Path | None = None,
         source_packages: Sequence[str] | None = None,
         test_paths: Sequence[str] | None = None,
+        policy_dir: Path | None = None,
         home: Path = HOME,
     ) -> Workspace:
         """Resolve defaults: tools, policy and the advisory snapshot all from `home`.
@@ -79,7 +80,7 @@ class Workspace:
             checkov=home / ".tools" / "checkov" / "bin" / "checkov",
             advisory_db=(db if db.is_absolute() else home / db).resolve(),
             advisory_source=advisory_source,
-            policy_dir=home / "policies" / "pipeline",
+            policy_dir=policy_dir or home / "policies" / "pipeline",
             source_packages=packages,
             test_paths=tuple(test_paths or [p for p in TEST_PATHS if (root / p).is_dir()]),
             pytest_reports=pytest_reports.resolve() if pytest_reports else None,

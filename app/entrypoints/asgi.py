@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
 from starlette.applications import Starlette
 
+from app.domains import DOMAINS, ROUTES_MODULE
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
-from app.ledger import routes as ledger_routes
 from app.payments import api as payments_api
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
@@ -21,9 +25,26 @@ from app.providers import api as providers_api
 API_VERSION = "1.0.0"
 
 
+@dataclass(slots=True, kw_only=True)
+class ApiServices(Services):
+    """The API's services: the pipeline's, plus the identity runtime (token issuer)."""
+
+    identity: identity_api.IdentityRuntime
+    providers: providers_api.ProviderClients
+    payments: payments_api.Runtime
+
+
 def all_endpoints() -> list[Endpoint]:
-    """Every `/v1` endpoint of every domain, in one list: routing and OpenAPI share it."""
-    return [*identity_api.endpoints(), *ledger_routes.endpoints(), *payments_api.endpoints()]
+    """Every `/v1` endpoint of every domain, in one list: routing and OpenAPI share it.
+
+    Each domain named in app/domains.py that has a `routes.py` is mounted the same way,
+    through its `routes.endpoints()`."""
+    endpoints: list[Endpoint] = []
+    for name in DOMAINS:
+        module = f"app.{name}.{ROUTES_MODULE}"
+        if importlib.util.find_spec(module) is not None:
+            endpoints.extend(importlib.import_module(module).endpoints())
+    return endpoints
 
 
 def create_app(
@@ -57,7 +78,7 @@ def create_app(
     identity = identity_api.start_identity(
         vault, sessions, settings.public_base_url, lookup_sessions=autocommit_sessions
     )
-    services = Services(
+    services = ApiServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
         authenticator=identity.authenticator,
@@ -68,15 +89,10 @@ def create_app(
         body_limit_bytes=settings.request_body_limit_bytes,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         idempotency_stale_claim_s=settings.idempotency_stale_claim_s,
-        extras={
-            "settings": settings,
-            "vault": vault,
-            "opa": opa,
-            "engine": engine,
-            "token_issuer": identity.issuer,
-            "providers": providers,
-            "payments": payments_api.start_payments(sessions, providers, vault=vault, opa=opa),
-        },
+        vault=vault,
+        identity=identity,
+        providers=providers,
+        payments=payments_api.start_payments(sessions, providers, vault=vault, opa=opa),
     )
     return build_service_app(
         title="moneypath API",
@@ -87,7 +103,7 @@ def create_app(
         other_engines=(autocommit_engine,),
         opa=opa,
         vault=vault,
-        extra_routes=[*identity_api.plain_routes(), *payments_api.plain_routes()],
+        extra_routes=[*identity_api.plain_routes(identity), *payments_api.plain_routes()],
         extra_paths={**identity_api.openapi_paths(), **payments_api.openapi_paths()},
         on_stop=providers.aclose,
     )

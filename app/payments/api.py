@@ -1,7 +1,7 @@
 """The payments domain's public door: start-up, endpoints and the worker's steps.
 
 The composition root builds one `Runtime` with `start_payments` and stores it in
-`Services.extras["payments"]`; the worker calls `run_worker_cycle`.
+a `payments` field of its services; the worker calls `run_worker_cycle`.
 """
 
 from __future__ import annotations

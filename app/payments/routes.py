@@ -7,10 +7,17 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.ledger import api as ledger_api
 from app.payments import refunds, service, store, webhooks_out
 from app.payments.config import PROVIDERS
-from app.payments.saga import Runtime, run_capture, run_void
-from app.platform.errors import InvariantViolation, NotFoundError
+from app.payments.domain import (
+    CaptureExceedsAuthorizedError,
+    InvalidStateError,
+    RefundExceedsCapturedError,
+)
+from app.payments.routing import NoProviderAvailableError
+from app.payments.saga import ProviderDeclinedError, Runtime, run_capture, run_void
+from app.platform.errors import DomainError, InvariantViolation, NotFoundError
 from app.platform.web import Call, Endpoint, Result
 
 MAX_AMOUNT_MINOR = 2**63 - 1
@@ -215,7 +222,8 @@ PAYOUT_RESPONSE_SCHEMA: dict[str, Any] = {
 
 
 def runtime(call: Call) -> Runtime:
-    found = call.services.extras.get("payments")
+    # The composition root's services carry a `payments` field (ApiServices).
+    found = getattr(call.services, "payments", None)
     if not isinstance(found, Runtime):
         raise InvariantViolation("payments_runtime", "the composition root did not start payments")
     return found
@@ -323,7 +331,12 @@ async def webhook_endpoint_handler(call: Call, session: AsyncSession) -> Result:
     return Result(status=201, body=created, resource_id=created["id"], replay_body=without_secret)
 
 
-_PAYMENT_ERRORS = ("not_found", "invalid_state", "provider_declined", "provider_unavailable")
+_PAYMENT_ERRORS: tuple[type[DomainError], ...] = (
+    NotFoundError,
+    InvalidStateError,
+    ProviderDeclinedError,
+    NoProviderAvailableError,
+)
 
 
 def endpoints() -> list[Endpoint]:
@@ -340,13 +353,13 @@ def endpoints() -> list[Endpoint]:
             request_schema=NEW_PAYMENT_SCHEMA,
             response_schema=PAYMENT_SCHEMA,
             idempotent=True,
-            error_codes=(
-                "kyc_required",
-                "currency_mismatch",
-                "unknown_customer",
-                "unknown_account",
-                "provider_unavailable",
-                "provider_declined",
+            errors=(
+                service.KycRequiredError,
+                service.CurrencyMismatchError,
+                service.UnknownCustomerError,
+                service.UnknownAccountError,
+                NoProviderAvailableError,
+                ProviderDeclinedError,
             ),
             tag="payments",
         ),
@@ -359,7 +372,7 @@ def endpoints() -> list[Endpoint]:
             summary="Read a payment with its saga steps and ledger transaction ids",
             scopes=("payments:read",),
             response_schema=PAYMENT_SCHEMA,
-            error_codes=("not_found",),
+            errors=(NotFoundError,),
             owner_of=payment_owner,
             tag="payments",
         ),
@@ -374,7 +387,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=CAPTURE_SCHEMA,
             response_schema=PAYMENT_SCHEMA,
             idempotent=True,
-            error_codes=(*_PAYMENT_ERRORS, "validation_error"),
+            errors=(*_PAYMENT_ERRORS, CaptureExceedsAuthorizedError),
             owner_of=payment_owner,
             tag="payments",
         ),
@@ -389,7 +402,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=EMPTY_SCHEMA,
             response_schema=PAYMENT_SCHEMA,
             idempotent=True,
-            error_codes=_PAYMENT_ERRORS,
+            errors=_PAYMENT_ERRORS,
             owner_of=payment_owner,
             tag="payments",
         ),
@@ -405,7 +418,11 @@ def endpoints() -> list[Endpoint]:
             request_schema=REFUND_SCHEMA,
             response_schema=REFUND_RESPONSE_SCHEMA,
             idempotent=True,
-            error_codes=(*_PAYMENT_ERRORS, "refund_exceeds_captured", "insufficient_funds"),
+            errors=(
+                *_PAYMENT_ERRORS,
+                RefundExceedsCapturedError,
+                ledger_api.InsufficientFundsError,
+            ),
             owner_of=payment_owner,
             tag="payments",
         ),
@@ -421,11 +438,11 @@ def endpoints() -> list[Endpoint]:
             request_schema=PAYOUT_SCHEMA,
             response_schema=PAYOUT_RESPONSE_SCHEMA,
             idempotent=True,
-            error_codes=(
-                "insufficient_funds",
-                "currency_mismatch",
-                "not_found",
-                "provider_unavailable",
+            errors=(
+                ledger_api.InsufficientFundsError,
+                ledger_api.CurrencyMismatchError,
+                ledger_api.AccountNotFoundError,
+                NoProviderAvailableError,
             ),
             tag="payments",
         ),
@@ -441,7 +458,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=WEBHOOK_ENDPOINT_SCHEMA,
             response_schema=WEBHOOK_ENDPOINT_RESPONSE_SCHEMA,
             idempotent=True,
-            error_codes=("unsafe_webhook_url", "validation_error"),
+            errors=(webhooks_out.UnsafeWebhookUrlError,),
             tag="payments",
         ),
         Endpoint(
@@ -453,7 +470,7 @@ def endpoints() -> list[Endpoint]:
             summary="Read a payout with its saga steps",
             scopes=("payouts:write",),
             response_schema=PAYOUT_RESPONSE_SCHEMA,
-            error_codes=("not_found",),
+            errors=(NotFoundError,),
             owner_of=payout_owner,
             tag="payments",
         ),

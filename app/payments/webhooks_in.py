@@ -26,7 +26,7 @@ from starlette.routing import Route
 from app.payments import recovery, refunds, store
 from app.payments.domain import PaymentEvent
 from app.payments.saga import Runtime, apply_provider_outcome
-from app.platform.errors import ConflictError, DomainError, NotFoundError
+from app.platform.errors import ConflictError, DomainError, InvariantViolation, NotFoundError
 from app.platform.web import problem_response, read_body
 from app.providers.api import (
     ProviderEvent,
@@ -235,7 +235,9 @@ async def check_unverified(rt: Runtime, provider: str, body: bytes) -> int:
 
 async def receive(request: Request) -> Response:
     provider = request.path_params["provider"]
-    rt: Runtime = request.app.state.services.extras["payments"]
+    rt = getattr(request.app.state.services, "payments", None)
+    if not isinstance(rt, Runtime):
+        raise InvariantViolation("payments_runtime", "the composition root did not start payments")
     try:
         body = await read_body(request, MAX_BODY_BYTES)
     except DomainError as error:

@@ -5,7 +5,10 @@ package moneypath.pipeline.promotion
 
 import rego.v1
 
-required_gates := {"ruff", "mypy", "lint-imports", "bandit", "pip-audit", "checkov", "opa", "pytest", "sbom"}
+required_gates := {
+	"ruff", "mypy", "lint-imports", "bandit", "secrets", "pip-audit", "licences", "checkov",
+	"opa", "migrations", "pytest", "sbom",
+}
 
 environments := {"staging", "production"}
 

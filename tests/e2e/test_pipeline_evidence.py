@@ -6,8 +6,10 @@ authenticates as a service client created through the identity API, exactly as i
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,24 +21,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from app.entrypoints.devstack import Stack, free_port
+from pipeline.bundle import export as export_bundle
+from pipeline.bundle import verify as verify_bundle
 from pipeline.evidence_client import EvidenceClient
+from pipeline.gates import GATES
 from pipeline.promotion import promote
 from pipeline.runner import run_pipeline
 from pipeline.workspace import HOME
 from tests.support.api_client import ClientFactory
 from tests.support.pipeline_project import ROOT_DOCKERFILE, commit_all, make_project, workspace
 
-ALL_GATES = [
-    "ruff",
-    "mypy",
-    "lint-imports",
-    "bandit",
-    "pip-audit",
-    "checkov",
-    "opa",
-    "pytest",
-    "sbom",
-]
+ALL_GATES = list(GATES)
 
 
 def _commit() -> str:
@@ -277,3 +272,45 @@ def test_cli_runs_with_evidence_and_refuses_promotion_without_it(
     assert promote_cli.returncode == 1
     assert "promotion refused" in promote_cli.stdout
     assert commit in promote_cli.stdout
+
+
+def test_bundle_verifies_offline_and_a_tampered_copy_fails_when_exported_after_a_run(
+    tmp_path: Path, evidence_client: EvidenceClient
+) -> None:
+    root = make_project(tmp_path / "repo")
+    (root / "demo" / "danger.py").write_text(
+        "import subprocess\n\n\ndef run(cmd: str) -> None:\n    subprocess.Popen(cmd, shell=True)\n"
+    )
+    evidence_client.appended.clear()
+    outcome = run_pipeline(
+        workspace(root),
+        ["bandit", "opa"],
+        sink=evidence_client,
+        waivers_dir=tmp_path / "no-waivers",
+        commit=_commit(),
+        actor="ci-test",
+        echo=False,
+    )
+    assert not outcome.passed
+    folder = tmp_path / "bundle"
+    bundle_file = export_bundle(evidence_client, evidence_client.appended, folder)
+    assert verify_bundle(folder) == []
+    bundle = json.loads(bundle_file.read_text())
+    ids = {entry["record"]["id"] for entry in bundle["records"]}
+    assert {g.evidence_id for g in outcome.gates} | {outcome.evidence_id} <= ids
+
+    # A failing gate rewritten as passing no longer matches its proven leaf.
+    tampered = tmp_path / "tampered"
+    shutil.copytree(folder, tampered)
+    for entry in bundle["records"]:
+        if entry["record"]["result"] == "fail":
+            entry["record"]["result"] = "pass"
+    (tampered / "bundle.json").write_text(json.dumps(bundle))
+    assert verify_bundle(tampered), "a record rewritten from fail to pass must not verify"
+
+    # A report swapped for another no longer matches the digest its record names.
+    swapped = tmp_path / "swapped"
+    shutil.copytree(folder, swapped)
+    report = next((swapped / "attachments" / "sha256").iterdir())
+    report.write_bytes(report.read_bytes() + b" ")
+    assert any("does not match its digest" in p for p in verify_bundle(swapped))

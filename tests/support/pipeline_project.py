@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -27,7 +28,32 @@ ROOT_DOCKERFILE = """FROM docker.io/library/python:3.11.10-slim-bookworm
 COPY demo /srv/demo
 CMD ["python", "-m", "demo"]
 """
-PYPROJECT = """[tool.importlinter]
+SCHEMA_DEMO = '''"""The demo's migrations: one schema and one table."""
+
+import psycopg
+
+
+def upgrade(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("CREATE SCHEMA demo")
+        connection.execute("CREATE TABLE demo.items (id bigint PRIMARY KEY, name text NOT NULL)")
+'''
+# What `python -m pipeline.schema_probe demo=schema_demo:upgrade` reports for SCHEMA_DEMO.
+EXPECTED_SCHEMA = {
+    "demo": [
+        "column demo.items.id bigint not null",
+        "column demo.items.name text not null",
+        "constraint demo.items items_pkey PRIMARY KEY (id)",
+        "index demo.items_pkey CREATE UNIQUE INDEX items_pkey ON demo.items USING btree (id)",
+        "schema demo",
+        "table demo.items (r)",
+    ]
+}
+PYPROJECT = """[tool.pipeline.migrations]
+expected = "expected-schema.json"
+upgrade = { demo = "schema_demo:upgrade" }
+
+[tool.importlinter]
 root_packages = ["demo"]
 include_external_packages = true
 
@@ -47,13 +73,21 @@ def make_project(root: Path, pins: tuple[str, ...] = ("jinja2==3.1.6",)) -> Path
     (root / "pyproject.toml").write_text(PYPROJECT)
     (root / "tests").mkdir()
     (root / "tests" / "test_calc.py").write_text(CLEAN_TEST)
-    (root / "requirements.lock").write_text(
-        "".join(f"{pin} \\\n    --hash={FAKE_HASH}\n" for pin in pins)
-    )
+    lock = "".join(f"{pin} \\\n    --hash={FAKE_HASH}\n" for pin in pins)
+    (root / "requirements.lock").write_text(lock)
+    (root / "requirements-runtime.lock").write_text(lock)
+    (root / "schema_demo.py").write_text(SCHEMA_DEMO)
+    (root / "expected-schema.json").write_text(json.dumps(EXPECTED_SCHEMA, indent=1))
     shutil.copy(REPO / "Dockerfile", root / "Dockerfile")
     (root / ".github" / "workflows").mkdir(parents=True)
     shutil.copy(REPO / ".github" / "workflows" / "ci.yml", root / ".github" / "workflows")
     shutil.copytree(REPO / "policies" / "pipeline", root / "policies" / "pipeline")
+    # The repository's reviewed baseline, narrowed to the files copied above.
+    baseline = json.loads((REPO / ".secrets.baseline").read_text())
+    baseline["results"] = {
+        name: found for name, found in baseline["results"].items() if (root / name).is_file()
+    }
+    (root / ".secrets.baseline").write_text(json.dumps(baseline, indent=2))
     return root
 
 
