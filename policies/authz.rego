@@ -30,6 +30,7 @@ action_scopes := {
 	"payments.read": "payments:read",
 	"refunds.create": "refunds:write",
 	"payouts.create": "payouts:write",
+	"payouts.read": "payouts:write",
 	"webhook_endpoints.create": "payments:write",
 	"risk.reviews.list": "risk:read",
 	"risk.reviews.read": "risk:read",
