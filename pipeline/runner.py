@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from app.platform.utc import rfc3339
 from pipeline.gates import GATES, GateResult, Tool, attach
 from pipeline.policy import PolicyError, bundle_digest, evaluate
 from pipeline.waivers import WaiverFileError
@@ -94,10 +95,6 @@ def worktree_clean(root: Path) -> bool | None:
     return run.stdout.strip() == ""
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def gate_record(
     result: GateResult,
     decision: Mapping[str, Any],
@@ -128,8 +125,8 @@ def gate_record(
             "config_digest": result.tool.config_digest,
         },
         "actor": actor,
-        "started_at": _rfc3339(result.started_at),
-        "finished_at": _rfc3339(result.finished_at),
+        "started_at": rfc3339(result.started_at),
+        "finished_at": rfc3339(result.finished_at),
         "details": {
             "gate": result.gate,
             "run_id": run_id,
@@ -173,7 +170,7 @@ def decide_gate(ws: Workspace, result: GateResult, waivers: list[dict[str, Any]]
         "gate": result.gate,
         "facts": result.facts,
         "waivers": waivers,
-        "now": _rfc3339(datetime.now(UTC)),
+        "now": rfc3339(datetime.now(UTC)),
     }
     try:
         decision = evaluate(ws.opa, ws.policy_dir, GATE_QUERY, document)
@@ -284,8 +281,8 @@ def run_pipeline(
         },
         "tool": {"name": "moneypath-pipeline", "version": "1", "config_digest": policy_digest},
         "actor": actor,
-        "started_at": _rfc3339(started_at),
-        "finished_at": _rfc3339(datetime.now(UTC)),
+        "started_at": rfc3339(started_at),
+        "finished_at": rfc3339(datetime.now(UTC)),
         "details": {
             "run_id": run_id,
             "worktree_clean": clean,

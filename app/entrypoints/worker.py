@@ -21,7 +21,7 @@ from app.ledger import api as ledger_api
 from app.platform import audit, idempotency
 from app.platform.db import create_engine, session_factory
 from app.platform.settings import Settings
-from app.platform.vault import Vault
+from app.platform.vault import DatabaseNotConfiguredError, Vault
 
 log = structlog.get_logger("moneypath.worker")
 
@@ -61,10 +61,11 @@ async def run_cycle(sessions: async_sessionmaker[AsyncSession]) -> CycleReport:
 
 def _sessions(settings: Settings) -> async_sessionmaker[AsyncSession]:
     vault = Vault.login(settings.vault_addr, settings.vault_login)
-    secret = vault.read_secret(DATABASE_SECRET)
-    if secret is None or "url" not in secret:
-        raise SystemExit(f"Vault has no kv/{DATABASE_SECRET}: run the bootstrap first")
-    return session_factory(create_engine(str(secret["url"]), pool_size=2))
+    try:
+        database_url = vault.database_url(DATABASE_SECRET)
+    except DatabaseNotConfiguredError as error:
+        raise SystemExit(str(error)) from None
+    return session_factory(create_engine(database_url, pool_size=2))
 
 
 async def run_once(settings: Settings) -> CycleReport:

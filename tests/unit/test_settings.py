@@ -43,3 +43,21 @@ def test_invalid_setting_is_named_when_malformed(name: str, value: str, message:
     with pytest.raises(SettingsError, match=message) as raised:
         Settings.from_env({name: value})
     assert name in str(raised.value) or name == "MONEYPATH_ENV"
+
+
+@pytest.mark.parametrize("raw", ["1_000", "+5", "\u0665", "5.0", "0x10"])
+def test_api_and_evidence_refuse_the_same_integer_when_it_is_not_plain_digits(raw: str) -> None:
+    from evidence.config import EvidenceSettings
+
+    with pytest.raises(SettingsError, match="not an integer"):
+        Settings.from_env({"DB_POOL_SIZE": raw})
+    with pytest.raises(SettingsError, match="not an integer"):
+        EvidenceSettings.from_env({"EVIDENCE_CHECKPOINT_EVERY_RECORDS": raw})
+
+
+def test_api_and_evidence_accept_the_same_integer_when_padded_with_spaces() -> None:
+    from evidence.config import EvidenceSettings
+
+    assert Settings.from_env({"DB_POOL_SIZE": " 12 "}).db_pool_size == 12
+    evidence = EvidenceSettings.from_env({"EVIDENCE_CHECKPOINT_EVERY_RECORDS": " 12 "})
+    assert evidence.checkpoint_every_records == 12
