@@ -10,7 +10,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from app.platform.settings import Settings, SettingsError, integer_setting, url_setting
+from app.platform.settings import (
+    Settings,
+    SettingsError,
+    integer_setting,
+    tls_in_production,
+    url_setting,
+)
 
 DATABASE_SECRET = "moneypath/evidence-database"  # noqa: S105 - a Vault path, not a secret
 SIGNING_KEY_NAME = "evidence-checkpoint"
@@ -47,7 +53,12 @@ class EvidenceSettings:
         return cls(
             platform=platform,
             public_base_url=url_setting(source, "EVIDENCE_PUBLIC_BASE_URL", platform.evidence_url),
-            issuer_url=url_setting(source, "API_ISSUER_URL", platform.public_base_url),
+            # The issuer's JWKS URL is derived from it (jwks_url), so TLS covers both.
+            issuer_url=tls_in_production(
+                platform.environment,
+                "API_ISSUER_URL",
+                url_setting(source, "API_ISSUER_URL", platform.public_base_url),
+            ),
             origin=origin,
             body_limit_bytes=integer_setting(
                 source, "EVIDENCE_BODY_LIMIT_BYTES", 1024 * 1024, 64 * 1024, 16 * 1024 * 1024

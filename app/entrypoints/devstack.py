@@ -250,7 +250,8 @@ class Stack:
             if k not in {"DATABASE_URL", "EVIDENCE_DATABASE_URL"}
         }
         env.update(
-            MONEYPATH_ENV=env.get("MONEYPATH_ENV", "dev"),
+            # The dev stack hands out the root token: it is dev (or test), never production.
+            MONEYPATH_ENV="test" if env.get("MONEYPATH_ENV") == "test" else "dev",
             VAULT_ADDR=self.vault_addr,
             VAULT_TOKEN=DEV_ROOT_TOKEN,
             OPA_URL=self.opa_url,

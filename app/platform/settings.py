@@ -6,6 +6,7 @@ Only addresses, ports, limits and the Vault login come from the environment. Sec
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -57,6 +58,29 @@ def url_setting(env: Mapping[str, str], name: str, default: str) -> str:
     return value.rstrip("/")
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_in_production(environment: str, name: str, url: str) -> str:
+    """Refuse a plain-http `url` in production.
+
+    Vault hands out every secret and the issuer's JWKS decides which tokens are genuine,
+    so in production both are reached over TLS. The one exception is a loopback address
+    (a Vault agent or sidecar on the same host), whose traffic never leaves the machine.
+    """
+    parts = urlsplit(url)
+    plain = parts.scheme != "https" and not _is_loopback(parts.hostname or "")
+    if environment == "production" and plain:
+        raise SettingsError(f"{name}={url!r} must be an https URL in production")
+    return url
+
+
 @dataclass(frozen=True, slots=True)
 class VaultLogin:
     """How the app logs in to Vault: a token (dev only) or an AppRole."""
@@ -95,7 +119,10 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate the environment. Raises SettingsError naming the bad variable."""
         source = os.environ if env is None else env
-        environment = source.get("MONEYPATH_ENV", "dev")
+        # Production unless told otherwise: a forgotten variable must not fall back to the
+        # dev root token and insecure webhooks. `make run`, `moneypath up` and the tests
+        # say dev or test explicitly.
+        environment = source.get("MONEYPATH_ENV", "production")
         if environment not in {"dev", "test", "production"}:
             raise SettingsError(
                 f"MONEYPATH_ENV={environment!r} must be one of dev, test, production"
@@ -122,10 +149,19 @@ class Settings:
         return cls(
             environment=environment,
             database_url=database_url,
-            vault_addr=url_setting(source, "VAULT_ADDR", "http://127.0.0.1:8200"),
+            vault_addr=tls_in_production(
+                environment,
+                "VAULT_ADDR",
+                url_setting(source, "VAULT_ADDR", "http://127.0.0.1:8200"),
+            ),
             vault_login=login,
             opa_url=url_setting(source, "OPA_URL", "http://127.0.0.1:8181"),
-            public_base_url=url_setting(source, "PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+            # The API's public base URL is also the issuer of its access tokens.
+            public_base_url=tls_in_production(
+                environment,
+                "PUBLIC_BASE_URL",
+                url_setting(source, "PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+            ),
             evidence_url=url_setting(source, "EVIDENCE_URL", "http://127.0.0.1:8081"),
             request_body_limit_bytes=integer_setting(
                 source, "REQUEST_BODY_LIMIT_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024
