@@ -15,7 +15,7 @@ from app.ledger import api as ledger_api
 from app.platform.errors import DomainError, NotFoundError, code_of
 from app.platform.openapi import build_document, declared_errors
 from app.platform.web import Endpoint, problem_response
-from evidence import routes as evidence_routes
+from evidence import endpoints as evidence_endpoints
 
 
 def _import_everything() -> None:
@@ -38,7 +38,7 @@ def _all_errors() -> list[type[DomainError]]:
 
 
 def _endpoints() -> list[Endpoint]:
-    return [*all_endpoints(), *evidence_routes.endpoints()]
+    return [*all_endpoints(), *evidence_endpoints.endpoints()]
 
 
 def test_code_is_the_class_name_in_snake_case_when_the_class_sets_none() -> None:
