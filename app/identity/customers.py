@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import hvac
@@ -96,6 +97,18 @@ class KycState:
     kyc_status: str
 
 
+@dataclass(frozen=True, slots=True)
+class RiskProfile:
+    """What risk rules may know about a customer: no PII, only facts about the relationship."""
+
+    customer_id: str
+    owner: str
+    country: str
+    kyc_status: str
+    has_date_of_birth: bool
+    created_at: datetime
+
+
 def _vault(call: Call) -> Vault:
     return call.services.vault
 
@@ -146,6 +159,31 @@ async def owner_of(session: AsyncSession, customer_id: str) -> str | None:
 async def kyc_state(session: AsyncSession, customer_id: str) -> KycState:
     row = await _row(session, customer_id)
     return KycState(customer_id=row.id, owner=row.owner, kyc_status=row.kyc_status)
+
+
+async def risk_profile(session: AsyncSession, customer_id: str) -> RiskProfile:
+    row = (
+        await session.execute(
+            text(
+                """
+                SELECT id, owner, country, kyc_status, created_at,
+                       date_of_birth_ciphertext IS NOT NULL AS has_date_of_birth
+                FROM identity.customers WHERE id = :id
+                """
+            ),
+            {"id": customer_id},
+        )
+    ).first()
+    if row is None:
+        raise CustomerNotFoundError(f"no customer {customer_id}")
+    return RiskProfile(
+        customer_id=row.id,
+        owner=row.owner,
+        country=row.country,
+        kyc_status=row.kyc_status,
+        has_date_of_birth=row.has_date_of_birth,
+        created_at=row.created_at,
+    )
 
 
 async def create_customer_handler(call: Call, session: AsyncSession) -> Result:

@@ -59,11 +59,21 @@ def test_subclass_keeps_the_shared_code_when_its_parent_shares_it() -> None:
     assert ledger_api.TransactionNotFoundError.code == "not_found"
 
 
-def test_class_that_spells_out_the_code_its_name_implies_is_refused_when_defined() -> None:
-    with pytest.raises(TypeError, match="drop `code`"):
+@pytest.mark.parametrize("error", _all_errors(), ids=lambda c: f"{c.__module__}.{c.__name__}")
+def test_no_error_class_spells_out_the_code_its_name_implies_when_declared(
+    error: type[DomainError],
+) -> None:
+    assert not (error.writes_code and error.code == code_of(error.__name__)), (
+        f"{error.__name__} repeats its name as a string: drop `code = {error.code!r}`"
+    )
 
-        class RefundTooLateError(DomainError):
-            code = "refund_too_late"
+
+def test_redundant_code_is_caught_when_a_class_spells_it_out() -> None:
+    class RefundTooLateError(DomainError):
+        code = "refund_too_late"
+
+    assert RefundTooLateError.writes_code
+    assert RefundTooLateError.code == code_of(RefundTooLateError.__name__)
 
 
 def test_every_error_class_of_the_code_base_loads_under_the_rule_when_imported() -> None:
