@@ -142,6 +142,11 @@ async def _ask_policy(
         return None, None, domain.REASON_ENGINE_TIMEOUT
     except OpaUnavailableError:
         return None, None, domain.REASON_ENGINE_UNAVAILABLE
+    except Exception as error:  # noqa: BLE001 - any failure to get an answer means review
+        # The OPA client library may raise its own types for a refused connection or a
+        # broken body; whatever it is, the payment is held for a person, never failed open.
+        log.warning("risk_engine_error", error_type=type(error).__name__)
+        return None, None, domain.REASON_ENGINE_UNAVAILABLE
     finally:
         DECISION_LATENCY.observe(loop.time() - started)
     raw_id = response.get("decision_id")
