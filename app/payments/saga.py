@@ -54,7 +54,6 @@ PROVIDER_STEPS = ("authorize", "capture", "void", "refund")
 
 class ProviderDeclinedError(DomainError):
     status = 422
-    code = "provider_declined"
     title = "The provider refused the operation"
 
 

@@ -74,7 +74,6 @@ DEAD_LETTERS = Counter(
 
 
 class UnsafeWebhookUrlError(ValidationError):
-    code = "unsafe_webhook_url"
     title = "Webhook URL not allowed"
 
 
