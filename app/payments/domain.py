@@ -102,18 +102,15 @@ PROGRESS: dict[PaymentStatus, int] = {
 
 
 class PaymentNotFoundError(NotFoundError):
-    code = "not_found"
     title = "Payment not found"
 
 
 class InvalidStateError(ConflictError):
-    code = "invalid_state"
     title = "The payment's status does not allow this action"
 
 
 class RefundExceedsCapturedError(DomainError):
     status = 422
-    code = "refund_exceeds_captured"
     title = "Refund exceeds the captured amount"
 
 

@@ -22,25 +22,21 @@ from app.platform.errors import DomainError
 
 class KycRequiredError(DomainError):
     status = 422
-    code = "kyc_required"
     title = "The customer's KYC is not verified"
 
 
 class UnknownCustomerError(DomainError):
     status = 422
-    code = "unknown_customer"
     title = "Unknown customer"
 
 
 class UnknownAccountError(DomainError):
     status = 422
-    code = "unknown_account"
     title = "Unknown merchant account"
 
 
 class CurrencyMismatchError(DomainError):
     status = 422
-    code = "currency_mismatch"
     title = "Currency does not match the account"
 
 

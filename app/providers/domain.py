@@ -130,7 +130,6 @@ class SettlementLine:
 
 
 class UnknownProviderError(ValidationError):
-    code = "unknown_provider"
     title = "Unknown provider"
 
 
@@ -142,7 +141,6 @@ class ProviderUnavailableError(DependencyUnavailableError):
     When True the outcome is unknown: ask `lookup` before doing anything else.
     """
 
-    code = "provider_unavailable"
     title = "Payment provider unavailable"
 
     def __init__(
