@@ -2,7 +2,9 @@
 
 Every domain records through the functions here rather than touching the metric objects,
 so names, labels and units live in one place and the README's table can be checked
-against this module. Label values always come from small closed sets (codes, outcomes,
+against this module (the provider adapters keep their own three, next to the breaker, in
+`app/providers/caller.py`; the webhook deliveries theirs in `app/payments/webhooks_out.py`).
+Label values always come from small closed sets (codes, outcomes,
 provider names, route templates): never ids, amounts or anything a client picks freely.
 """
 
@@ -15,7 +17,6 @@ from app.platform.cost_model import CostModel
 # Sub-millisecond buckets: a token check or an OPA decision takes well under 1 ms on a
 # warm process, and the interesting tail is 5-250 ms.
 _FAST_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-_PROVIDER_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 AUTHORIZATION_SECONDS = Histogram(
     "moneypath_authorization_duration_seconds",
@@ -54,35 +55,9 @@ PAYMENTS = Counter(
     "Payment state changes, by the status reached and the provider.",
     ["status", "provider"],
 )
-PROVIDER_CALLS = Counter(
-    "moneypath_provider_calls_total",
-    "Calls to a payment provider, by operation and outcome (ok, declined, timeout, error).",
-    ["provider", "operation", "outcome"],
-)
-PROVIDER_CALL_SECONDS = Histogram(
-    "moneypath_provider_call_duration_seconds",
-    "Provider call latency, by operation.",
-    ["provider", "operation"],
-    buckets=_PROVIDER_BUCKETS_S,
-)
-PROVIDER_RETRIES = Counter(
-    "moneypath_provider_retries_total",
-    "Provider calls that were retries of an earlier attempt.",
-    ["provider", "operation"],
-)
-PROVIDER_BREAKER_STATE = Gauge(
-    "moneypath_provider_breaker_state",
-    "Circuit breaker per provider: 0 closed, 1 half-open, 2 open.",
-    ["provider"],
-)
 OUTBOX_DEPTH = Gauge("moneypath_outbox_depth", "Outbox events not yet published.")
 OUTBOX_OLDEST_AGE_SECONDS = Gauge(
     "moneypath_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox event."
-)
-DEAD_LETTERS = Counter(
-    "moneypath_dead_letters_total",
-    "Messages given up on after their bounded retries, by kind (outbox, webhook, ...).",
-    ["kind"],
 )
 RECONCILIATION_LAG_SECONDS = Gauge(
     "moneypath_reconciliation_lag_seconds",
@@ -114,7 +89,6 @@ _SIGNATURE_CODES = frozenset(
         "key_not_bound",
     }
 )
-_BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 _cost_model = CostModel()
 
 
@@ -165,27 +139,9 @@ def record_payment(status: str, provider: str, amount_minor: int = 0, exponent: 
         COST_MICROS.labels(component="provider_fee").inc(fee)
 
 
-def record_provider_call(
-    provider: str, operation: str, outcome: str, duration_s: float, *, retry: bool = False
-) -> None:
-    PROVIDER_CALLS.labels(provider=provider, operation=operation, outcome=outcome).inc()
-    PROVIDER_CALL_SECONDS.labels(provider=provider, operation=operation).observe(duration_s)
-    if retry:
-        PROVIDER_RETRIES.labels(provider=provider, operation=operation).inc()
-
-
-def set_breaker_state(provider: str, state: str) -> None:
-    """`state` is closed, half_open or open."""
-    PROVIDER_BREAKER_STATE.labels(provider=provider).set(_BREAKER_STATES[state])
-
-
 def set_outbox(depth: int, oldest_age_s: float) -> None:
     OUTBOX_DEPTH.set(depth)
     OUTBOX_OLDEST_AGE_SECONDS.set(oldest_age_s)
-
-
-def record_dead_letter(kind: str) -> None:
-    DEAD_LETTERS.labels(kind=kind).inc()
 
 
 def set_reconciliation(provider: str, lag_s: float, open_discrepancies: int) -> None:
