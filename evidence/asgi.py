@@ -21,6 +21,7 @@ from evidence import database, routes
 from evidence.checkpointer import Checkpointer
 from evidence.config import EvidenceSettings
 from evidence.signing import TransitSigner
+from evidence.trust import SubmitterTrust
 
 SERVICE_VERSION = "1.0.0"
 
@@ -72,6 +73,7 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
             "signer": signer,
             "checkpointer": checkpointer,
             "engine": engine,
+            "submitter_trust": SubmitterTrust(opa),
         },
     )
 

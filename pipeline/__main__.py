@@ -79,6 +79,7 @@ def _promote(args: argparse.Namespace) -> int:
         actor=ci_actor(),
         policy_dir=HOME / "policies" / "pipeline",
         opa=HOME / ".tools" / "bin" / "opa",
+        registered_submitters={client_id: ["ci.**"] for client_id in args.trusted_submitter or ()},
     )
     print(
         f"promotion {'allowed' if decision['allow'] else 'refused'}: "
@@ -126,6 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     promote.add_argument("--evidence-url", help="evidence service base URL")
     promote.add_argument("--commit", help="commit SHA (default: git HEAD)")
     promote.add_argument("--root", default=".")
+    promote.add_argument(
+        "--trusted-submitter",
+        action="append",
+        metavar="CLIENT_ID",
+        help="also trust this client's ci.* records (a test or CI stack's own pipeline "
+        "client; production trusts only policies/trust/evidence_submitters.json)",
+    )
     promote.set_defaults(handler=_promote)
 
     bootstrap = commands.add_parser("bootstrap", help="install checkov into .tools/checkov")

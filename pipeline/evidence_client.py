@@ -80,6 +80,11 @@ class EvidenceClient:
         self._token: str | None = None
         self._token_expires_at = 0.0
 
+    @property
+    def client_id(self) -> str:
+        """The service client this writes as: the evidence service records it as the writer."""
+        return self._client_id
+
     def close(self) -> None:
         self._evidence.close()
         self._issuer.close()

@@ -7,6 +7,9 @@ written, as a `ci.promotion` record; a refused one writes nothing and exits non-
 
 from __future__ import annotations
 
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,33 @@ from pipeline.runner import EvidenceWriteError
 PROMOTION_QUERY = "data.moneypath.pipeline.promotion.decision"
 PROMOTION_CONTROLS = ("SOC2:CC8.1", "PCI-DSS-4.0.1:6.5.1")
 MAX_LINKED_RECORDS = 50
+# Which writers' evidence counts (moneypath.evidence.trust and its reviewed data).
+TRUST_POLICY_DIRS = ("evidence", "trust")
 
 
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _trust_data(
+    policy_dir: Path, scratch: Path, registered: Mapping[str, Sequence[str]]
+) -> list[Path]:
+    """The trust policy and its reviewed document (siblings of `policies/pipeline`), and
+    the run-time registrations as a data file. A missing sibling trusts nobody."""
+    paths = [policy_dir.parent / name for name in TRUST_POLICY_DIRS]
+    registrations = scratch / "registered.json"
+    registrations.write_text(
+        json.dumps(
+            {
+                "trust": {
+                    "registered_evidence_submitters": {
+                        client_id: list(patterns) for client_id, patterns in registered.items()
+                    }
+                }
+            }
+        )
+    )
+    return [*(path for path in paths if path.is_dir()), registrations]
 
 
 def gather(client: EvidenceClient, commit: str) -> dict[str, Any]:
@@ -44,11 +70,15 @@ def promote(
     policy_dir: Path,
     opa: Path,
     client: EvidenceClient | None = None,
+    registered_submitters: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Decide by policy and, when allowed, write the promotion record.
 
-    Returns the decision with `evidence_id` set when the promotion was recorded. A service
-    or policy failure is a refusal.
+    Only records from writers the trust policy accepts count: those in the reviewed
+    `policies/trust/` document, plus `registered_submitters` ({client id: [record type
+    patterns]}), the run-time registration a test or CI's own stack makes for the client
+    it just created. Returns the decision with `evidence_id` set when the promotion was
+    recorded. A service or policy failure is a refusal.
     """
     started_at = datetime.now(UTC)
     if client is None:
@@ -68,7 +98,16 @@ def promote(
         **evidence,
     }
     try:
-        decision: dict[str, Any] = dict(evaluate(opa, policy_dir, PROMOTION_QUERY, document))
+        with tempfile.TemporaryDirectory(prefix="promotion-trust-") as scratch:
+            decision: dict[str, Any] = dict(
+                evaluate(
+                    opa,
+                    policy_dir,
+                    PROMOTION_QUERY,
+                    document,
+                    _trust_data(policy_dir, Path(scratch), registered_submitters or {}),
+                )
+            )
     except PolicyError as error:
         return {"allow": False, "reasons": [str(error)]}
     if not decision["allow"]:

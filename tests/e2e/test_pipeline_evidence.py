@@ -179,6 +179,20 @@ def test_promotion_is_refused_without_passing_evidence_and_recorded_with_it(
     )
     assert outcome.passed, [g.decision["violations"] for g in outcome.gates]
 
+    # Passing evidence from a writer the trust policy does not know promotes nothing.
+    untrusted = promote(
+        evidence_url=None,
+        commit=commit,
+        artifact_digest=digest,
+        environment="production",
+        actor="carol",
+        client=evidence_client,
+        **policy,
+    )
+    assert not untrusted["allow"]
+    assert any(evidence_client.client_id in reason for reason in untrusted["reasons"])
+
+    trusted = {evidence_client.client_id: ["ci.**"]}
     allowed = promote(
         evidence_url=None,
         commit=commit,
@@ -186,6 +200,7 @@ def test_promotion_is_refused_without_passing_evidence_and_recorded_with_it(
         environment="production",
         actor="carol",
         client=evidence_client,
+        registered_submitters=trusted,
         **policy,
     )
     assert allowed["allow"], allowed["reasons"]
@@ -202,6 +217,7 @@ def test_promotion_is_refused_without_passing_evidence_and_recorded_with_it(
         environment="production",
         actor="carol",
         client=evidence_client,
+        registered_submitters=trusted,
         **policy,
     )
     assert not other["allow"]
