@@ -7,11 +7,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.bootstrap import bootstrap as install_tools
 from pipeline.gates import GATES
 from pipeline.runner import ci_actor, current_commit, run_pipeline
-from pipeline.workspace import HOME, Workspace, run_tool
-
-CHECKOV_VERSION = "3.3.30"
+from pipeline.workspace import ADVISORY_SOURCES, HOME, Workspace
 
 
 def _gate_list(values: Sequence[str] | None) -> list[str]:
@@ -21,37 +20,14 @@ def _gate_list(values: Sequence[str] | None) -> list[str]:
     return names
 
 
-def _bootstrap(home: Path) -> int:
-    """Create `.tools/checkov`: checkov pins packaging<24, so it cannot share our venv."""
-    venv = home / ".tools" / "checkov"
-    python = venv / "bin" / "python"
-    if list(venv.glob(f"lib/python*/site-packages/checkov-{CHECKOV_VERSION}.dist-info")):
-        print(f"checkov {CHECKOV_VERSION} already in {venv}")
-        return 0
-    if not python.exists():
-        made = run_tool([sys.executable, "-m", "venv", str(venv)], cwd=home, timeout_s=300)
-        if made.exit_code != 0:
-            print(made.stderr, file=sys.stderr)
-            return 1
-    uv = home / ".tools" / "uv" / "bin" / "uv"
-    if uv.exists():
-        argv = [str(uv), "pip", "install", "--quiet", "--python", str(python)]
-    else:
-        # A venv made by uv has no pip; ensurepip adds it from the standard library.
-        run_tool([str(python), "-m", "ensurepip", "--upgrade"], cwd=home, timeout_s=300)
-        argv = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    installed = run_tool([*argv, f"checkov=={CHECKOV_VERSION}"], cwd=home, timeout_s=1800)
-    print(installed.stdout + installed.stderr)
-    return installed.exit_code
-
-
 def _run(args: argparse.Namespace) -> int:
     from pipeline.evidence_client import sink_from_env
 
     ws = Workspace.create(
         Path(args.root),
         reports_dir=Path(args.reports) if args.reports else None,
-        advisory_db=Path(args.advisory_db) if args.advisory_db else None,
+        advisory_db=Path(args.advisory_db).resolve() if args.advisory_db else None,
+        advisory_source=args.advisory_source,
         pytest_reports=Path(args.pytest_reports) if args.pytest_reports else None,
         source_packages=args.packages,
         test_paths=args.tests,
@@ -103,8 +79,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--root", default=".", help="tree under test (default: .)")
     run.add_argument("--reports", help="report directory (default: reports/pipeline)")
     run.add_argument(
+        "--advisory-source",
+        choices=ADVISORY_SOURCES,
+        default="snapshot",
+        help="snapshot: offline, the PyPA snapshot shipped in pipeline/advisory-db (default); "
+        "online: pip-audit's own OSV service",
+    )
+    run.add_argument(
         "--advisory-db",
-        help="OSV vulns/ tree (default ../shared/advisory-db/pypa/vulns, or $PIPELINE_ADVISORY_DB)",
+        help="another OSV vulns/ tree for the snapshot source "
+        "(default: .tools/advisory-db/vulns, unpacked by make install)",
     )
     run.add_argument("--pytest-reports", help="ingest junit.xml + coverage.json from here")
     run.add_argument(
@@ -136,8 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     promote.set_defaults(handler=_promote)
 
-    bootstrap = commands.add_parser("bootstrap", help="install checkov into .tools/checkov")
-    bootstrap.set_defaults(handler=lambda _args: _bootstrap(HOME))
+    bootstrap = commands.add_parser(
+        "bootstrap", help="unpack the advisory snapshot, install checkov (make install runs it)"
+    )
+    bootstrap.set_defaults(handler=lambda _args: install_tools(HOME))
 
     args = parser.parse_args(argv)
     code: int = args.handler(args)

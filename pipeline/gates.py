@@ -24,6 +24,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from pipeline.advisories import AdvisoryDatabase, AdvisoryDatabaseError
+from pipeline.advisory_snapshot import describe as describe_snapshot
 from pipeline.osv_server import serving
 from pipeline.workspace import ToolRun, Workspace, config_digest, run_tool, sha256_file
 
@@ -320,75 +321,98 @@ def locked_pins(lock_text: str) -> list[dict[str, str]]:
     return [{"name": canonicalize_name(m[1]), "version": m[2]} for m in _PIN.finditer(lock_text)]
 
 
+def _pip_audit_argv(ws: Workspace, lock: Path, report: Path, cache: str) -> list[str]:
+    return [
+        ws.tool("pip-audit"),
+        "--requirement",
+        str(lock),
+        "--disable-pip",
+        "--strict",
+        "--vulnerability-service",
+        "osv",
+        "--format",
+        "json",
+        "--output",
+        str(report),
+        "--progress-spinner",
+        "off",
+        "--cache-dir",
+        cache,
+    ]
+
+
+def _pip_audit_dependencies(facts: dict[str, Any], report: Path, run: ToolRun) -> None:
+    parsed = _load_json(report)
+    if parsed is None:
+        facts["tool_error"] = _tool_error(run)
+    deps = (parsed or {}).get("dependencies", [])
+    facts["dependencies"] = [
+        {
+            "name": canonicalize_name(d.get("name", "")),
+            "version": d.get("version"),
+            "vulns": [
+                {
+                    "id": v.get("id"),
+                    "aliases": v.get("aliases", []),
+                    "fix_versions": v.get("fix_versions", []),
+                }
+                for v in d.get("vulns", [])
+            ],
+        }
+        for d in deps
+        if "skip_reason" not in d
+    ]
+    facts["skipped"] = [
+        {"name": d.get("name"), "reason": d.get("skip_reason")} for d in deps if "skip_reason" in d
+    ]
+    facts["exit_code"] = run.exit_code
+
+
 def pip_audit_gate(ws: Workspace) -> GateResult:
+    """pip-audit over the lock: offline against the shipped snapshot, or pip-audit's OSV."""
     clock = _Clock()
     lock = ws.root / "requirements.lock"
     report = ws.reports_dir / "pip-audit" / "pip-audit.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.unlink(missing_ok=True)
     locked = locked_pins(lock.read_text()) if lock.is_file() else []
-    facts: dict[str, Any] = {"locked": locked, "advisory_db": str(ws.advisory_db)}
+    facts: dict[str, Any] = {"locked": locked}
     argv: list[str] = []
     volatile = _volatile(ws)
-    try:
-        database = AdvisoryDatabase.load(ws.advisory_db)
-    except AdvisoryDatabaseError as error:
-        facts["tool_error"] = str(error)
+    if ws.advisory_source == "online":
+        facts["advisory_db"] = {
+            "source": "online",
+            "service": "osv",
+            "snapshot_date": None,
+            "sha256": None,
+            "queried_at": _now().isoformat().replace("+00:00", "Z"),
+        }
+        with tempfile.TemporaryDirectory() as cache:
+            argv = _pip_audit_argv(ws, lock, report, cache)
+            volatile[cache] = "<cache>"
+            run = run_tool(argv, cwd=ws.root, timeout_s=ws.timeout_s)
+        _pip_audit_dependencies(facts, report, run)
         database = None
+    else:
+        try:
+            database = AdvisoryDatabase.load(ws.advisory_db)
+        except AdvisoryDatabaseError as error:
+            facts["tool_error"] = str(error)
+            facts["advisory_db"] = {"source": "snapshot", "snapshot_date": None, "sha256": None}
+            database = None
     if database is not None:
         facts["advisory_count"] = database.advisory_count
+        facts["advisory_db"] = describe_snapshot(ws.advisory_db, database.tree_sha256)
         with tempfile.TemporaryDirectory() as cache, serving(database) as (url, log):
-            argv = [
-                ws.tool("pip-audit"),
-                "--requirement",
-                str(lock),
-                "--disable-pip",
-                "--strict",
-                "--vulnerability-service",
-                "osv",
-                "--osv-url",
-                url,
-                "--format",
-                "json",
-                "--output",
-                str(report),
-                "--progress-spinner",
-                "off",
-                "--cache-dir",
-                cache,
-            ]
+            argv = _pip_audit_argv(ws, lock, report, cache)
+            argv[argv.index("osv") + 1 : argv.index("osv") + 1] = ["--osv-url", url]
             volatile.update({url: "<osv-url>", cache: "<cache>"})
             run = run_tool(argv, cwd=ws.root, timeout_s=ws.timeout_s)
             facts["unchecked"] = list(log.unchecked)
             facts["queried"] = [
                 {"name": canonicalize_name(n), "version": v} for n, v in log.queried
             ]
-        parsed = _load_json(report)
-        if parsed is None:
-            facts["tool_error"] = _tool_error(run)
-        deps = (parsed or {}).get("dependencies", [])
-        facts["dependencies"] = [
-            {
-                "name": canonicalize_name(d.get("name", "")),
-                "version": d.get("version"),
-                "vulns": [
-                    {
-                        "id": v.get("id"),
-                        "aliases": v.get("aliases", []),
-                        "fix_versions": v.get("fix_versions", []),
-                    }
-                    for v in d.get("vulns", [])
-                ],
-            }
-            for d in deps
-            if "skip_reason" not in d
-        ]
-        facts["skipped"] = [
-            {"name": d.get("name"), "reason": d.get("skip_reason")}
-            for d in deps
-            if "skip_reason" in d
-        ]
-        facts["exit_code"] = run.exit_code
+        _pip_audit_dependencies(facts, report, run)
     vulns = sum(len(d["vulns"]) for d in facts.get("dependencies", []))
     counts = {
         "vulnerabilities": vulns,

@@ -157,11 +157,15 @@ def gate_record(
 
 def _headline(facts: Mapping[str, Any]) -> dict[str, Any]:
     # Evidence records hold no floats (their JCS form is not stable), so percentages are text.
-    return {
+    headline: dict[str, Any] = {
         key: f"{facts[key]:.2f}"
         for key in ("coverage_percent",)
         if isinstance(facts.get(key), int | float)
     }
+    # Which advisory data the dependency gate judged by (source, snapshot date, digest).
+    if isinstance(facts.get("advisory_db"), dict):
+        headline["advisory_db"] = facts["advisory_db"]
+    return headline
 
 
 def decide_gate(ws: Workspace, result: GateResult, waivers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from app.platform.vault import Vault
 
 log = structlog.get_logger("moneypath.worker")
 
-MAX_HOLDS_PER_CYCLE = 500
 MONTHS_AHEAD = 3
 MAX_CLEANUP_BATCHES_PER_CYCLE = 20
 
@@ -39,7 +38,7 @@ class CycleReport:
 
 async def run_cycle(sessions: async_sessionmaker[AsyncSession]) -> CycleReport:
     """One bounded pass of every maintenance step."""
-    expired = await ledger_api.expire_holds(sessions, max_holds=MAX_HOLDS_PER_CYCLE)
+    expired = await ledger_api.expire_holds(sessions)
     async with sessions() as session, session.begin():
         created = await ledger_api.ensure_posting_partitions(session, MONTHS_AHEAD)
         created += await audit.ensure_partitions(session, MONTHS_AHEAD)

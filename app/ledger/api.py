@@ -11,38 +11,39 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.ledger import service
+from app.ledger import accounts, journal, maintenance, transactions
 from app.ledger.currencies import EXPONENTS
+from app.ledger.data import Account, BadEntry, Balances, ChainReport, Entry, EntryPage, Transaction
 from app.ledger.domain import (
+    CLOSING_STATUSES,
     MAX_AMOUNT_MINOR,
     MAX_POSTINGS,
-    Account,
-    AccountNotFoundError,
-    BadEntry,
-    Balances,
-    ChainReport,
-    CurrencyMismatchError,
+    OPENING_STATUSES,
     Direction,
+    Leg,
+    TransactionStatus,
+    currency_exponent,
+    parse_time,
+)
+from app.ledger.errors import (
+    AccountNotFoundError,
+    CurrencyMismatchError,
     DuplicateAccountCodeError,
-    Entry,
-    EntryPage,
     InsufficientFundsError,
     InvalidStateError,
-    Leg,
     PartialPostUnsupportedError,
-    Transaction,
     TransactionExpiredError,
     TransactionNotFoundError,
     UnbalancedTransactionError,
     UnknownAccountError,
     UnknownCurrencyError,
-    currency_exponent,
-    parse_time,
 )
 
 __all__ = [
+    "CLOSING_STATUSES",
     "MAX_AMOUNT_MINOR",
     "MAX_POSTINGS",
+    "OPENING_STATUSES",
     "Account",
     "AccountNotFoundError",
     "BadEntry",
@@ -60,6 +61,7 @@ __all__ = [
     "Transaction",
     "TransactionExpiredError",
     "TransactionNotFoundError",
+    "TransactionStatus",
     "UnbalancedTransactionError",
     "UnknownAccountError",
     "UnknownCurrencyError",
@@ -100,7 +102,7 @@ async def create_account(
     Raises UnknownCurrencyError, DuplicateAccountCodeError, and ValidationError when
     metadata exceeds 4 KB.
     """
-    return await service.create_account(
+    return await accounts.create_account(
         session,
         code=code,
         currency=currency,
@@ -118,7 +120,7 @@ async def get_account(
 
     Raises AccountNotFoundError.
     """
-    return await service.get_account(session, account_id, as_of)
+    return await accounts.get_account(session, account_id, as_of)
 
 
 async def list_entries(
@@ -128,14 +130,14 @@ async def list_entries(
 
     Raises AccountNotFoundError.
     """
-    return await service.list_entries(session, account_id, limit=limit, after_id=after_id)
+    return await accounts.list_entries(session, account_id, limit=limit, after_id=after_id)
 
 
 async def create_transaction(
     session: AsyncSession,
     *,
     legs: Sequence[Leg],
-    status: str = "posted",
+    status: str = TransactionStatus.POSTED,
     expires_at: datetime | None = None,
     description: str | None = None,
     external_ref: str | None = None,
@@ -145,7 +147,7 @@ async def create_transaction(
     Raises ValidationError, UnknownCurrencyError, UnbalancedTransactionError,
     UnknownAccountError, CurrencyMismatchError, InsufficientFundsError.
     """
-    return await service.create_transaction(
+    return await transactions.create_transaction(
         session,
         legs=legs,
         status=status,
@@ -163,7 +165,7 @@ async def post_transaction(
     Raises TransactionNotFoundError, InvalidStateError, TransactionExpiredError,
     PartialPostUnsupportedError, ValidationError (amount above the hold).
     """
-    return await service.post_transaction(session, transaction_id, amount_minor)
+    return await transactions.post_transaction(session, transaction_id, amount_minor)
 
 
 async def void_transaction(session: AsyncSession, transaction_id: str) -> Transaction:
@@ -171,7 +173,7 @@ async def void_transaction(session: AsyncSession, transaction_id: str) -> Transa
 
     Raises TransactionNotFoundError, InvalidStateError, TransactionExpiredError.
     """
-    return await service.void_transaction(session, transaction_id)
+    return await transactions.void_transaction(session, transaction_id)
 
 
 async def reverse_transaction(session: AsyncSession, transaction_id: str) -> Transaction:
@@ -180,7 +182,7 @@ async def reverse_transaction(session: AsyncSession, transaction_id: str) -> Tra
     Raises TransactionNotFoundError, InvalidStateError (not posted, or already reversed),
     InsufficientFundsError (the mirror would overdraw an account).
     """
-    return await service.reverse_transaction(session, transaction_id)
+    return await transactions.reverse_transaction(session, transaction_id)
 
 
 async def get_transaction(session: AsyncSession, transaction_id: str) -> Transaction:
@@ -188,21 +190,25 @@ async def get_transaction(session: AsyncSession, transaction_id: str) -> Transac
 
     Raises TransactionNotFoundError.
     """
-    return await service.get_transaction(session, transaction_id)
+    return await transactions.get_transaction(session, transaction_id)
 
 
 async def verify_chain(session: AsyncSession) -> ChainReport:
     """Recompute the journal hash chain from the stored rows; names the first bad entry."""
-    return await service.verify_chain(session)
+    return await journal.verify_chain(session)
 
 
-async def expire_holds(sessions: async_sessionmaker[AsyncSession], *, max_holds: int = 100) -> int:
+async def expire_holds(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    max_holds: int = maintenance.MAX_HOLDS_PER_CYCLE,
+) -> int:
     """Worker step: expire up to `max_holds` overdue holds; returns how many expired."""
-    return await service.expire_holds(sessions, max_holds=max_holds)
+    return await maintenance.expire_holds(sessions, max_holds=max_holds)
 
 
 async def ensure_posting_partitions(
-    session: AsyncSession, months_ahead: int = service.POSTINGS_MONTHS_AHEAD
+    session: AsyncSession, months_ahead: int = maintenance.POSTINGS_MONTHS_AHEAD
 ) -> int:
     """Worker step: create the monthly postings partitions ahead; returns how many were new."""
-    return await service.ensure_partitions(session, months_ahead)
+    return await maintenance.ensure_partitions(session, months_ahead)

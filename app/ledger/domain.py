@@ -1,98 +1,73 @@
-"""Pure ledger rules: money checks, balancing, balance arithmetic and the journal hash.
+"""Pure ledger rules: the transaction lifecycle, money checks, balances and the journal hash.
 
-No I/O here (import-linter forbids sqlalchemy, starlette and httpx), so every rule can be
-tested on its own and reused by the service, the verifier and the property tests.
+Every money rule has its home here, and only here:
+- the lifecycle (which action is allowed from which status) and hold expiry:
+  `transition` and `hold_expired`;
+- partial post (`_post_movements`) and reversal (`_reverse_legs`), reached only through
+  `transition`;
+- overdraft: `apply_movements`.
+
+No I/O (import-linter forbids sqlalchemy, starlette and httpx), so every rule can be
+tested on its own and reused by the rooms that do I/O (`accounts`, `transactions`,
+`journal`, `maintenance`) and the property tests. It is one job, the ledger's rules, and
+stays one module past the usual ~400 lines so that a newcomer finds every rule here.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
-
-import rfc8785
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Literal
 
 from app.ledger.currencies import EXPONENTS
-from app.platform.errors import (
-    ConflictError,
-    DomainError,
-    NotFoundError,
-    ValidationError,
+from app.ledger.errors import (
+    CurrencyMismatchError,
+    InsufficientFundsError,
+    InvalidStateError,
+    PartialPostUnsupportedError,
+    TransactionExpiredError,
+    UnbalancedTransactionError,
+    UnknownCurrencyError,
 )
+from app.platform.errors import InvariantViolation, ValidationError
 
 MAX_AMOUNT_MINOR = 2**63 - 1
 MIN_POSTINGS = 2
 MAX_POSTINGS = 100
 MAX_METADATA_BYTES = 4096
+# API.md: a hold without expires_at lasts 7 days (about a card authorisation's life), and
+# none lasts more than 366 days.
+DEFAULT_HOLD_S = 7 * 86_400
 MAX_HOLD_S = 366 * 86_400
-GENESIS_HASH = "0" * 64
 
 Direction = Literal["debit", "credit"]
 Effect = Literal["posted", "hold", "release"]
 
 
-# ---- errors (the public ones are re-exported by api.py) ---------------------------------
+class TransactionStatus(StrEnum):
+    """API.md "Transaction statuses". The service, the schemas and the migration use these."""
+
+    PENDING = "pending"
+    POSTED = "posted"
+    VOIDED = "voided"
+    EXPIRED = "expired"
 
 
-class UnknownCurrencyError(DomainError):
-    status = 422
-    code = "unknown_currency"
-    title = "Unknown currency"
+# What a create may ask for, and what a status change leads to (the database keeps the
+# first on the transaction row and the second on its one status-change row).
+OPENING_STATUSES = (TransactionStatus.POSTED, TransactionStatus.PENDING)
+CLOSING_STATUSES = (TransactionStatus.POSTED, TransactionStatus.VOIDED, TransactionStatus.EXPIRED)
 
 
-class UnbalancedTransactionError(DomainError):
-    status = 422
-    code = "unbalanced_transaction"
-    title = "Debits do not equal credits"
+class JournalKind(StrEnum):
+    """What a journal entry records: a transaction's creation or its one status change."""
 
-
-class CurrencyMismatchError(DomainError):
-    status = 422
-    code = "currency_mismatch"
-    title = "Currency does not match the account"
-
-
-class InsufficientFundsError(DomainError):
-    status = 422
-    code = "insufficient_funds"
-    title = "Insufficient funds"
-
-
-class UnknownAccountError(DomainError):
-    status = 422
-    code = "unknown_account"
-    title = "Unknown account"
-
-
-class PartialPostUnsupportedError(DomainError):
-    status = 422
-    code = "partial_post_unsupported"
-    title = "Partial post needs a two-posting transaction"
-
-
-class DuplicateAccountCodeError(ConflictError):
-    code = "duplicate_account_code"
-    title = "Account code already exists"
-
-
-class InvalidStateError(ConflictError):
-    code = "invalid_state"
-    title = "Transaction is not in a state that allows this"
-
-
-class TransactionExpiredError(ConflictError):
-    code = "transaction_expired"
-    title = "Transaction expired"
-
-
-class AccountNotFoundError(NotFoundError):
-    title = "Account not found"
-
-
-class TransactionNotFoundError(NotFoundError):
-    title = "Transaction not found"
+    CREATE = "create"
+    POST = "post"
+    VOID = "void"
+    EXPIRE = "expire"
 
 
 # ---- data -------------------------------------------------------------------------------
@@ -191,22 +166,6 @@ def check_legs(legs: Sequence[Leg]) -> None:
         )
 
 
-def check_expiry(
-    status: str, expires_at: datetime | None, now: datetime, max_hold_s: int = MAX_HOLD_S
-) -> None:
-    """A pending transaction needs a future `expires_at`; a posted one takes none."""
-    if status == "posted":
-        if expires_at is not None:
-            raise ValidationError("expires_at applies to pending transactions only")
-        return
-    if expires_at is None:
-        raise ValidationError("a pending transaction needs expires_at")
-    if expires_at <= now:
-        raise ValidationError("expires_at must lie in the future")
-    if (expires_at - now).total_seconds() > max_hold_s:
-        raise ValidationError(f"a hold may last at most {max_hold_s // 86_400} days")
-
-
 def parse_time(value: str, name: str) -> datetime:
     """Parse an RFC 3339 time with an explicit offset. Raises ValidationError."""
     if len(value) > 64:
@@ -289,128 +248,227 @@ def apply_movements(accounts: Mapping[str, AccountState], movements: Sequence[Mo
     return Applied(balances=state, balance_after_minor=running)
 
 
-# ---- the journal hash chain -------------------------------------------------------------
-
-
-def format_time(moment: datetime) -> str:
-    """One fixed rendering (microseconds, Z) so a re-read timestamp hashes the same."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def canonical_entry(
-    *,
-    entry_id: str,
-    transaction_id: str,
-    kind: str,
-    occurred_at: datetime,
-    detail: Mapping[str, Any],
-    postings: Iterable[Mapping[str, Any]],
-) -> bytes:
-    """RFC 8785 (JCS) bytes of one journal entry.
-
-    Amounts are rendered as decimal strings: JCS follows I-JSON, which cannot carry
-    integers beyond 2^53 exactly, and amounts go up to 2^63-1. The sequence number is not
-    part of the entry: the prev_hash link already fixes each entry's place in the chain.
-    """
-    document: Any = {
-        "id": entry_id,
-        "transaction_id": transaction_id,
-        "kind": kind,
-        "occurred_at": format_time(occurred_at),
-        "detail": {key: _jcs_value(value) for key, value in detail.items()},
-        "postings": [
-            {key: _jcs_value(value) for key, value in posting.items()} for posting in postings
-        ],
-    }
-    encoded: bytes = rfc8785.dumps(document)
-    return encoded
-
-
-def _jcs_value(value: Any) -> Any:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, datetime):
-        return format_time(value)
-    return str(value)
-
-
-def chain_hash(prev_hash: str, canonical: bytes) -> str:
-    """hash = sha256(prev_hash || JCS(entry)), over the raw 32 bytes of prev_hash."""
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical).hexdigest()
-
-
-# ---- read models (frozen DTOs re-exported by api.py) ------------------------------------
+# ---- the transaction lifecycle ----------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Balances:
-    posted_minor: int
-    pending_debits_minor: int
-    pending_credits_minor: int
-    available_minor: int
+class Create:
+    """Open a transaction: posted at once, or pending as a hold until `expires_at`."""
 
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    id: str
-    code: str
-    currency: str
-    normal_balance: Direction
-    overdraft_limit_minor: int | None
-    customer_id: str | None
-    metadata: Mapping[str, str]
-    created_at: datetime
-    balances: Balances
-    as_of: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    id: str
     status: str
-    postings: tuple[Leg, ...]
+    legs: tuple[Leg, ...]
     expires_at: datetime | None
-    description: str | None
-    external_ref: str | None
-    reverses: str | None
-    reversed_by: str | None
-    posted_amount_minor: int | None
-    created_at: datetime
-    status_changed_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
-    """One posting row of an account, with the running posted balance after it."""
+class Post:
+    """Post a pending transaction in full, or `amount_minor` of it (partial post)."""
+
+    amount_minor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Void:
+    """Release a pending transaction's hold by request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """Release a pending transaction's hold because its `expires_at` has passed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reverse:
+    """Undo a posted transaction with a new, mirrored one; the original never changes."""
+
+
+Command = Create | Post | Void | Expire | Reverse
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionFacts:
+    """What the lifecycle needs to know of an existing transaction."""
 
     id: str
-    transaction_id: str
-    direction: Direction
-    amount_minor: int
-    currency: str
-    effect: Effect
-    created_at: datetime
-    balance_after_minor: int
+    status: TransactionStatus
+    legs: tuple[Leg, ...]
+    expires_at: datetime | None
+    posted_amount_minor: int | None
+    reversed_by: str | None
 
 
 @dataclass(frozen=True, slots=True)
-class EntryPage:
-    entries: tuple[Entry, ...]
-    next_after_id: int | None
+class Change:
+    """What a command does.
+
+    `status` is the status it leaves (for Reverse: the new mirror transaction's), `legs`
+    the legs of the transaction it creates (Create, Reverse) or posts (Post), and
+    `movements` the posting rows to write, in order.
+    """
+
+    status: TransactionStatus
+    journal_kind: JournalKind | None
+    legs: tuple[Leg, ...]
+    movements: tuple[Movement, ...]
+    expires_at: datetime | None = None
+    posted_amount_minor: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class BadEntry:
-    seq: int
-    entry_id: str | None
-    transaction_id: str | None
-    reason: str
+def hold_expired(expires_at: datetime, now: datetime) -> bool:
+    """A hold is over once `now` reaches its `expires_at`: post and void are then refused
+    and the worker releases it."""
+    return expires_at <= now
 
 
-@dataclass(frozen=True, slots=True)
-class ChainReport:
-    ok: bool
-    entries_checked: int
-    first_bad_entry: BadEntry | None
+def transition(current: TransactionFacts | None, command: Command, now: datetime) -> Change:
+    """The one place that decides what a command may do to a transaction, and how.
+
+    `current` is None for Create, the transaction acted on otherwise. Raises
+    ValidationError, UnknownCurrencyError, UnbalancedTransactionError (Create),
+    InvalidStateError, TransactionExpiredError (Post, Void, Expire, Reverse),
+    PartialPostUnsupportedError (Post).
+    """
+    if isinstance(command, Create):
+        if current is not None:
+            raise InvariantViolation("ledger.create_is_new", "a create acts on no transaction")
+        return _create(command, now)
+    if current is None:
+        raise InvariantViolation("ledger.transition_target", "the command needs a transaction")
+    if isinstance(command, Reverse):
+        if current.status is not TransactionStatus.POSTED:
+            raise InvalidStateError(
+                f"transaction {current.id} is {current.status}; only posted ones reverse",
+                status=current.status,
+            )
+        if current.reversed_by is not None:
+            raise InvalidStateError(
+                f"transaction {current.id} was already reversed by {current.reversed_by}",
+                status=current.status,
+            )
+        mirror = _reverse_legs(current)
+        return _create(Create(TransactionStatus.POSTED, mirror, None), now)
+    expires_at = _open_hold(current, expires_if_due=isinstance(command, Expire), now=now)
+    releases = [
+        Movement(index, leg.account_id, leg.direction, leg.amount_minor, leg.currency, "release")
+        for index, leg in enumerate(current.legs)
+    ]
+    if isinstance(command, Post):
+        return _post(current, command.amount_minor, releases, expires_at)
+    if isinstance(command, Void):
+        return Change(
+            TransactionStatus.VOIDED, JournalKind.VOID, current.legs, tuple(releases), expires_at
+        )
+    return Change(
+        TransactionStatus.EXPIRED, JournalKind.EXPIRE, current.legs, tuple(releases), expires_at
+    )
+
+
+def _create(command: Create, now: datetime) -> Change:
+    check_legs(command.legs)
+    if command.status not in OPENING_STATUSES:
+        raise ValidationError("status must be posted or pending")
+    status = TransactionStatus(command.status)
+    expires_at = _hold_expiry(status, command.expires_at, now)
+    effect: Effect = "posted" if status is TransactionStatus.POSTED else "hold"
+    movements = tuple(
+        Movement(index, leg.account_id, leg.direction, leg.amount_minor, leg.currency, effect)
+        for index, leg in enumerate(command.legs)
+    )
+    return Change(status, JournalKind.CREATE, command.legs, movements, expires_at)
+
+
+def _hold_expiry(
+    status: TransactionStatus, expires_at: datetime | None, now: datetime
+) -> datetime | None:
+    """A pending transaction's expiry: the one asked for (in the future, at most
+    MAX_HOLD_S ahead) or, when none is asked for, DEFAULT_HOLD_S after `now` (its
+    creation). A posted one takes none."""
+    if status is TransactionStatus.POSTED:
+        if expires_at is not None:
+            raise ValidationError("expires_at applies to pending transactions only")
+        return None
+    if expires_at is None:
+        return now + timedelta(seconds=DEFAULT_HOLD_S)
+    if hold_expired(expires_at, now):
+        raise ValidationError("expires_at must lie in the future")
+    if (expires_at - now).total_seconds() > MAX_HOLD_S:
+        raise ValidationError(f"a hold may last at most {MAX_HOLD_S // 86_400} days")
+    return expires_at
+
+
+def _open_hold(current: TransactionFacts, *, expires_if_due: bool, now: datetime) -> datetime:
+    """The hold's expiry, if the transaction is pending and the action still may act on it.
+
+    Post and void need a hold that has not expired; expiry needs one that has.
+    """
+    if current.status is TransactionStatus.EXPIRED:
+        raise TransactionExpiredError(f"transaction {current.id} expired")
+    if current.status is not TransactionStatus.PENDING:
+        raise InvalidStateError(
+            f"transaction {current.id} is {current.status}, not pending", status=current.status
+        )
+    if current.expires_at is None:
+        raise InvariantViolation("ledger.pending_expiry", "a hold without expires_at")
+    due = hold_expired(current.expires_at, now)
+    if due and not expires_if_due:
+        raise TransactionExpiredError(
+            f"transaction {current.id} expired at {current.expires_at.isoformat()}"
+        )
+    if expires_if_due and not due:
+        raise InvalidStateError(
+            f"transaction {current.id} holds until {current.expires_at.isoformat()}",
+            status=current.status,
+        )
+    return current.expires_at
+
+
+def _post(
+    current: TransactionFacts,
+    amount_minor: int | None,
+    releases: Sequence[Movement],
+    expires_at: datetime,
+) -> Change:
+    """Release every hold and post in its place: in full, or (partial post, API.md) the
+    given amount on both legs of a two-posting transaction, releasing the rest."""
+    legs = current.legs
+    if amount_minor is not None:
+        check_amount(amount_minor)
+        if len(legs) != 2:
+            raise PartialPostUnsupportedError(
+                f"transaction {current.id} has {len(legs)} postings; partial post needs 2"
+            )
+        if amount_minor > legs[0].amount_minor:
+            raise ValidationError("amount_minor exceeds the pending amount")
+    movements: list[Movement] = []
+    posted: list[Leg] = []
+    for release, leg in zip(releases, legs, strict=True):
+        amount = leg.amount_minor if amount_minor is None else amount_minor
+        movements.append(release)
+        movements.append(
+            Movement(release.leg, leg.account_id, leg.direction, amount, leg.currency, "posted")
+        )
+        posted.append(Leg(leg.account_id, leg.direction, amount, leg.currency))
+    return Change(
+        TransactionStatus.POSTED,
+        JournalKind.POST,
+        tuple(posted),
+        tuple(movements),
+        expires_at,
+        amount_minor,
+    )
+
+
+def _reverse_legs(current: TransactionFacts) -> tuple[Leg, ...]:
+    """The mirror of what was posted: each leg on the other side, for the posted amount
+    (the partial amount when a hold was posted in part)."""
+    return tuple(
+        Leg(
+            leg.account_id,
+            "credit" if leg.direction == "debit" else "debit",
+            leg.amount_minor
+            if current.posted_amount_minor is None
+            else current.posted_amount_minor,
+            leg.currency,
+        )
+        for leg in current.legs
+    )

@@ -68,7 +68,7 @@ NEW_TRANSACTION_SCHEMA: dict[str, Any] = {
                 },
             },
         },
-        "status": {"type": "string", "enum": ["posted", "pending"]},
+        "status": {"type": "string", "enum": [str(status) for status in api.OPENING_STATUSES]},
         "expires_at": {"type": "string", "format": "date-time", "maxLength": 64},
         "description": {"type": "string", "maxLength": 500},
         "external_ref": {"type": "string", "minLength": 1, "maxLength": 128},
@@ -113,7 +113,7 @@ TRANSACTION_SCHEMA: dict[str, Any] = {
     "required": ["id", "status", "postings"],
     "properties": {
         "id": {"type": "string"},
-        "status": {"type": "string", "enum": ["pending", "posted", "voided", "expired"]},
+        "status": {"type": "string", "enum": [str(status) for status in api.TransactionStatus]},
         "postings": NEW_TRANSACTION_SCHEMA["properties"]["postings"],
         "expires_at": {"type": ["string", "null"], "format": "date-time"},
         "description": {"type": ["string", "null"]},

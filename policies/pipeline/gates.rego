@@ -151,6 +151,12 @@ violations contains msg if {
 	msg := sprintf("could not check %s==%s: not audited", [pin.name, pin.version])
 }
 
+# The unpacked snapshot must be the shipped one, file for file.
+violations contains msg if {
+	input.gate == "pip-audit"
+	msg := facts.advisory_db.tree_mismatch
+}
+
 violations contains "pip-audit: the lock file pins nothing" if {
 	input.gate == "pip-audit"
 	count(object.get(facts, "locked", [])) == 0

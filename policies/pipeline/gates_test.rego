@@ -45,6 +45,13 @@ test_pip_audit_passes_when_clean if {
 	decide("pip-audit", clean_audit, []).result == "pass"
 }
 
+test_pip_audit_fails_when_the_unpacked_snapshot_was_altered if {
+	altered := object.union(clean_audit, {"advisory_db": {"source": "snapshot", "tree_mismatch": "files differ"}})
+	d := decide("pip-audit", altered, [])
+	d.result == "fail"
+	"files differ" in d.violations
+}
+
 test_pip_audit_passes_when_an_approved_unexpired_waiver_covers_an_alias if {
 	w := approved_waiver({"gate": "pip-audit", "finding": "CVE-2019-10906", "package": "jinja2"}, "2027-01-01T00:00:00Z")
 	d := decide("pip-audit", jinja_facts, [w])

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from pipeline.advisory_snapshot import PROVENANCE_PATH, read_provenance
 from pipeline.gates import GATES, locked_pins
-from pipeline.runner import decide_gate, run_pipeline, worktree_clean
+from pipeline.runner import decide_gate, gate_record, run_pipeline, worktree_clean
 from pipeline.waivers import load as load_waivers
-from pipeline.workspace import HOME
+from pipeline.workspace import HOME, Workspace
 from tests.support.pipeline_project import ROOT_DOCKERFILE, commit_all, make_project, workspace
 
 
@@ -49,6 +50,72 @@ def test_bandit_gate_fails_when_a_file_has_a_high_issue(project: Path) -> None:
 def test_pip_audit_gate_passes_when_the_lock_is_clean(project: Path) -> None:
     decision = decide(project, "pip-audit")
     assert decision == {**decision, "result": "pass", "violations": []}
+
+
+def test_pip_audit_evidence_names_the_shipped_snapshot_when_run_with_defaults(
+    project: Path,
+) -> None:
+    ws = workspace(project)
+    result = GATES["pip-audit"](ws)
+    decision = decide_gate(ws, result, [])
+    provenance = read_provenance(HOME / PROVENANCE_PATH)
+    record = gate_record(
+        result, decision, commit="0" * 40, actor="ci-test", run_id="run_x", policy_digest="d"
+    )
+    advisory_db = record["details"]["advisory_db"]
+    assert advisory_db["source"] == "snapshot"
+    assert advisory_db["snapshot_date"] == provenance.snapshot_date
+    assert advisory_db["sha256"] == "sha256:" + provenance.archive_sha256
+    assert advisory_db["upstream_commit"] == provenance.commit
+    assert "tree_mismatch" not in advisory_db
+    assert decision["result"] == "pass"
+
+
+def test_pip_audit_gate_asks_the_online_service_and_fails_closed_when_it_is_unreachable(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pip-audit reaches its online service through requests, which honours the proxy
+    # variables: a closed local port makes "unreachable" certain on any machine.
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("HTTPS_PROXY", closed)
+    monkeypatch.setenv("https_proxy", closed)
+    ws = dataclasses.replace(workspace(project), advisory_source="online")
+    result = GATES["pip-audit"](ws)
+    assert result.facts["advisory_db"]["source"] == "online"
+    assert result.facts["advisory_db"]["sha256"] is None
+    assert "queried" not in result.facts, "the local snapshot server must not be used"
+    decision = decide_gate(ws, result, [])
+    assert decision["result"] == "fail"
+    assert any("tool could not run" in v for v in decision["violations"]), decision
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_default_paths_lie_inside_the_checkout_when_nothing_is_given(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path)
+    checkout = HOME.resolve()
+    defaults = {
+        "opa": ws.opa,
+        "checkov": ws.checkov,
+        "advisory_db": ws.advisory_db,
+        "policy_dir": ws.policy_dir,
+        "bin_dir": ws.bin_dir,
+    }
+    outside = {
+        name: str(path)
+        for name, path in defaults.items()
+        if not path.resolve().is_relative_to(checkout)
+    }
+    assert outside == {}, f"defaults outside {checkout}"
+    assert ws.advisory_source == "snapshot"
+    assert (ws.advisory_db.parent / "snapshot.json").is_file(), "make install unpacks it"
 
 
 def test_pip_audit_gate_reports_the_pysec_id_when_jinja2_2_10_is_pinned(tmp_path: Path) -> None:

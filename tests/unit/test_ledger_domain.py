@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import rfc8785
 
 from app.ledger import api
+from app.ledger.chain import GENESIS_HASH, canonical_entry, chain_hash
 from app.ledger.domain import (
-    GENESIS_HASH,
     AccountState,
+    Expire,
     Movement,
+    Post,
+    Reverse,
+    TransactionFacts,
+    TransactionStatus,
+    Void,
     apply_movements,
-    canonical_entry,
-    chain_hash,
     check_legs,
+    transition,
 )
 from app.platform.errors import ValidationError
 
@@ -156,3 +161,69 @@ def test_chain_hash_is_sha256_of_prev_hash_bytes_and_jcs_of_the_entry() -> None:
     }
     assert canonical == rfc8785.dumps(expected_document)
     assert chain_hash(GENESIS_HASH, canonical) == hashlib.sha256(bytes(32) + canonical).hexdigest()
+
+
+# ---- the lifecycle (domain.transition) ----------------------------------------------------
+
+_NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _pending(expires_in_s: int = 60, **extra: object) -> TransactionFacts:
+    fields: dict[str, object] = {
+        "id": "txn_1",
+        "status": TransactionStatus.PENDING,
+        "legs": (_leg("a", "debit", 500), _leg("b", "credit", 500)),
+        "expires_at": _NOW + timedelta(seconds=expires_in_s),
+        "posted_amount_minor": None,
+        "reversed_by": None,
+    }
+    fields.update(extra)
+    return TransactionFacts(**fields)  # type: ignore[arg-type]
+
+
+def test_post_releases_the_hold_and_posts_in_its_place_when_the_hold_is_open() -> None:
+    change = transition(_pending(), Post(), _NOW)
+    assert change.status is TransactionStatus.POSTED
+    assert [(m.effect, m.amount_minor) for m in change.movements] == [
+        ("release", 500),
+        ("posted", 500),
+        ("release", 500),
+        ("posted", 500),
+    ]
+
+
+def test_partial_post_posts_the_amount_on_both_legs_when_two_postings() -> None:
+    change = transition(_pending(), Post(200), _NOW)
+    assert [leg.amount_minor for leg in change.legs] == [200, 200]
+    assert change.posted_amount_minor == 200
+
+
+def test_post_and_void_are_refused_as_expired_when_expires_at_is_reached() -> None:
+    for command in (Post(), Void()):
+        with pytest.raises(api.TransactionExpiredError):
+            transition(_pending(expires_in_s=0), command, _NOW)
+
+
+def test_expire_is_refused_when_the_hold_is_not_yet_due() -> None:
+    with pytest.raises(api.InvalidStateError):
+        transition(_pending(expires_in_s=1), Expire(), _NOW)
+    assert transition(_pending(expires_in_s=0), Expire(), _NOW).status is (
+        TransactionStatus.EXPIRED
+    )
+
+
+def test_reverse_mirrors_the_posted_amount_when_a_hold_was_posted_in_part() -> None:
+    posted = _pending(status=TransactionStatus.POSTED, posted_amount_minor=120)
+    mirror = transition(posted, Reverse(), _NOW)
+    assert [(leg.direction, leg.amount_minor) for leg in mirror.legs] == [
+        ("credit", 120),
+        ("debit", 120),
+    ]
+    with pytest.raises(api.InvalidStateError):
+        transition(_pending(status=TransactionStatus.POSTED, reversed_by="txn_2"), Reverse(), _NOW)
+
+
+def test_a_status_change_is_refused_when_the_transaction_is_no_longer_pending() -> None:
+    for status in (TransactionStatus.POSTED, TransactionStatus.VOIDED):
+        with pytest.raises(api.InvalidStateError):
+            transition(_pending(status=status), Void(), _NOW)

@@ -4,7 +4,11 @@ Revision ID: ledger_0001
 Revises:
 """
 
+from collections.abc import Iterable
+
 from alembic import op
+
+from app.ledger.domain import CLOSING_STATUSES, OPENING_STATUSES, JournalKind, TransactionStatus
 
 revision = "ledger_0001"
 down_revision = None
@@ -19,6 +23,11 @@ _APPEND_ONLY = (
     "postings",
     "journal_entries",
 )
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    """The enum's values as an SQL list, so the CHECKs below cannot drift from domain.py."""
+    return ", ".join(f"'{value}'" for value in values)
 
 
 def upgrade() -> None:
@@ -53,28 +62,28 @@ def upgrade() -> None:
         """
     )
     op.execute(
-        """
+        f"""
         CREATE TABLE ledger.transactions (
             id text PRIMARY KEY,
             entry_id text NOT NULL UNIQUE,
-            status text NOT NULL CHECK (status IN ('posted', 'pending')),
+            status text NOT NULL CHECK (status IN ({_sql_list(OPENING_STATUSES)})),
             expires_at timestamptz,
             description text,
             external_ref text,
             reverses text UNIQUE REFERENCES ledger.transactions (id),
             posting_count smallint NOT NULL CHECK (posting_count BETWEEN 2 AND 100),
             created_at timestamptz NOT NULL,
-            CHECK ((status = 'pending') = (expires_at IS NOT NULL))
+            CHECK ((status = '{TransactionStatus.PENDING}') = (expires_at IS NOT NULL))
         )
         """
     )
     # At most one status change per pending transaction: the primary key makes "post at
     # most once, void at most once" a database fact, not only an application check.
     op.execute(
-        """
+        f"""
         CREATE TABLE ledger.transaction_status_changes (
             transaction_id text PRIMARY KEY REFERENCES ledger.transactions (id),
-            status text NOT NULL CHECK (status IN ('posted', 'voided', 'expired')),
+            status text NOT NULL CHECK (status IN ({_sql_list(CLOSING_STATUSES)})),
             posted_amount_minor bigint CHECK (posted_amount_minor > 0),
             entry_id text NOT NULL UNIQUE,
             occurred_at timestamptz NOT NULL
@@ -123,12 +132,12 @@ def upgrade() -> None:
     op.execute("CREATE INDEX ix_postings_entry ON ledger.postings (entry_id)")
     op.execute("CREATE INDEX ix_postings_transaction ON ledger.postings (transaction_id)")
     op.execute(
-        """
+        f"""
         CREATE TABLE ledger.journal_entries (
             seq bigint PRIMARY KEY CHECK (seq >= 1),
             id text NOT NULL UNIQUE,
             transaction_id text NOT NULL,
-            kind text NOT NULL CHECK (kind IN ('create', 'post', 'void', 'expire')),
+            kind text NOT NULL CHECK (kind IN ({_sql_list(JournalKind)})),
             occurred_at timestamptz NOT NULL,
             prev_hash text NOT NULL,
             hash text NOT NULL

@@ -381,10 +381,45 @@ def test_pending_transaction_holds_funds_and_posts_in_full(
     )
 
 
+def test_pending_expires_7_days_after_creation_when_expires_at_is_left_out(
+    client: Any, funded: tuple[str, str]
+) -> None:
+    _, wallet = funded
+    target = open_account(client)["id"]
+    response = transfer(client, wallet, target, 25, status="pending")
+    assert response.status_code == 201, response.text
+    txn = response.json()
+    created = datetime.fromisoformat(txn["created_at"])
+    assert datetime.fromisoformat(txn["expires_at"]) - created == timedelta(days=7)
+    read = client.get(f"/v1/ledger/transactions/{txn['id']}").json()
+    assert read["status"] == "pending"
+    assert read["expires_at"] == txn["expires_at"]
+    assert balances(client, wallet)["available"] == 10_000 - 25
+
+
+def test_pending_is_422_when_expires_at_lies_more_than_366_days_ahead(
+    client: Any, funded: tuple[str, str], stack: Stack
+) -> None:
+    _, wallet = funded
+    target = open_account(client)["id"]
+    before = _counts(stack)
+    too_far = (datetime.now(UTC) + timedelta(days=366, minutes=5)).isoformat()
+    _problem(
+        transfer(client, wallet, target, 1, status="pending", expires_at=too_far),
+        422,
+        "validation_error",
+    )
+    assert _counts(stack) == before
+    in_range = (datetime.now(UTC) + timedelta(days=365)).isoformat()
+    assert (
+        transfer(client, wallet, target, 1, status="pending", expires_at=in_range).status_code
+        == 201
+    )
+
+
 def test_pending_needs_expires_at_in_the_future(client: Any, funded: tuple[str, str]) -> None:
     _, wallet = funded
     target = open_account(client)["id"]
-    _problem(transfer(client, wallet, target, 1, status="pending"), 422, "validation_error")
     past = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
     _problem(
         transfer(client, wallet, target, 1, status="pending", expires_at=past),

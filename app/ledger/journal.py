@@ -1,0 +1,308 @@
+"""The journal: writing an entry (postings, balances, chain append) and verifying the chain.
+
+Every journal entry (a transaction's creation, or its post, void or expiry) is chained as
+hash = sha256(prev_hash || JCS(entry)) (`chain.py`). The single `ledger.chain_head` row
+makes the chain linear; it is the last lock a writer takes (see `transactions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ledger import chain
+from app.ledger.data import BadEntry, ChainReport
+from app.ledger.domain import Applied, JournalKind, Movement
+from app.platform.db import at_commit
+from app.platform.errors import InvariantViolation
+
+VERIFY_BATCH_SIZE = 500
+MAX_VERIFY_ENTRIES = 10_000_000
+
+_MOVE_AND_POST = text(
+    """
+    WITH moved AS (
+        UPDATE ledger.balances b
+        SET posted_minor = v.posted, pending_debits_minor = v.debits,
+            pending_credits_minor = v.credits, updated_at = :occurred_at
+        FROM unnest(CAST(:b_ids AS text[]), CAST(:b_posted AS numeric[]),
+                    CAST(:b_debits AS numeric[]), CAST(:b_credits AS numeric[]))
+             AS v(id, posted, debits, credits)
+        WHERE b.account_id = v.id
+        RETURNING 1
+    ), written AS (
+        INSERT INTO ledger.postings
+            (created_at, entry_id, transaction_id, leg, account_id, direction,
+             amount_minor, currency, effect, balance_after_minor)
+        SELECT :occurred_at, :id, :transaction_id, v.leg, v.account_id, v.direction,
+               v.amount_minor, v.currency, v.effect, v.balance_after
+        FROM unnest(CAST(:p_legs AS smallint[]), CAST(:p_accounts AS text[]),
+                    CAST(:p_directions AS text[]), CAST(:p_amounts AS bigint[]),
+                    CAST(:p_currencies AS text[]), CAST(:p_effects AS text[]),
+                    CAST(:p_after AS numeric[]))
+             WITH ORDINALITY
+             AS v(leg, account_id, direction, amount_minor, currency, effect, balance_after, n)
+        ORDER BY v.n
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM written) AS written
+    """
+)
+_APPEND_TO_CHAIN = text(
+    """
+    WITH old AS (
+        SELECT last_seq, last_hash FROM ledger.chain_head WHERE id = 1 FOR UPDATE
+    ), head AS (
+        UPDATE ledger.chain_head h
+        SET last_seq = old.last_seq + 1,
+            last_hash = encode(sha256(decode(old.last_hash, 'hex') || :canonical), 'hex')
+        FROM old
+        WHERE h.id = 1
+        RETURNING h.last_seq, h.last_hash, old.last_hash AS prev_hash
+    )
+    INSERT INTO ledger.journal_entries
+        (seq, id, transaction_id, kind, occurred_at, prev_hash, hash)
+    SELECT last_seq, :id, :transaction_id, :kind, :occurred_at, prev_hash, last_hash
+    FROM head
+    RETURNING seq
+    """
+)
+
+
+def creation_detail(
+    status: str,
+    expires_at: datetime | None,
+    description: str | None,
+    external_ref: str | None,
+    reverses: str | None,
+) -> dict[str, Any]:
+    """What a `create` entry records of its transaction row (hashed, then re-read by verify)."""
+    return {
+        "status": str(status),
+        "expires_at": expires_at,
+        "description": description,
+        "external_ref": external_ref,
+        "reverses": reverses,
+    }
+
+
+def change_detail(status: str, posted_amount_minor: int | None) -> dict[str, Any]:
+    """What a post, void or expire entry records of its status-change row."""
+    return {"status": str(status), "posted_amount_minor": posted_amount_minor}
+
+
+def _posting_fields(movement: Movement, created_at: datetime) -> dict[str, Any]:
+    return {
+        "leg": movement.leg,
+        "account_id": movement.account_id,
+        "direction": movement.direction,
+        "amount_minor": movement.amount_minor,
+        "currency": movement.currency,
+        "effect": movement.effect,
+        "created_at": created_at,
+    }
+
+
+async def write_entry(
+    session: AsyncSession,
+    *,
+    transaction_id: str,
+    entry_id: str,
+    kind: JournalKind,
+    occurred_at: datetime,
+    detail: Mapping[str, Any],
+    movements: Sequence[Movement],
+    applied: Applied,
+) -> None:
+    """Insert the postings, move the balances and append the entry to the hash chain.
+
+    The postings and balances are one statement (the account rows are locked by the
+    caller). The chain append runs at commit (`db.at_commit`): the chain head row
+    serializes every journal write of the whole ledger, so it is taken last, after the
+    caller's audit record and idempotency completion, and held for that one statement
+    plus the COMMIT. Entries are thereby chained in commit order. hash = sha256(prev_hash
+    || JCS(entry)) is computed by PostgreSQL over the exact canonical bytes we send, and
+    `verify` recomputes it in Python.
+    """
+    if len(applied.balance_after_minor) != len(movements):
+        raise InvariantViolation("ledger.running_balance", "one running balance per posting")
+    touched = sorted({movement.account_id for movement in movements})
+    canonical = chain.canonical_entry(
+        entry_id=entry_id,
+        transaction_id=transaction_id,
+        kind=str(kind),
+        occurred_at=occurred_at,
+        detail=detail,
+        postings=[_posting_fields(movement, occurred_at) for movement in movements],
+    )
+    row = (
+        await session.execute(
+            _MOVE_AND_POST,
+            {
+                "b_ids": touched,
+                "b_posted": [str(applied.balances[a].posted_minor) for a in touched],
+                "b_debits": [str(applied.balances[a].pending_debits_minor) for a in touched],
+                "b_credits": [str(applied.balances[a].pending_credits_minor) for a in touched],
+                "p_legs": [m.leg for m in movements],
+                "p_accounts": [m.account_id for m in movements],
+                "p_directions": [m.direction for m in movements],
+                "p_amounts": [m.amount_minor for m in movements],
+                "p_currencies": [m.currency for m in movements],
+                "p_effects": [m.effect for m in movements],
+                "p_after": [str(after) for after in applied.balance_after_minor],
+                "id": entry_id,
+                "transaction_id": transaction_id,
+                "occurred_at": occurred_at,
+            },
+        )
+    ).one()
+    if row.moved != len(touched) or row.written != len(movements):
+        raise InvariantViolation("ledger.entry_written", "balances or postings went missing")
+    chained = {
+        "canonical": canonical,
+        "id": entry_id,
+        "transaction_id": transaction_id,
+        "kind": str(kind),
+        "occurred_at": occurred_at,
+    }
+
+    async def append_to_chain(session: AsyncSession) -> None:
+        if (await session.execute(_APPEND_TO_CHAIN, chained)).first() is None:
+            raise InvariantViolation("ledger.chain_appended", "the chain head row is missing")
+
+    await at_commit(session, append_to_chain)
+
+
+async def verify_chain(
+    session: AsyncSession, *, batch_size: int = VERIFY_BATCH_SIZE
+) -> ChainReport:
+    """Recompute every entry from the stored rows and compare with the chain."""
+    head = (
+        await session.execute(
+            text("SELECT last_seq, last_hash FROM ledger.chain_head WHERE id = 1")
+        )
+    ).one()
+    last_seq = min(int(head.last_seq), MAX_VERIFY_ENTRIES)
+    running = chain.GENESIS_HASH
+    checked = 0
+    expected_seq = 1
+    while expected_seq <= last_seq:
+        entries = (
+            await session.execute(
+                text(
+                    """
+                    SELECT seq, id, transaction_id, kind, occurred_at, prev_hash, hash
+                    FROM ledger.journal_entries
+                    WHERE seq >= :from AND seq <= :to
+                    ORDER BY seq
+                    """
+                ),
+                {"from": expected_seq, "to": min(last_seq, expected_seq + batch_size - 1)},
+            )
+        ).all()
+        if not entries:
+            return ChainReport(False, checked, BadEntry(expected_seq, None, None, "missing"))
+        ids = [entry.id for entry in entries]
+        postings, details = await _entry_rows(session, ids)
+        for entry in entries:
+            bad = _check_entry(entry, expected_seq, running, details, postings)
+            if bad is not None:
+                return ChainReport(False, checked, bad)
+            running = entry.hash
+            checked += 1
+            expected_seq += 1
+    if last_seq == int(head.last_seq) and running != head.last_hash:
+        return ChainReport(False, checked, BadEntry(last_seq, None, None, "head_mismatch"))
+    return ChainReport(True, checked, None)
+
+
+async def _entry_rows(
+    session: AsyncSession, ids: Sequence[str]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """The stored postings and transaction details of the entries `ids`."""
+    postings: dict[str, list[dict[str, Any]]] = {entry_id: [] for entry_id in ids}
+    for row in (
+        await session.execute(
+            text(
+                """
+                SELECT entry_id, leg, account_id, direction, amount_minor, currency, effect,
+                       created_at
+                FROM ledger.postings WHERE entry_id = ANY(:ids) ORDER BY id
+                """
+            ),
+            {"ids": ids},
+        )
+    ).all():
+        postings[row.entry_id].append(
+            {
+                "leg": row.leg,
+                "account_id": row.account_id,
+                "direction": row.direction,
+                "amount_minor": row.amount_minor,
+                "currency": row.currency,
+                "effect": row.effect,
+                "created_at": row.created_at,
+            }
+        )
+    details: dict[str, dict[str, Any]] = {}
+    for row in (
+        await session.execute(
+            text(
+                """
+                SELECT entry_id, status, expires_at, description, external_ref, reverses
+                FROM ledger.transactions WHERE entry_id = ANY(:ids)
+                """
+            ),
+            {"ids": ids},
+        )
+    ).all():
+        details[row.entry_id] = creation_detail(
+            row.status, row.expires_at, row.description, row.external_ref, row.reverses
+        )
+    for row in (
+        await session.execute(
+            text(
+                """
+                SELECT entry_id, status, posted_amount_minor
+                FROM ledger.transaction_status_changes WHERE entry_id = ANY(:ids)
+                """
+            ),
+            {"ids": ids},
+        )
+    ).all():
+        details[row.entry_id] = change_detail(row.status, row.posted_amount_minor)
+    return postings, details
+
+
+def _check_entry(
+    entry: Any,
+    expected_seq: int,
+    running: str,
+    details: Mapping[str, dict[str, Any]],
+    postings: Mapping[str, list[dict[str, Any]]],
+) -> BadEntry | None:
+    def bad(reason: str) -> BadEntry:
+        return BadEntry(entry.seq, entry.id, entry.transaction_id, reason)
+
+    if entry.seq != expected_seq:
+        return BadEntry(expected_seq, None, None, "missing")
+    if entry.prev_hash != running:
+        return bad("prev_hash_mismatch")
+    detail = details.get(entry.id)
+    if detail is None:
+        return bad("transaction_row_missing")
+    canonical = chain.canonical_entry(
+        entry_id=entry.id,
+        transaction_id=entry.transaction_id,
+        kind=entry.kind,
+        occurred_at=entry.occurred_at,
+        detail=detail,
+        postings=postings.get(entry.id, []),
+    )
+    if chain.chain_hash(running, canonical) != entry.hash:
+        return bad("hash_mismatch")
+    return None

@@ -1,0 +1,323 @@
+"""Transactions: create, read, post, void, expire and reverse. Each runs inside the
+caller's database transaction; what each may do is decided by `domain.transition`.
+
+Locking protocol (every writer follows it, so there is no deadlock cycle):
+1. the pending transaction's `open_holds` row (post, void, expire) or the original
+   transaction row (reverse);
+2. the `balances` rows of every account touched, in sorted account-id order;
+3. last, and held only for the chain append and the COMMIT (`db.at_commit`), the single
+   `chain_head` row that makes the hash chain linear.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ledger import accounts, chain, domain, events, journal
+from app.ledger.data import Transaction
+from app.ledger.domain import Leg, TransactionFacts, TransactionStatus
+from app.ledger.errors import TransactionNotFoundError
+from app.platform import outbox
+from app.platform.errors import InvariantViolation
+
+# A new transaction's rows (and its hold, when pending) go in with the account locks, in
+# one round trip: they do not depend on the balances, and a refusal later rolls them back
+# with everything else.
+_INSERT_TRANSACTION_AND_LOCK_ACCOUNTS = text(
+    """
+    WITH created AS (
+        INSERT INTO ledger.transactions
+            (id, entry_id, status, expires_at, description, external_ref, reverses,
+             posting_count, created_at)
+        VALUES (:id, :entry_id, :status, :expires_at, :description, :external_ref,
+                :reverses, :posting_count, :created_at)
+        RETURNING id, expires_at
+    ), held AS (
+        INSERT INTO ledger.open_holds (transaction_id, expires_at)
+        SELECT id, expires_at FROM created WHERE CAST(:holds AS boolean)
+    )
+    SELECT a.id, a.currency, a.normal_balance, a.overdraft_limit_minor,
+           b.posted_minor, b.pending_debits_minor, b.pending_credits_minor
+    FROM ledger.balances b JOIN ledger.accounts a ON a.id = b.account_id
+    WHERE b.account_id = ANY(:ids)
+    ORDER BY b.account_id
+    FOR UPDATE OF b
+    """
+)
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _lines(legs: Iterable[Leg]) -> tuple[events.PostingLine, ...]:
+    return tuple(
+        events.PostingLine(leg.account_id, leg.direction, leg.amount_minor, leg.currency)
+        for leg in legs
+    )
+
+
+async def create_transaction(
+    session: AsyncSession,
+    *,
+    legs: Sequence[Leg],
+    status: str,
+    expires_at: datetime | None,
+    description: str | None,
+    external_ref: str | None,
+    reverses: str | None = None,
+) -> Transaction:
+    received_at = _now()
+    change = domain.transition(None, domain.Create(status, tuple(legs), expires_at), received_at)
+    transaction_id = _new_id("txn")
+    entry_id = _new_id("jrn")
+    pending = change.status is TransactionStatus.PENDING
+    when = chain.format_time(received_at)
+    if not pending:
+        await outbox.emit(
+            session,
+            events.LedgerTransactionPosted(transaction_id, _lines(change.legs), reverses, when),
+        )
+    else:
+        if change.expires_at is None:
+            raise InvariantViolation("ledger.pending_expiry", "a hold without expires_at")
+        await outbox.emit(
+            session,
+            events.LedgerTransactionPending(
+                transaction_id, _lines(change.legs), chain.format_time(change.expires_at), when
+            ),
+        )
+    wanted = sorted({leg.account_id for leg in change.legs})
+    rows = (
+        await session.execute(
+            _INSERT_TRANSACTION_AND_LOCK_ACCOUNTS,
+            {
+                "id": transaction_id,
+                "entry_id": entry_id,
+                "status": str(change.status),
+                "expires_at": change.expires_at,
+                "description": description,
+                "external_ref": external_ref,
+                "reverses": reverses,
+                "posting_count": len(change.legs),
+                "created_at": received_at,
+                "holds": pending,
+                "ids": wanted,
+            },
+        )
+    ).all()
+    applied = domain.apply_movements(accounts.account_states(rows, wanted), change.movements)
+    # Taken under the locks, so postings of one account are time-ordered like their ids
+    # and an as_of sum always matches some running balance.
+    occurred_at = _now()
+    await journal.write_entry(
+        session,
+        transaction_id=transaction_id,
+        entry_id=entry_id,
+        kind=domain.JournalKind.CREATE,
+        occurred_at=occurred_at,
+        detail=journal.creation_detail(
+            change.status, change.expires_at, description, external_ref, reverses
+        ),
+        movements=change.movements,
+        applied=applied,
+    )
+    return Transaction(
+        id=transaction_id,
+        status=change.status,
+        postings=change.legs,
+        expires_at=change.expires_at,
+        description=description,
+        external_ref=external_ref,
+        reverses=reverses,
+        reversed_by=None,
+        posted_amount_minor=None,
+        created_at=received_at,
+        status_changed_at=None,
+    )
+
+
+async def _original_legs(session: AsyncSession, entry_id: str, created_at: datetime) -> list[Leg]:
+    rows = (
+        await session.execute(
+            text(
+                """
+                SELECT account_id, direction, amount_minor, currency
+                FROM ledger.postings
+                WHERE entry_id = :entry_id AND created_at >= :created_at
+                ORDER BY leg
+                """
+            ),
+            {"entry_id": entry_id, "created_at": created_at},
+        )
+    ).all()
+    return [Leg(row.account_id, row.direction, row.amount_minor, row.currency) for row in rows]
+
+
+async def get_transaction(session: AsyncSession, transaction_id: str) -> Transaction:
+    row = (
+        await session.execute(
+            text(
+                """
+                SELECT t.id, t.entry_id, t.status, t.expires_at, t.description,
+                       t.external_ref, t.reverses, t.created_at,
+                       c.status AS changed_status, c.posted_amount_minor,
+                       c.occurred_at AS changed_at, r.id AS reversed_by
+                FROM ledger.transactions t
+                LEFT JOIN ledger.transaction_status_changes c ON c.transaction_id = t.id
+                LEFT JOIN ledger.transactions r ON r.reverses = t.id
+                WHERE t.id = :id
+                """
+            ),
+            {"id": transaction_id},
+        )
+    ).first()
+    if row is None:
+        raise TransactionNotFoundError(f"no transaction {transaction_id}")
+    legs = await _original_legs(session, row.entry_id, row.created_at)
+    return Transaction(
+        id=row.id,
+        status=TransactionStatus(row.changed_status or row.status),
+        postings=tuple(legs),
+        expires_at=row.expires_at,
+        description=row.description,
+        external_ref=row.external_ref,
+        reverses=row.reverses,
+        reversed_by=row.reversed_by,
+        posted_amount_minor=row.posted_amount_minor,
+        created_at=row.created_at,
+        status_changed_at=row.changed_at,
+    )
+
+
+def _facts(transaction: Transaction) -> TransactionFacts:
+    return TransactionFacts(
+        id=transaction.id,
+        status=transaction.status,
+        legs=transaction.postings,
+        expires_at=transaction.expires_at,
+        posted_amount_minor=transaction.posted_amount_minor,
+        reversed_by=transaction.reversed_by,
+    )
+
+
+async def _change_status(
+    session: AsyncSession, transaction_id: str, command: domain.Post | domain.Void | domain.Expire
+) -> Transaction:
+    """Post, void or expire a pending transaction.
+
+    Deleting its `open_holds` row is the lock that serializes these three: a second
+    writer waits here, then finds no hold and the status the first one left.
+    """
+    taken = (
+        await session.execute(
+            text("DELETE FROM ledger.open_holds WHERE transaction_id = :id RETURNING 1"),
+            {"id": transaction_id},
+        )
+    ).first()
+    original = await get_transaction(session, transaction_id)
+    if taken is None and original.status is TransactionStatus.PENDING:
+        raise InvariantViolation("ledger.open_hold", f"pending {transaction_id} has no hold row")
+    change = domain.transition(_facts(original), command, _now())
+    posted_amount = change.posted_amount_minor
+    entry_id = _new_id("jrn")
+    changed_at = _now()
+    await session.execute(
+        text(
+            """
+            INSERT INTO ledger.transaction_status_changes
+                (transaction_id, status, posted_amount_minor, entry_id, occurred_at)
+            VALUES (:id, :status, :amount, :entry_id, :occurred_at)
+            """
+        ),
+        {
+            "id": transaction_id,
+            "status": str(change.status),
+            "amount": posted_amount,
+            "entry_id": entry_id,
+            "occurred_at": changed_at,
+        },
+    )
+    when = chain.format_time(changed_at)
+    if change.status is TransactionStatus.POSTED:
+        await outbox.emit(
+            session,
+            events.LedgerTransactionPosted(transaction_id, _lines(change.legs), None, when),
+        )
+    elif change.status is TransactionStatus.VOIDED:
+        await outbox.emit(session, events.LedgerTransactionVoided(transaction_id, when))
+    else:
+        await outbox.emit(session, events.LedgerTransactionExpired(transaction_id, when))
+    # As in create_transaction: balance-independent rows first, then the account locks.
+    locked = await accounts.lock_accounts(session, (leg.account_id for leg in original.postings))
+    applied = domain.apply_movements(locked, change.movements)
+    if change.journal_kind is None:
+        raise InvariantViolation("ledger.journal_kind", "a status change is journaled")
+    await journal.write_entry(
+        session,
+        transaction_id=transaction_id,
+        entry_id=entry_id,
+        kind=change.journal_kind,
+        occurred_at=_now(),
+        detail=journal.change_detail(change.status, posted_amount),
+        movements=change.movements,
+        applied=applied,
+    )
+    return Transaction(
+        id=original.id,
+        status=change.status,
+        postings=original.postings,
+        expires_at=original.expires_at,
+        description=original.description,
+        external_ref=original.external_ref,
+        reverses=original.reverses,
+        reversed_by=None,
+        posted_amount_minor=posted_amount,
+        created_at=original.created_at,
+        status_changed_at=changed_at,
+    )
+
+
+async def post_transaction(
+    session: AsyncSession, transaction_id: str, amount_minor: int | None
+) -> Transaction:
+    return await _change_status(session, transaction_id, domain.Post(amount_minor))
+
+
+async def void_transaction(session: AsyncSession, transaction_id: str) -> Transaction:
+    return await _change_status(session, transaction_id, domain.Void())
+
+
+async def expire_transaction(session: AsyncSession, transaction_id: str) -> Transaction:
+    return await _change_status(session, transaction_id, domain.Expire())
+
+
+async def reverse_transaction(session: AsyncSession, transaction_id: str) -> Transaction:
+    locked = (
+        await session.execute(
+            text("SELECT id FROM ledger.transactions WHERE id = :id FOR UPDATE"),
+            {"id": transaction_id},
+        )
+    ).first()
+    if locked is None:
+        raise TransactionNotFoundError(f"no transaction {transaction_id}")
+    original = await get_transaction(session, transaction_id)
+    mirror = domain.transition(_facts(original), domain.Reverse(), _now())
+    return await create_transaction(
+        session,
+        legs=mirror.legs,
+        status=mirror.status,
+        expires_at=None,
+        description=f"reversal of {transaction_id}",
+        external_ref=original.external_ref,
+        reverses=transaction_id,
+    )
