@@ -18,6 +18,7 @@ from app.platform.settings import SettingsError
 from app.platform.vault import Vault
 from app.platform.web import Services
 from evidence import database, routes
+from evidence.activity import ClientActivity
 from evidence.checkpointer import Checkpointer
 from evidence.config import EvidenceSettings
 from evidence.signing import TransitSigner
@@ -37,6 +38,7 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
     vault.ensure_engines()
     try:
         url = database.database_url(vault)
+        identity_url = database.identity_database_url(vault)
     except database.DatabaseNotConfiguredError as error:
         raise SystemExit(str(error)) from None
     database.upgrade(url)
@@ -48,6 +50,9 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
     autocommit_engine = create_autocommit_engine(url, pool_size=platform.db_pool_size)
     autocommit_sessions = session_factory(autocommit_engine)
     opa = Opa(platform.opa_url, platform.opa_timeout_ms)
+    # Autocommit: one SELECT per request, no BEGIN/ROLLBACK round trips.
+    identity_engine = create_autocommit_engine(identity_url, pool_size=platform.db_pool_size)
+    activity = ClientActivity(session_factory(identity_engine))
     checkpointer = Checkpointer(
         sessions,
         signer,
@@ -59,7 +64,8 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
         authenticator=BearerAuthenticator(
-            TokenVerifier(issuer=settings.issuer_url, jwks_url=settings.jwks_url)
+            TokenVerifier(issuer=settings.issuer_url, jwks_url=settings.jwks_url),
+            is_active=activity.is_active,
         ),
         signatures=Rfc9421Verifier(
             public_base_url=settings.public_base_url, sessions=autocommit_sessions
@@ -86,7 +92,7 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
         services=services,
         endpoints=routes.endpoints(),
         engine=engine,
-        other_engines=(autocommit_engine,),
+        other_engines=(autocommit_engine, identity_engine),
         opa=opa,
         vault=vault,
         on_start=start_checkpointer,

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from app.platform.settings import Settings, SettingsError
 
 DATABASE_SECRET = "moneypath/evidence-database"  # noqa: S105 - a Vault path, not a secret
+# The API database, reached with a role that may only call identity.key_is_active().
+IDENTITY_DATABASE_SECRET = "moneypath/evidence-identity-database"  # noqa: S105 - a Vault path
 SIGNING_KEY_NAME = "evidence-checkpoint"
 
 

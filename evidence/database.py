@@ -6,7 +6,7 @@ from pathlib import Path
 
 from app.platform import migrate
 from app.platform.vault import Vault
-from evidence.config import DATABASE_SECRET
+from evidence.config import DATABASE_SECRET, IDENTITY_DATABASE_SECRET
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -31,5 +31,15 @@ def database_url(vault: Vault) -> str:
     if secret is None or not secret.get("url"):
         raise DatabaseNotConfiguredError(
             f"Vault has no kv/{DATABASE_SECRET}: run `moneypath up` or the bootstrap first"
+        )
+    return str(secret["url"])
+
+
+def identity_database_url(vault: Vault) -> str:
+    """Where the evidence service asks whether a client and key are still usable."""
+    secret = vault.read_secret(IDENTITY_DATABASE_SECRET)
+    if secret is None or not secret.get("url"):
+        raise DatabaseNotConfiguredError(
+            f"Vault has no kv/{IDENTITY_DATABASE_SECRET}: run `moneypath up` or the bootstrap first"
         )
     return str(secret["url"])

@@ -12,6 +12,7 @@ from app.platform.vault import Vault
 
 DATABASE_SECRET = "moneypath/database"  # noqa: S105 - a Vault path
 EVIDENCE_DATABASE_SECRET = "moneypath/evidence-database"  # noqa: S105 - a Vault path
+EVIDENCE_IDENTITY_DATABASE_SECRET = "moneypath/evidence-identity-database"  # noqa: S105
 
 
 def bootstrap_dev(
@@ -21,4 +22,5 @@ def bootstrap_dev(
     vault.ensure_engines()
     vault.write_secret(DATABASE_SECRET, {"url": database_url})
     vault.write_secret(EVIDENCE_DATABASE_SECRET, {"url": evidence_database_url})
+    vault.write_secret(EVIDENCE_IDENTITY_DATABASE_SECRET, {"url": database_url})
     upgrade(database_url)
