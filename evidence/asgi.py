@@ -16,11 +16,11 @@ from app.platform.request_auth import BearerAuthenticator, Rfc9421Verifier, Toke
 from app.platform.service_app import build_service_app
 from app.platform.settings import SettingsError
 from app.platform.vault import Vault
-from app.platform.web import Services
 from evidence import database, routes
 from evidence.activity import ClientActivity
 from evidence.checkpointer import Checkpointer
 from evidence.config import EvidenceSettings
+from evidence.runtime import EvidenceServices
 from evidence.signing import TransitSigner
 from evidence.trust import SubmitterTrust
 
@@ -60,7 +60,7 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
         settings.checkpoint_every_records,
         settings.checkpoint_interval_ms,
     )
-    services = Services(
+    services = EvidenceServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
         authenticator=BearerAuthenticator(
@@ -74,13 +74,11 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
         body_limit_bytes=settings.body_limit_bytes,
         idempotency_ttl_s=platform.idempotency_ttl_s,
         idempotency_stale_claim_s=platform.idempotency_stale_claim_s,
-        extras={
-            "evidence_settings": settings,
-            "signer": signer,
-            "checkpointer": checkpointer,
-            "engine": engine,
-            "submitter_trust": SubmitterTrust(opa),
-        },
+        vault=vault,
+        settings=settings,
+        signer=signer,
+        checkpointer=checkpointer,
+        submitter_trust=SubmitterTrust(opa),
     )
 
     async def start_checkpointer() -> None:

@@ -138,7 +138,6 @@ SERVER_FIELDS = ("id", "seq", "collected_at", "submitted_by")
 
 
 class RecordTooLargeError(ValidationError):
-    code = "record_too_large"
     title = "Evidence record too large"
 
 

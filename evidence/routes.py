@@ -25,8 +25,8 @@ from app.platform.web import (
     page_limit,
 )
 from evidence import exports, records, service
-from evidence.checkpointer import Checkpointer
 from evidence.config import EvidenceSettings
+from evidence.runtime import services_of
 from evidence.signing import TransitSigner
 from evidence.trust import SubmitterTrust
 
@@ -105,18 +105,15 @@ _ATTACHMENT_REQUEST: dict[str, Any] = {
 
 
 def _settings(call: Call) -> EvidenceSettings:
-    settings: EvidenceSettings = call.services.extras["evidence_settings"]
-    return settings
+    return services_of(call).settings
 
 
 def _trust(call: Call) -> SubmitterTrust:
-    trust: SubmitterTrust = call.services.extras["submitter_trust"]
-    return trust
+    return services_of(call).submitter_trust
 
 
 def _signer(call: Call) -> TransitSigner:
-    signer: TransitSigner = call.services.extras["signer"]
-    return signer
+    return services_of(call).signer
 
 
 def _only(query: Mapping[str, str], allowed: set[str]) -> None:
@@ -203,7 +200,7 @@ async def create_record(call: Call, session: AsyncSession) -> Result:
     submission = records.prepare_submission(call.body)
     appended = await service.append(session, submission, submitter=_submitter(call))
     APPENDS.labels(type=submission["type"]).inc()
-    checkpointer: Checkpointer | None = call.services.extras.get("checkpointer")
+    checkpointer = services_of(call).checkpointer
     if checkpointer is not None:
         checkpointer.appended(appended.seq)
     return Result(201, appended.as_json(), resource_id=appended.id)
@@ -342,7 +339,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=records.RECORD_REQUEST_SCHEMA,
             response_schema=_CREATED_SCHEMA,
             idempotent=True,
-            error_codes=("validation_error", "record_too_large", "unknown_attachment"),
+            errors=(records.RecordTooLargeError, service.UnknownAttachmentError),
             tag=tag,
         ),
         Endpoint(
@@ -362,7 +359,6 @@ def endpoints() -> list[Endpoint]:
                     "next_cursor": {"type": ["string", "null"]},
                 },
             },
-            error_codes=("validation_error",),
             tag=tag,
             audit_reads=True,
         ),
@@ -384,7 +380,7 @@ def endpoints() -> list[Endpoint]:
                     "checkpoint": {"oneOf": [_CHECKPOINT_SCHEMA, {"type": "null"}]},
                 },
             },
-            error_codes=("not_found",),
+            errors=(service.RecordNotFoundError,),
             tag=tag,
             audit_reads=True,
         ),
@@ -396,7 +392,7 @@ def endpoints() -> list[Endpoint]:
             resource_type="evidence",
             summary="The record as an in-toto Statement v1",
             scopes=READ,
-            error_codes=("not_found",),
+            errors=(service.RecordNotFoundError,),
             tag=tag,
             audit_reads=True,
         ),
@@ -409,7 +405,7 @@ def endpoints() -> list[Endpoint]:
             summary="The latest signed tree head",
             scopes=READ,
             response_schema=_CHECKPOINT_SCHEMA,
-            error_codes=("not_found",),
+            errors=(NotFoundError,),
             tag=tag,
             audit_reads=True,
         ),
@@ -445,7 +441,7 @@ def endpoints() -> list[Endpoint]:
                     "hashes": {"type": "array", "items": _HEX64},
                 },
             },
-            error_codes=("invalid_tree_size",),
+            errors=(service.TreeSizeError,),
             tag=tag,
             audit_reads=True,
         ),
@@ -458,7 +454,7 @@ def endpoints() -> list[Endpoint]:
             summary="OSCAL 1.1.2 assessment-results for a collected_at range",
             scopes=READ,
             query_parameters=(_FROM, _TO),
-            error_codes=("export_too_large", "validation_error"),
+            errors=(service.ExportTooLargeError,),
             tag=tag,
             audit_reads=True,
         ),
@@ -471,7 +467,7 @@ def endpoints() -> list[Endpoint]:
             summary="Offline-verifiable bundle: records, proofs, checkpoint and keys",
             scopes=READ,
             query_parameters=(_FROM, _TO),
-            error_codes=("export_too_large", "not_found"),
+            errors=(service.ExportTooLargeError, service.RecordNotFoundError),
             tag=tag,
             audit_reads=True,
         ),
@@ -486,7 +482,7 @@ def endpoints() -> list[Endpoint]:
             success_status=201,
             request_schema=_ATTACHMENT_REQUEST,
             idempotent=True,
-            error_codes=("attachment_too_large", "validation_error"),
+            errors=(service.AttachmentTooLargeError,),
             tag=tag,
         ),
         Endpoint(
@@ -497,7 +493,7 @@ def endpoints() -> list[Endpoint]:
             resource_type="attachment",
             summary="An attachment by digest (sha256:<hex>), base64 encoded",
             scopes=READ,
-            error_codes=("not_found",),
+            errors=(NotFoundError,),
             tag=tag,
             audit_reads=True,
         ),

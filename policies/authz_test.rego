@@ -66,3 +66,29 @@ test_admin_manages_clients_and_their_keys if {
 test_admin_cannot_read_customers_without_kyc_scope if {
 	not authz.allow with input as {"principal": admin_client, "action": "customers.read", "resource": {"type": "customer", "id": "cus_1", "owner": "cli_admin"}}
 }
+
+test_other_clients_owned_resource_is_concealed_whatever_the_scopes if {
+	for_other := {"principal": {"client_id": "cli_b", "scopes": []}, "action": "customers.read", "resource": {"type": "customer", "id": "cus_1", "owner": "cli_a"}}
+	not authz.allow with input as for_other
+	authz.conceal with input as for_other
+}
+
+test_missing_owned_resource_is_concealed_like_another_clients if {
+	missing := {"principal": kyc_client, "action": "customers.kyc", "resource": {"type": "customer", "id": "cus_404", "owner": null}}
+	not authz.allow with input as missing
+	authz.conceal with input as missing
+}
+
+test_owner_without_scope_is_refused_but_not_concealed if {
+	own := {"principal": {"client_id": "cli_a", "scopes": []}, "action": "customers.read", "resource": {"type": "customer", "id": "cus_1", "owner": "cli_a"}}
+	not authz.allow with input as own
+	not authz.conceal with input as own
+}
+
+test_create_of_owned_resource_needs_no_owner if {
+	authz.allow with input as {"principal": kyc_client, "action": "customers.create", "resource": {"type": "customer", "id": null, "owner": null}}
+}
+
+test_ledger_resources_are_never_concealed if {
+	not authz.conceal with input as {"principal": {"client_id": "cli_b", "scopes": ["ledger:read"]}, "action": "ledger.accounts.read", "resource": {"type": "account", "id": "acc_1", "owner": null}}
+}

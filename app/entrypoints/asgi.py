@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
 from starlette.applications import Starlette
 
+from app.domains import DOMAINS, ROUTES_MODULE
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
-from app.ledger import routes as ledger_routes
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
 from app.platform.opa import Opa, OpaAuthorizer
@@ -19,9 +23,24 @@ from app.platform.web import Endpoint, Services
 API_VERSION = "1.0.0"
 
 
+@dataclass(slots=True, kw_only=True)
+class ApiServices(Services):
+    """The API's services: the pipeline's, plus the identity runtime (token issuer)."""
+
+    identity: identity_api.IdentityRuntime
+
+
 def all_endpoints() -> list[Endpoint]:
-    """Every `/v1` endpoint of every domain, in one list: routing and OpenAPI share it."""
-    return [*identity_api.endpoints(), *ledger_routes.endpoints()]
+    """Every `/v1` endpoint of every domain, in one list: routing and OpenAPI share it.
+
+    Each domain named in app/domains.py that has a `routes.py` is mounted the same way,
+    through its `routes.endpoints()`."""
+    endpoints: list[Endpoint] = []
+    for name in DOMAINS:
+        module = f"app.{name}.{ROUTES_MODULE}"
+        if importlib.util.find_spec(module) is not None:
+            endpoints.extend(importlib.import_module(module).endpoints())
+    return endpoints
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -46,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     identity = identity_api.start_identity(
         vault, sessions, settings.public_base_url, lookup_sessions=autocommit_sessions
     )
-    services = Services(
+    services = ApiServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
         authenticator=identity.authenticator,
@@ -57,13 +76,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         body_limit_bytes=settings.request_body_limit_bytes,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         idempotency_stale_claim_s=settings.idempotency_stale_claim_s,
-        extras={
-            "settings": settings,
-            "vault": vault,
-            "opa": opa,
-            "engine": engine,
-            "token_issuer": identity.issuer,
-        },
+        vault=vault,
+        identity=identity,
     )
     return build_service_app(
         title="moneypath API",
@@ -74,6 +88,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         other_engines=(autocommit_engine,),
         opa=opa,
         vault=vault,
-        extra_routes=identity_api.plain_routes(),
+        extra_routes=identity_api.plain_routes(identity),
         extra_paths=identity_api.openapi_paths(),
     )

@@ -406,9 +406,14 @@ class Stack:
         self.database_url = app_url
         return app_url
 
+    def started_database_url(self) -> str:
+        """The application database's URL; refuses before PostgreSQL was started."""
+        if self.database_url is None:
+            raise StackError("PostgreSQL has not been started: start the stack first")
+        return self.database_url
+
     def database_url_for(self, name: str) -> str:
-        assert self.database_url is not None
-        base, _, _ = self.database_url.rpartition("/")
+        base, _, _ = self.started_database_url().rpartition("/")
         return f"{base}/{name}"
 
     @staticmethod
@@ -482,11 +487,10 @@ class Stack:
         """Put the database URLs into Vault and migrate; the apps read them from there."""
         from app.entrypoints.bootstrap import bootstrap_dev
 
-        assert self.database_url is not None
         bootstrap_dev(
             vault_addr=self.vault_addr,
             vault_token=DEV_ROOT_TOKEN,
-            database_url=self.database_url,
+            database_url=self.started_database_url(),
             evidence_database_url=self.database_url_for(EVIDENCE_DATABASE_NAME),
         )
 

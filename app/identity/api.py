@@ -24,7 +24,7 @@ from app.identity.domain import Client, ClientKey, CreatedClient, InvalidPublicK
 from app.identity.service import ClientNotFoundError
 from app.platform.request_auth import TOKEN_AUDIENCE, BearerAuthenticator, TokenVerifier
 from app.platform.vault import Vault
-from app.platform.web import Endpoint, Principal
+from app.platform.web import Principal
 
 __all__ = [
     "KNOWN_SCOPES",
@@ -43,7 +43,6 @@ __all__ = [
     "create_client",
     "customer_kyc_state",
     "disable_client",
-    "endpoints",
     "get_client",
     "openapi_paths",
     "plain_routes",
@@ -171,19 +170,14 @@ def rotate_signing_key(vault: Vault) -> str:
     return tokens.rotate_signing_key(vault)
 
 
-def plain_routes() -> list[Route]:
+def plain_routes(runtime: IdentityRuntime) -> list[Route]:
     """The token endpoint and the JWKS (outside the JSON pipeline)."""
-    return routes.plain_routes()
+    return routes.plain_routes(runtime.issuer)
 
 
 def openapi_paths() -> dict[str, Any]:
     """OpenAPI entries for `plain_routes()`."""
     return routes.openapi_paths()
-
-
-def endpoints() -> list[Endpoint]:
-    """The identity domain's `/v1` JSON endpoints."""
-    return [*routes.endpoints(), *customers.endpoints()]
 
 
 async def customer_kyc_state(session: AsyncSession, customer_id: str) -> KycState:

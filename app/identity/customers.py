@@ -29,7 +29,7 @@ MAX_REWRAP_BATCHES = 10_000  # bounds the rotation loop: 2 million customers
 
 
 class CustomerNotFoundError(NotFoundError):
-    code = "not_found"
+    """No customer with this id, or one that belongs to another client."""
 
 
 class InvalidKycTransitionError(ConflictError):
@@ -101,8 +101,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _vault(call: Call) -> Vault:
-    vault: Vault = call.services.extras["vault"]
-    return vault
+    return call.services.vault
 
 
 async def _encrypt(vault: Vault, value: str) -> str:
@@ -154,7 +153,6 @@ async def kyc_state(session: AsyncSession, customer_id: str) -> KycState:
 
 
 async def create_customer_handler(call: Call, session: AsyncSession) -> Result:
-    assert call.principal is not None
     vault = _vault(call)
     body = call.body
     dob = body.get("date_of_birth")
@@ -169,7 +167,7 @@ async def create_customer_handler(call: Call, session: AsyncSession) -> Result:
         ),
         {
             "id": customer_id,
-            "owner": call.principal.client_id,
+            "owner": call.caller.client_id,
             "name": await _encrypt(vault, body["name"]),
             "email": await _encrypt(vault, body["email"]),
             "dob": await _encrypt(vault, dob) if dob is not None else None,
@@ -241,7 +239,6 @@ def endpoints() -> list[Endpoint]:
             request_schema=CREATE_CUSTOMER_SCHEMA,
             response_schema=CUSTOMER_SCHEMA,
             idempotent=True,
-            error_codes=("validation_error",),
             tag="identity",
         ),
         Endpoint(
@@ -253,7 +250,7 @@ def endpoints() -> list[Endpoint]:
             summary="Read a customer, PII decrypted (owner only)",
             scopes=("kyc:write",),
             response_schema=CUSTOMER_SCHEMA,
-            error_codes=("not_found",),
+            errors=(CustomerNotFoundError,),
             owner_of=owner_of,
             tag="identity",
             audit_reads=True,  # reading PII is itself an event PCI DSS 10.2.1.1 wants logged
@@ -269,7 +266,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=KYC_DECISION_SCHEMA,
             response_schema=CUSTOMER_SCHEMA,
             idempotent=True,
-            error_codes=("not_found", "invalid_state"),
+            errors=(CustomerNotFoundError, InvalidKycTransitionError),
             owner_of=owner_of,
             tag="identity",
         ),

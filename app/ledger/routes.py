@@ -340,12 +340,6 @@ _PAGE = (
     },
     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
 )
-_WRITE_ERRORS: tuple[str, ...] = (
-    "validation_error",
-    "idempotency_key_required",
-    "idempotency_key_reused",
-    "idempotency_key_in_use",
-)
 
 
 def endpoints() -> list[Endpoint]:
@@ -363,7 +357,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=NEW_ACCOUNT_SCHEMA,
             response_schema=ACCOUNT_SCHEMA,
             idempotent=True,
-            error_codes=(*_WRITE_ERRORS, "unknown_currency", "duplicate_account_code"),
+            errors=(api.UnknownCurrencyError, api.DuplicateAccountCodeError),
             tag="ledger",
         ),
         Endpoint(
@@ -376,7 +370,7 @@ def endpoints() -> list[Endpoint]:
             scopes=_READ,
             response_schema=ACCOUNT_SCHEMA,
             query_parameters=(_AS_OF,),
-            error_codes=("not_found", "validation_error"),
+            errors=(api.AccountNotFoundError,),
             tag="ledger",
         ),
         Endpoint(
@@ -389,7 +383,7 @@ def endpoints() -> list[Endpoint]:
             scopes=_READ,
             response_schema=ENTRIES_SCHEMA,
             query_parameters=_PAGE,
-            error_codes=("not_found", "validation_error"),
+            errors=(api.AccountNotFoundError,),
             tag="ledger",
         ),
         Endpoint(
@@ -404,13 +398,12 @@ def endpoints() -> list[Endpoint]:
             request_schema=NEW_TRANSACTION_SCHEMA,
             response_schema=TRANSACTION_SCHEMA,
             idempotent=True,
-            error_codes=(
-                *_WRITE_ERRORS,
-                "unknown_currency",
-                "unbalanced_transaction",
-                "unknown_account",
-                "currency_mismatch",
-                "insufficient_funds",
+            errors=(
+                api.UnknownCurrencyError,
+                api.UnbalancedTransactionError,
+                api.UnknownAccountError,
+                api.CurrencyMismatchError,
+                api.InsufficientFundsError,
             ),
             tag="ledger",
         ),
@@ -425,12 +418,11 @@ def endpoints() -> list[Endpoint]:
             request_schema=POST_SCHEMA,
             response_schema=TRANSACTION_SCHEMA,
             idempotent=True,
-            error_codes=(
-                *_WRITE_ERRORS,
-                "not_found",
-                "invalid_state",
-                "transaction_expired",
-                "partial_post_unsupported",
+            errors=(
+                api.TransactionNotFoundError,
+                api.InvalidStateError,
+                api.TransactionExpiredError,
+                api.PartialPostUnsupportedError,
             ),
             tag="ledger",
         ),
@@ -445,7 +437,11 @@ def endpoints() -> list[Endpoint]:
             request_schema=EMPTY_SCHEMA,
             response_schema=TRANSACTION_SCHEMA,
             idempotent=True,
-            error_codes=(*_WRITE_ERRORS, "not_found", "invalid_state", "transaction_expired"),
+            errors=(
+                api.TransactionNotFoundError,
+                api.InvalidStateError,
+                api.TransactionExpiredError,
+            ),
             tag="ledger",
         ),
         Endpoint(
@@ -460,7 +456,11 @@ def endpoints() -> list[Endpoint]:
             request_schema=EMPTY_SCHEMA,
             response_schema=TRANSACTION_SCHEMA,
             idempotent=True,
-            error_codes=(*_WRITE_ERRORS, "not_found", "invalid_state", "insufficient_funds"),
+            errors=(
+                api.TransactionNotFoundError,
+                api.InvalidStateError,
+                api.InsufficientFundsError,
+            ),
             tag="ledger",
         ),
         Endpoint(
@@ -472,7 +472,7 @@ def endpoints() -> list[Endpoint]:
             summary="Read a transaction",
             scopes=_READ,
             response_schema=TRANSACTION_SCHEMA,
-            error_codes=("not_found",),
+            errors=(api.TransactionNotFoundError,),
             tag="ledger",
         ),
         Endpoint(
@@ -484,7 +484,6 @@ def endpoints() -> list[Endpoint]:
             summary="Recompute the journal hash chain and name the first bad entry",
             scopes=_READ,
             response_schema=VERIFY_SCHEMA,
-            error_codes=(),
             tag="ledger",
         ),
     ]

@@ -31,6 +31,8 @@ class Decision:
     allowed: bool
     decision_id: str | None
     reasons: tuple[str, ...]
+    # A refusal to be answered 404: the resource is owned by another client, or missing.
+    conceal: bool = False
 
 
 class Opa:
@@ -82,7 +84,12 @@ class Opa:
         result = document.get("result") or {}
         allowed = result.get("allow") is True
         reasons = tuple(str(reason) for reason in result.get("reasons", []) or [])
-        return Decision(allowed=allowed, decision_id=document.get("decision_id"), reasons=reasons)
+        return Decision(
+            allowed=allowed,
+            decision_id=document.get("decision_id"),
+            reasons=reasons,
+            conceal=not allowed and result.get("conceal") is True,
+        )
 
     async def healthy(self) -> bool:
         try:
