@@ -39,6 +39,8 @@ TOKEN_PATH = "/v1/oauth/token"  # noqa: S105 - a path
 JWKS_PATH = "/.well-known/jwks.json"
 TOKEN_BODY_LIMIT_BYTES = 8192
 MAX_FORM_FIELDS = 10
+# How much of a malformed client_id the audit record quotes (escaped by audit.safe_text).
+MAX_CLAIMED_ID_LENGTH = 64
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -108,8 +110,13 @@ async def _issue(
     if grant_type != "client_credentials":
         raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
     client_id, client_secret = _client_credentials(request, form)
-    if not client_id or not client_secret or len(client_id) > 64 or len(client_secret) > 256:
+    if not client_id or not client_secret or len(client_secret) > 256:
         raise OAuthError("invalid_client", "client_id and client_secret are required")
+    if not domain.is_client_id(client_id):
+        raise OAuthError("invalid_client", "client authentication failed")
+    requested_key = form.get("key_id") or None
+    if requested_key is not None and not domain.is_key_id(requested_key):
+        raise OAuthError("invalid_request", "the client has no such active key")
     await issuer.refresh_if_due()
     async with services.sessions() as session:
         client = await service.authenticate_client(session, client_id, client_secret)
@@ -118,7 +125,7 @@ async def _issue(
     scopes = domain.requested_scopes(form.get("scope"), client.scopes)
     if scopes is None:
         raise OAuthError("invalid_scope", "the requested scope exceeds the client's scopes")
-    key = service.pick_key(client, form.get("key_id") or None, datetime.now(UTC))
+    key = service.pick_key(client, requested_key, datetime.now(UTC))
     if key is None:
         raise OAuthError("invalid_request", "the client has no such active key")
     token = issuer.issue(
@@ -166,9 +173,15 @@ async def _refuse(
     request: Request, services: Services, error: OAuthError, client_id: str | None
 ) -> Response:
     REJECTIONS.labels(code=error.error).inc()
-    log.warning("token_refused", error=error.error, client_id=client_id)
-    # The claimed client id is recorded as given (bounded), never the secret.
-    claimed = client_id[:64] if client_id else None
+    log.warning("token_refused", error=error.error, client_id=audit.safe_text(client_id))
+    # The claimed client id is recorded only when it has a client id's shape (audit.safe_text
+    # bounds and escapes anything else anyway); never the secret.
+    claimed = client_id if client_id and domain.is_client_id(client_id) else None
+    details = (
+        {"claimed_client_id": client_id[:MAX_CLAIMED_ID_LENGTH]}
+        if client_id and claimed is None
+        else {}
+    )
     await audit.record_alone(
         services.sessions,
         audit.AuditEvent(
@@ -180,6 +193,7 @@ async def _refuse(
             origin_ip=client_ip(request),
             resource_type="client",
             resource_id=claimed,
+            details=details,
         ),
     )
     headers = dict(_NO_STORE)

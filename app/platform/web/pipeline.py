@@ -14,6 +14,7 @@ security refusal, release a claimed key), then becomes a problem document.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,9 +103,16 @@ async def verify_signature(exchange: Exchange) -> None:
         )
 
 
+# Every id we issue fits this shape (prefixed ids, attachment digests); anything else names
+# no resource, so it is answered 404 before it reaches SQL, the policy or the audit log.
+RESOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
 async def authorize(exchange: Exchange) -> None:
     endpoint, services = exchange.endpoint, exchange.services
     resource_id = exchange.request.path_params.get("id")
+    if resource_id is not None and RESOURCE_ID.fullmatch(resource_id) is None:
+        raise NotFoundError("no such resource")
     owner: str | None = None
     if endpoint.owner_of is not None and resource_id is not None:
         async with services.sessions() as session:
