@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
+from app.platform.auth_limits import FailureLimiter
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
 from app.platform.opa import Opa, OpaAuthorizer
@@ -63,6 +64,7 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
     services = EvidenceServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
+        failure_limiter=FailureLimiter(autocommit_sessions),
         authenticator=BearerAuthenticator(
             TokenVerifier(issuer=settings.issuer_url, jwks_url=settings.jwks_url),
             is_active=activity.is_active,

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from app.domains import DOMAINS, ROUTES_MODULE
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
+from app.platform.auth_limits import FailureLimiter
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
 from app.platform.opa import Opa, OpaAuthorizer
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     services = ApiServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
+        failure_limiter=FailureLimiter(autocommit_sessions),
         authenticator=identity.authenticator,
         signatures=Rfc9421Verifier(
             public_base_url=settings.public_base_url, sessions=autocommit_sessions

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from app.identity import customers, domain, service
 from app.identity.tokens import TokenIssuer
-from app.platform import audit
+from app.platform import audit, auth_limits
 from app.platform.errors import DomainError, ValidationError
 from app.platform.web import (
     REJECTIONS,
@@ -114,6 +114,10 @@ async def _issue(
         raise OAuthError("invalid_client", "client_id and client_secret are required")
     if not domain.is_client_id(client_id):
         raise OAuthError("invalid_client", "client authentication failed")
+    limiter = services.failure_limiter
+    if limiter is not None:
+        # Before scrypt: a client id or address that used up its failures costs nothing.
+        await limiter.check(auth_limits.subjects(client_id, client_ip(request)))
     requested_key = form.get("key_id") or None
     if requested_key is not None and not domain.is_key_id(requested_key):
         raise OAuthError("invalid_request", "the client has no such active key")
@@ -146,6 +150,8 @@ async def token_endpoint(request: Request, issuer: TokenIssuer) -> Response:
         raw = await read_body(request, TOKEN_BODY_LIMIT_BYTES)
         form = _form(raw, request.headers.get("content-type", ""))
         body = await _issue(request, services, issuer, form)
+    except auth_limits.RateLimitedError as error:
+        return _rate_limited(error)
     except DomainError as error:
         if error.status >= 500:
             raise
@@ -169,10 +175,21 @@ async def token_endpoint(request: Request, issuer: TokenIssuer) -> Response:
     return JSONResponse(body, headers=_NO_STORE)
 
 
+def _rate_limited(error: auth_limits.RateLimitedError) -> Response:
+    REJECTIONS.labels(code=error.code).inc()
+    return JSONResponse(
+        {"error": error.code, "error_description": error.detail},
+        status_code=error.status,
+        headers={**_NO_STORE, "Retry-After": str(error.retry_after_s)},
+    )
+
+
 async def _refuse(
     request: Request, services: Services, error: OAuthError, client_id: str | None
 ) -> Response:
     REJECTIONS.labels(code=error.error).inc()
+    if error.error == "invalid_client" and services.failure_limiter is not None:
+        await services.failure_limiter.failed(auth_limits.subjects(client_id, client_ip(request)))
     log.warning("token_refused", error=error.error, client_id=audit.safe_text(client_id))
     # The claimed client id is recorded only when it has a client id's shape (audit.safe_text
     # bounds and escapes anything else anyway); never the secret.
@@ -238,6 +255,7 @@ def openapi_paths() -> dict[str, Any]:
                     "invalid_scope",
                     "invalid_request",
                     "unsupported_grant_type",
+                    "rate_limited",
                 ],
             },
             "error_description": {"type": "string"},
@@ -297,6 +315,12 @@ def openapi_paths() -> dict[str, Any]:
                     },
                     "401": {
                         "description": "invalid_client",
+                        "content": {"application/json": {"schema": oauth_error}},
+                    },
+                    "429": {
+                        "description": "rate_limited: too many failed authentications from "
+                        "this client id or address; see Retry-After",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                         "content": {"application/json": {"schema": oauth_error}},
                     },
                 },

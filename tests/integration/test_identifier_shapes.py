@@ -43,7 +43,8 @@ def test_token_request_gets_invalid_client_when_client_id_holds_control_characte
     actor, code, details = rows[0]
     assert actor is None
     assert code == "invalid_client"
-    assert "\\\\x00" in details and "\\\\x1b" in details
+    assert "\\\\x00" in details
+    assert "\\\\x1b" in details
     assert len(details) < 600
 
 

@@ -23,7 +23,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.platform import idempotency
+from app.platform import auth_limits, idempotency
 from app.platform.errors import (
     DomainError,
     ForbiddenError,
@@ -33,7 +33,7 @@ from app.platform.errors import (
 )
 from app.platform.jsonbody import parse_and_validate
 from app.platform.opa import Decision
-from app.platform.web.auditing import record_rejection
+from app.platform.web.auditing import client_ip, record_rejection
 from app.platform.web.bodies import check_content_type, read_body
 from app.platform.web.declarations import Call, Endpoint, Principal, Services
 from app.platform.web.execution import RequestTarget, claim_key, execute, release_key
@@ -89,6 +89,9 @@ class Stage:
 
 async def authenticate(exchange: Exchange) -> None:
     if exchange.endpoint.authenticated:
+        limiter = exchange.services.failure_limiter
+        if limiter is not None:
+            await limiter.check(auth_limits.subjects(None, client_ip(exchange.request)))
         exchange.principal = await exchange.services.authenticator.authenticate(exchange.request)
 
 
@@ -163,6 +166,10 @@ async def run_handler(exchange: Exchange) -> Response:
 
 
 async def audit_security_refusal(exchange: Exchange, error: DomainError) -> None:
+    # A 429 is only counted (the limiter's summary audits it): a flood writes no row each.
+    limiter = exchange.services.failure_limiter
+    if error.status == 401 and limiter is not None:
+        await limiter.failed(auth_limits.subjects(None, client_ip(exchange.request)))
     if error.status in (401, 403):
         await record_rejection(
             exchange.services, exchange.request, error, exchange.endpoint.action, exchange.principal
