@@ -42,7 +42,6 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
         identity_url = database.identity_database_url(vault)
     except database.DatabaseNotConfiguredError as error:
         raise SystemExit(str(error)) from None
-    database.upgrade(url)
     signer = TransitSigner(vault, settings.signing_key_name)
     signer.ensure_key()
     engine = create_engine(url, pool_size=platform.db_pool_size)

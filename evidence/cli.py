@@ -109,7 +109,9 @@ def verify(args: argparse.Namespace) -> int:
 
 def migrate(_args: argparse.Namespace) -> int:
     try:
-        _, _, url = _connect()
+        settings = EvidenceSettings.from_env()
+        vault = Vault.login(settings.platform.vault_addr, settings.platform.vault_login)
+        url = database.migration_database_url(vault)
     except (SettingsError, database.DatabaseNotConfiguredError) as error:
         print(f"evidence migrate: {error}", file=sys.stderr)
         return 1

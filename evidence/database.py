@@ -6,7 +6,7 @@ from pathlib import Path
 
 from app.platform import migrate
 from app.platform.vault import Vault
-from evidence.config import DATABASE_SECRET, IDENTITY_DATABASE_SECRET
+from evidence.config import DATABASE_SECRET, IDENTITY_DATABASE_SECRET, MIGRATION_DATABASE_SECRET
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -42,4 +42,12 @@ def identity_database_url(vault: Vault) -> str:
         raise DatabaseNotConfiguredError(
             f"Vault has no kv/{IDENTITY_DATABASE_SECRET}: run `moneypath up` or the bootstrap first"
         )
+    return str(secret["url"])
+
+
+def migration_database_url(vault: Vault) -> str:
+    """The owner role's URL, for `evidence migrate`; the service itself never holds it."""
+    secret = vault.read_secret(MIGRATION_DATABASE_SECRET)
+    if secret is None or not secret.get("url"):
+        raise DatabaseNotConfiguredError(f"Vault has no kv/{MIGRATION_DATABASE_SECRET}")
     return str(secret["url"])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.entrypoints.bootstrap import DATABASE_SECRET
+from app.entrypoints.bootstrap import WORKER_DATABASE_SECRET as DATABASE_SECRET
 from app.ledger import api as ledger_api
 from app.platform import audit, auth_limits, idempotency
 from app.platform.db import create_engine, session_factory
