@@ -302,10 +302,15 @@ async def expire_transaction(session: AsyncSession, transaction_id: str) -> Tran
 
 
 async def reverse_transaction(session: AsyncSession, transaction_id: str) -> Transaction:
+    # Concurrent reversals of one transaction queue on a transaction-scoped advisory lock:
+    # a row lock (FOR UPDATE) would need UPDATE privilege on an append-only table, which
+    # the service role does not hold (app/platform/roles.py).
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": transaction_id}
+    )
     locked = (
         await session.execute(
-            text("SELECT id FROM ledger.transactions WHERE id = :id FOR UPDATE"),
-            {"id": transaction_id},
+            text("SELECT id FROM ledger.transactions WHERE id = :id"), {"id": transaction_id}
         )
     ).first()
     if locked is None:

@@ -609,10 +609,8 @@ def test_cli_export_then_verify_round_trips_and_fails_on_tampering(
 ) -> None:
     # The CLI finds the service's own database through OpenBao, as the service does.
     vault = Vault.login(stack.vault_addr, VaultLogin(token="moneypath-dev-root"))
+    # The bootstrap migrated it as the owner; the service's role could not.
     url = str((vault.read_secret("moneypath/evidence-database") or {})["url"])
-    from evidence import database
-
-    database.upgrade(url)
 
     async def fill(sessions: async_sessionmaker[AsyncSession]) -> None:
         async with sessions() as session, session.begin():
