@@ -17,7 +17,7 @@ from app.platform.request_auth import BearerAuthenticator, Rfc9421Verifier, Toke
 from app.platform.service_app import build_service_app
 from app.platform.settings import SettingsError
 from app.platform.vault import Vault
-from evidence import database, routes
+from evidence import database, endpoints
 from evidence.activity import ClientActivity
 from evidence.checkpointer import Checkpointer
 from evidence.config import EvidenceSettings
@@ -89,7 +89,7 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
         title="moneypath evidence service",
         version=SERVICE_VERSION,
         services=services,
-        endpoints=routes.endpoints(),
+        endpoints=endpoints.endpoints(),
         engine=engine,
         other_engines=(autocommit_engine, identity_engine),
         opa=opa,

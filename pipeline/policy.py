@@ -7,7 +7,6 @@ PolicyError and must treat the gate or run as failed: no answer is never a pass.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,13 @@ class PolicyError(RuntimeError):
     """OPA could not evaluate the policy (missing binary, compile error, undefined result)."""
 
 
-def evaluate(
-    opa: Path, policy_dir: Path, query: str, document: Any, extra_data: Sequence[Path] = ()
-) -> Any:
-    """Evaluate `query` (e.g. `data.moneypath.pipeline.gates.decision`) over `document`,
-    with `policy_dir` and any `extra_data` (policy or data paths) loaded.
+def evaluate(opa: Path, policy_dir: Path, query: str, document: Any) -> Any:
+    """Evaluate `query` (e.g. `data.moneypath.pipeline.gates.decision`) over `document`.
 
     Raises PolicyError when OPA fails or the query is undefined.
     """
-    data = [argument for path in (policy_dir, *extra_data) for argument in ("--data", str(path))]
     run = run_tool(
-        [str(opa), "eval", *data, "--stdin-input", "--format", "json", query],
+        [str(opa), "eval", "--data", str(policy_dir), "--stdin-input", "--format", "json", query],
         cwd=policy_dir,
         timeout_s=120,
         stdin=json.dumps(document),

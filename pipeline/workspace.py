@@ -57,6 +57,7 @@ class Workspace:
         pytest_reports: Path | None = None,
         source_packages: Sequence[str] | None = None,
         test_paths: Sequence[str] | None = None,
+        policy_dir: Path | None = None,
         home: Path = HOME,
     ) -> Workspace:
         """Resolve defaults: tools, policy and the advisory snapshot all from `home`.
@@ -79,7 +80,7 @@ class Workspace:
             checkov=home / ".tools" / "checkov" / "bin" / "checkov",
             advisory_db=(db if db.is_absolute() else home / db).resolve(),
             advisory_source=advisory_source,
-            policy_dir=home / "policies" / "pipeline",
+            policy_dir=policy_dir or home / "policies" / "pipeline",
             source_packages=packages,
             test_paths=tuple(test_paths or [p for p in TEST_PATHS if (root / p).is_dir()]),
             pytest_reports=pytest_reports.resolve() if pytest_reports else None,
@@ -116,6 +117,7 @@ def run_tool(
     timeout_s: int,
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
+    limit_chars: int = OUTPUT_LIMIT_CHARS,
 ) -> ToolRun:
     """Run a fixed tool (never through a shell); a missing binary or timeout is exit 127/124."""
     started = time.monotonic()
@@ -138,8 +140,8 @@ def run_tool(
     return ToolRun(
         argv=tuple(argv),
         exit_code=code,
-        stdout=out[-OUTPUT_LIMIT_CHARS:],
-        stderr=err[-OUTPUT_LIMIT_CHARS:],
+        stdout=out[-limit_chars:],
+        stderr=err[-limit_chars:],
         duration_ms=int((time.monotonic() - started) * 1000),
     )
 

@@ -20,6 +20,7 @@ from app.platform.db import libpq_url
 from app.platform.migrate import APP_ROOT, upgrade
 from app.platform.settings import VaultLogin
 from app.platform.vault import Vault
+from app.providers import api as providers_api
 
 DATABASE_SECRET = "moneypath/database"  # noqa: S105 - a Vault path
 WORKER_DATABASE_SECRET = "moneypath/worker-database"  # noqa: S105 - a Vault path
@@ -97,6 +98,8 @@ def bootstrap_dev(
     """`database_url` and `evidence_database_url` name a role that may create roles."""
     vault = Vault.login(vault_addr, VaultLogin(token=vault_token))
     vault.ensure_engines()
+    # Provider API keys and webhook secrets: the simulator is started with the same ones.
+    providers_api.ensure_provider_secrets(vault)
     passwords = {
         role: secrets.token_urlsafe(24)
         for role in (
