@@ -12,9 +12,12 @@ from app.domains import DOMAINS, ROUTES_MODULE
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
 from app.payments import api as payments_api
+from app.platform import outbox
 from app.platform.auth_limits import FailureLimiter
+from app.platform.cost_model import CostModel
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
+from app.platform.metrics import configure_cost_model
 from app.platform.opa import Opa, OpaAuthorizer
 from app.platform.request_auth import Rfc9421Verifier
 from app.platform.service_app import build_service_app
@@ -58,6 +61,9 @@ def create_app(
     except SettingsError as error:
         raise SystemExit(f"invalid settings: {error}") from None
     configure_logging(settings.log_level)
+    configure_cost_model(
+        CostModel.from_file(settings.cost_model_file) if settings.cost_model_file else CostModel()
+    )
     vault = Vault.login(settings.vault_addr, settings.vault_login)
     vault.ensure_engines()
     try:
@@ -107,4 +113,5 @@ def create_app(
         extra_routes=[*identity_api.plain_routes(identity), *payments_api.plain_routes()],
         extra_paths={**identity_api.openapi_paths(), **payments_api.openapi_paths()},
         on_stop=providers.aclose,
+        on_scrape=lambda: outbox.sample_backlog(sessions),
     )

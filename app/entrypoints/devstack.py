@@ -222,8 +222,11 @@ class Stack:
     sim_hold_s: float = 30.0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
+    # Whether DATABASE_URL named a server we do not run; the embedded one can be restarted.
+    external_database: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        self.external_database = self.database_url is not None
         self.root = self.root.resolve()
         self.log_dir = self.root / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -317,6 +320,15 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=STOP_GRACE_S)
 
+    def kill(self, name: str) -> None:
+        """SIGKILL a service's whole process group, as a crash would (drills use this)."""
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_GRACE_S)
+
     def stop_all(self) -> None:
         # Reverse start order: the apps first, the databases they use last.
         for name in reversed(list(self.processes)):
@@ -327,8 +339,11 @@ class Stack:
 
     # ---- PostgreSQL ----------------------------------------------------------------
     def start_postgres(self, timeout_s: float = 60) -> str:
-        """Use DATABASE_URL if given (checked within 10 s), else run the embedded server."""
-        if self.database_url is not None:
+        """Use DATABASE_URL if given (checked within 10 s), else run the embedded server.
+
+        Calling it again after `kill("postgres")` restarts the embedded server on the same
+        data directory and port (crash recovery replays the WAL)."""
+        if self.external_database and self.database_url is not None:
             check_database(self.database_url, timeout_s=8)
             self._ensure_database(self.database_url, EVIDENCE_DATABASE_NAME)
             return self.database_url

@@ -34,7 +34,7 @@ from app.payments.domain import (
     is_stale,
     transition,
 )
-from app.platform import outbox
+from app.platform import metrics, outbox
 from app.platform.db import run_in_transaction
 from app.platform.errors import DomainError
 from app.platform.opa import Opa
@@ -105,6 +105,9 @@ async def emit_status(session: AsyncSession, payment_id: str, **extra: Any) -> N
     if extra:
         await outbox.emit(session, events.PaymentRefunded(**fields, **extra))
         return
+    # Counted with the event, inside the transaction: a rolled-back change is counted
+    # anyway, which is rare and errs on the side of seeing activity.
+    metrics.record_payment(row.status.value, row.provider or "none", row.captured_minor)
     event_class = _EVENT_CLASSES.get(row.status)
     if event_class is not None:
         await outbox.emit(session, event_class(**fields))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import aiohttp
 from opa_client import AsyncOpaClient
 
 from app.platform.errors import DependencyUnavailableError
+from app.platform.metrics import record_dependency_unavailable, record_opa_decision
 
 
 class OpaUnavailableError(DependencyUnavailableError):
@@ -101,9 +103,16 @@ class Opa:
 
     async def decide(self, package_path: str, input_document: dict[str, Any]) -> Decision:
         """Ask `<package_path>` for `{allow, reasons}`. An undefined result is a deny."""
-        document = await self.evaluate(package_path, input_document)
+        started = time.perf_counter()
+        try:
+            document = await self.evaluate(package_path, input_document)
+        except OpaUnavailableError:
+            record_opa_decision("error", time.perf_counter() - started)
+            record_dependency_unavailable("opa")
+            raise
         result = document.get("result") or {}
         allowed = result.get("allow") is True
+        record_opa_decision("allow" if allowed else "deny", time.perf_counter() - started)
         reasons = tuple(str(reason) for reason in result.get("reasons", []) or [])
         return Decision(
             allowed=allowed,

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
 class IntegrationEvent(Protocol):
@@ -83,6 +83,12 @@ _CLAIM = text(
     FOR UPDATE SKIP LOCKED
     """
 )
+_BACKLOG = text(
+    """
+    SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(occurred_at)), 0)::float8
+    FROM platform.outbox WHERE published_at IS NULL
+    """
+)
 
 
 async def claim_heads(session: AsyncSession, limit: int) -> list[StoredEvent]:
@@ -111,3 +117,12 @@ async def mark_published(session: AsyncSession, ids: Sequence[int]) -> None:
             ),
             {"ids": list(ids)},
         )
+
+
+async def sample_backlog(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Set the outbox depth and oldest-age gauges (the partial index keeps this cheap)."""
+    from app.platform.metrics import set_outbox
+
+    async with sessions() as session:
+        depth, oldest_age_s = (await session.execute(_BACKLOG)).one()
+    set_outbox(int(depth), float(oldest_age_s))

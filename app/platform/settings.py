@@ -112,6 +112,8 @@ class Settings:
     allow_insecure_webhook_urls: bool
     data_dir: Path
     log_level: str
+    # A JSON cost model (app/platform/cost_model.py); None uses the placeholder defaults.
+    cost_model_file: Path | None = None
 
     @property
     def is_dev(self) -> bool:
@@ -181,4 +183,7 @@ class Settings:
             ),
             data_dir=Path(source.get("MONEYPATH_DATA_DIR", ".data")),
             log_level=log_level,
+            cost_model_file=Path(source["COST_MODEL_FILE"])
+            if source.get("COST_MODEL_FILE")
+            else None,
         )
