@@ -13,7 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ledger import accounts, journal, maintenance, transactions
 from app.ledger.currencies import EXPONENTS
-from app.ledger.data import Account, BadEntry, Balances, ChainReport, Entry, EntryPage, Transaction
+from app.ledger.data import (
+    Account,
+    BadBalance,
+    BadEntry,
+    BalanceReport,
+    Balances,
+    ChainReport,
+    Entry,
+    EntryPage,
+    LedgerReport,
+    Transaction,
+)
 from app.ledger.domain import (
     CLOSING_STATUSES,
     MAX_AMOUNT_MINOR,
@@ -38,15 +49,19 @@ from app.ledger.errors import (
     UnknownAccountError,
     UnknownCurrencyError,
 )
+from app.ledger.journal import MAX_VERIFY_ENTRIES
 
 __all__ = [
     "CLOSING_STATUSES",
     "MAX_AMOUNT_MINOR",
     "MAX_POSTINGS",
+    "MAX_VERIFY_ENTRIES",
     "OPENING_STATUSES",
     "Account",
     "AccountNotFoundError",
+    "BadBalance",
     "BadEntry",
+    "BalanceReport",
     "Balances",
     "ChainReport",
     "CurrencyMismatchError",
@@ -56,6 +71,7 @@ __all__ = [
     "EntryPage",
     "InsufficientFundsError",
     "InvalidStateError",
+    "LedgerReport",
     "Leg",
     "PartialPostUnsupportedError",
     "Transaction",
@@ -78,6 +94,7 @@ __all__ = [
     "post_transaction",
     "reverse_transaction",
     "verify_chain",
+    "verify_ledger",
     "void_transaction",
 ]
 
@@ -196,6 +213,29 @@ async def get_transaction(session: AsyncSession, transaction_id: str) -> Transac
 async def verify_chain(session: AsyncSession) -> ChainReport:
     """Recompute the journal hash chain from the stored rows; names the first bad entry."""
     return await journal.verify_chain(session)
+
+
+async def verify_ledger(
+    session: AsyncSession,
+    *,
+    from_seq: int | None = 1,
+    after_account: str | None = "",
+    limit: int = journal.MAX_VERIFY_ENTRIES,
+) -> LedgerReport:
+    """The chain from `from_seq` and the balances of the accounts after `after_account`,
+    at most `limit` of each; the report says where a check cut short goes on. None skips
+    that part (a continuation whose part is already done)."""
+    chain_report = (
+        ChainReport(True, 0, None)
+        if from_seq is None
+        else await journal.verify_chain(session, from_seq=from_seq, max_entries=limit)
+    )
+    balance_report = (
+        BalanceReport(True, 0, None)
+        if after_account is None
+        else await accounts.check_balances(session, after_account=after_account, max_accounts=limit)
+    )
+    return LedgerReport(chain_report, balance_report)
 
 
 async def expire_holds(

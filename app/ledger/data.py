@@ -76,6 +76,46 @@ class BadEntry:
 
 @dataclass(frozen=True, slots=True)
 class ChainReport:
+    """The hash chain from some seq on. `next_from_seq` is where a check cut short by its
+    limit goes on (None when it reached the head or found a bad entry)."""
+
     ok: bool
     entries_checked: int
     first_bad_entry: BadEntry | None
+    next_from_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BadBalance:
+    """An account whose `ledger.balances` row disagrees with the sum of its postings."""
+
+    account_id: str
+    stored: Balances
+    recomputed: Balances
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceReport:
+    """Accounts after some id, each recomputed from its postings. `next_after_account` is
+    where a check cut short by its limit goes on."""
+
+    ok: bool
+    accounts_checked: int
+    first_bad_balance: BadBalance | None
+    next_after_account: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerReport:
+    """`GET /v1/ledger/verify`: the chain, the balances, and whether both were finished."""
+
+    chain: ChainReport
+    balances: BalanceReport
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and self.balances.ok
+
+    @property
+    def complete(self) -> bool:
+        return self.chain.next_from_seq is None and self.balances.next_after_account is None

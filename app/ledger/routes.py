@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -148,12 +149,25 @@ ENTRIES_SCHEMA: dict[str, Any] = {
         "next_cursor": {"type": ["string", "null"]},
     },
 }
+_VERIFY_BALANCES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "posted": {"type": "integer"},
+        "pending_debits": {"type": "integer"},
+        "pending_credits": {"type": "integer"},
+        "available": {"type": "integer"},
+    },
+}
 VERIFY_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["ok", "entries_checked"],
+    "required": ["ok", "complete", "entries_checked", "accounts_checked"],
     "properties": {
         "ok": {"type": "boolean"},
+        "complete": {"type": "boolean"},
         "entries_checked": {"type": "integer"},
+        "accounts_checked": {"type": "integer"},
+        "next_from_seq": {"type": ["integer", "null"]},
+        "next_cursor": {"type": ["string", "null"]},
         "first_bad_entry": {
             "type": "object",
             "properties": {
@@ -161,6 +175,14 @@ VERIFY_SCHEMA: dict[str, Any] = {
                 "id": {"type": ["string", "null"]},
                 "transaction_id": {"type": ["string", "null"]},
                 "reason": {"type": "string"},
+            },
+        },
+        "first_bad_balance": {
+            "type": "object",
+            "properties": {
+                "account_id": {"type": "string"},
+                "stored": _VERIFY_BALANCES_SCHEMA,
+                "recomputed": _VERIFY_BALANCES_SCHEMA,
             },
         },
     },
@@ -310,16 +332,72 @@ async def read_transaction(call: Call, session: AsyncSession) -> Result:
     return Result(200, transaction_json(transaction), resource_id=transaction.id)
 
 
+def _balances_json(balances: api.Balances) -> dict[str, int]:
+    return {
+        "posted": balances.posted_minor,
+        "pending_debits": balances.pending_debits_minor,
+        "pending_credits": balances.pending_credits_minor,
+        "available": balances.available_minor,
+    }
+
+
+def _verify_query(query: Mapping[str, str]) -> tuple[int | None, str | None, int]:
+    """Where to start (a cursor we issued, or from_seq) and the limit per call.
+
+    None for a part means it is done: the cursor of a check cut short in one part only
+    goes on with that part.
+    """
+    limit = _positive(query, "limit", api.MAX_VERIFY_ENTRIES)
+    cursor = web.decode_cursor(query)
+    if cursor is None:
+        return _positive(query, "from_seq", 1), "", limit
+    seq, after = cursor.get("seq"), cursor.get("after")
+    if not (seq is None or (isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1)):
+        raise ValidationError("cursor is not one we issued")
+    if not (after is None or (isinstance(after, str) and len(after) <= 64)):
+        raise ValidationError("cursor is not one we issued")
+    return seq, after, limit
+
+
+def _positive(query: Mapping[str, str], name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 12 or not 1 <= int(raw) <= api.MAX_VERIFY_ENTRIES:
+        raise ValidationError(f"{name} must be an integer from 1 to {api.MAX_VERIFY_ENTRIES}")
+    return int(raw)
+
+
 async def verify(call: Call, session: AsyncSession) -> Result:
-    report = await api.verify_chain(session)
-    body: dict[str, Any] = {"ok": report.ok, "entries_checked": report.entries_checked}
-    if report.first_bad_entry is not None:
-        bad = report.first_bad_entry
+    from_seq, after_account, limit = _verify_query(call.query)
+    report = await api.verify_ledger(
+        session, from_seq=from_seq, after_account=after_account, limit=limit
+    )
+    chain, balances = report.chain, report.balances
+    body: dict[str, Any] = {
+        "ok": report.ok,
+        "complete": report.complete,
+        "entries_checked": chain.entries_checked,
+        "accounts_checked": balances.accounts_checked,
+        "next_from_seq": chain.next_from_seq,
+        "next_cursor": None
+        if report.complete
+        else web.encode_cursor({"seq": chain.next_from_seq, "after": balances.next_after_account}),
+    }
+    if chain.first_bad_entry is not None:
+        bad = chain.first_bad_entry
         body["first_bad_entry"] = {
             "seq": bad.seq,
             "id": bad.entry_id,
             "transaction_id": bad.transaction_id,
             "reason": bad.reason,
+        }
+    if balances.first_bad_balance is not None:
+        mismatch = balances.first_bad_balance
+        body["first_bad_balance"] = {
+            "account_id": mismatch.account_id,
+            "stored": _balances_json(mismatch.stored),
+            "recomputed": _balances_json(mismatch.recomputed),
         }
     return Result(200, body)
 
@@ -339,6 +417,29 @@ _PAGE = (
         "schema": {"type": "integer", "minimum": 1, "maximum": web.MAX_PAGE_SIZE},
     },
     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+)
+_VERIFY_QUERY = (
+    {
+        "name": "from_seq",
+        "in": "query",
+        "required": False,
+        "description": "Check the chain from this journal seq on (and every balance).",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "Go on where a cut-short check stopped (its next_cursor).",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "At most this many entries and this many accounts in one call.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
 )
 _WRITE_ERRORS: tuple[str, ...] = (
     "validation_error",
@@ -481,10 +582,11 @@ def endpoints() -> list[Endpoint]:
             handler=verify,
             action="ledger.verify",
             resource_type="ledger",
-            summary="Recompute the journal hash chain and name the first bad entry",
+            summary="Recompute the hash chain and every balance; name the first bad one",
             scopes=_READ,
             response_schema=VERIFY_SCHEMA,
-            error_codes=(),
+            query_parameters=_VERIFY_QUERY,
+            error_codes=("validation_error",),
             tag="ledger",
         ),
     ]
