@@ -23,6 +23,7 @@ from app.ledger.data import (
     Entry,
     EntryPage,
     LedgerReport,
+    NewTransaction,
     Transaction,
 )
 from app.ledger.domain import (
@@ -50,10 +51,15 @@ from app.ledger.errors import (
     UnknownCurrencyError,
 )
 from app.ledger.journal import MAX_VERIFY_ENTRIES
+from app.platform.errors import ValidationError
+
+# API.md: a batch carries 1 to 1,000 transactions.
+MAX_BATCH_TRANSACTIONS = 1000
 
 __all__ = [
     "CLOSING_STATUSES",
     "MAX_AMOUNT_MINOR",
+    "MAX_BATCH_TRANSACTIONS",
     "MAX_POSTINGS",
     "MAX_VERIFY_ENTRIES",
     "OPENING_STATUSES",
@@ -73,6 +79,7 @@ __all__ = [
     "InvalidStateError",
     "LedgerReport",
     "Leg",
+    "NewTransaction",
     "PartialPostUnsupportedError",
     "Transaction",
     "TransactionExpiredError",
@@ -83,6 +90,7 @@ __all__ = [
     "UnknownCurrencyError",
     "create_account",
     "create_transaction",
+    "create_transactions",
     "currencies",
     "currency_exponent",
     "ensure_posting_partitions",
@@ -172,6 +180,18 @@ async def create_transaction(
         description=description,
         external_ref=external_ref,
     )
+
+
+async def create_transactions(
+    session: AsyncSession, items: Sequence[NewTransaction]
+) -> list[Transaction]:
+    """Write a batch, all or nothing: each item validated, balanced, chained and published
+    exactly as `create_transaction` would. The refusal of an item raises that item's
+    error (as create_transaction) with `index`: its position in `items`.
+    """
+    if not 1 <= len(items) <= MAX_BATCH_TRANSACTIONS:
+        raise ValidationError(f"a batch holds 1 to {MAX_BATCH_TRANSACTIONS} transactions")
+    return await transactions.create_transactions(session, items)
 
 
 async def post_transaction(

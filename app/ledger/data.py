@@ -32,6 +32,18 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class NewTransaction:
+    """One transaction to create (an item of a batch, or a single create)."""
+
+    legs: tuple[Leg, ...]
+    status: str = TransactionStatus.POSTED
+    expires_at: datetime | None = None
+    description: str | None = None
+    external_ref: str | None = None
+    reverses: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Transaction:
     id: str
     status: TransactionStatus

@@ -8,6 +8,7 @@ makes the chain linear; it is the last lock a writer takes (see `transactions`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import chain
 from app.ledger.data import BadEntry, ChainReport
-from app.ledger.domain import Applied, JournalKind, Movement
+from app.ledger.domain import AccountState, JournalKind, Movement
 from app.platform.db import at_commit
 from app.platform.errors import InvariantViolation
 
@@ -38,39 +39,44 @@ _MOVE_AND_POST = text(
         INSERT INTO ledger.postings
             (created_at, entry_id, transaction_id, leg, account_id, direction,
              amount_minor, currency, effect, balance_after_minor)
-        SELECT :occurred_at, :id, :transaction_id, v.leg, v.account_id, v.direction,
+        SELECT v.occurred_at, v.entry_id, v.transaction_id, v.leg, v.account_id, v.direction,
                v.amount_minor, v.currency, v.effect, v.balance_after
-        FROM unnest(CAST(:p_legs AS smallint[]), CAST(:p_accounts AS text[]),
-                    CAST(:p_directions AS text[]), CAST(:p_amounts AS bigint[]),
-                    CAST(:p_currencies AS text[]), CAST(:p_effects AS text[]),
-                    CAST(:p_after AS numeric[]))
+        FROM unnest(CAST(:p_occurred AS timestamptz[]), CAST(:p_entries AS text[]),
+                    CAST(:p_transactions AS text[]), CAST(:p_legs AS smallint[]),
+                    CAST(:p_accounts AS text[]), CAST(:p_directions AS text[]),
+                    CAST(:p_amounts AS bigint[]), CAST(:p_currencies AS text[]),
+                    CAST(:p_effects AS text[]), CAST(:p_after AS numeric[]))
              WITH ORDINALITY
-             AS v(leg, account_id, direction, amount_minor, currency, effect, balance_after, n)
+             AS v(occurred_at, entry_id, transaction_id, leg, account_id, direction,
+                  amount_minor, currency, effect, balance_after, n)
         ORDER BY v.n
         RETURNING 1
     )
     SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM written) AS written
     """
 )
+# Migration ledger_0002: takes the chain head lock once and appends the entries in order.
 _APPEND_TO_CHAIN = text(
     """
-    WITH old AS (
-        SELECT last_seq, last_hash FROM ledger.chain_head WHERE id = 1 FOR UPDATE
-    ), head AS (
-        UPDATE ledger.chain_head h
-        SET last_seq = old.last_seq + 1,
-            last_hash = encode(sha256(decode(old.last_hash, 'hex') || :canonical), 'hex')
-        FROM old
-        WHERE h.id = 1
-        RETURNING h.last_seq, h.last_hash, old.last_hash AS prev_hash
-    )
-    INSERT INTO ledger.journal_entries
-        (seq, id, transaction_id, kind, occurred_at, prev_hash, hash)
-    SELECT last_seq, :id, :transaction_id, :kind, :occurred_at, prev_hash, last_hash
-    FROM head
-    RETURNING seq
+    SELECT ledger.append_entries(
+        CAST(:ids AS text[]), CAST(:transaction_ids AS text[]), CAST(:kinds AS text[]),
+        CAST(:occurred AS timestamptz[]), CAST(:canonicals AS bytea[])
+    ) AS last_seq
     """
 )
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDraft:
+    """One journal entry to write: its postings with their running balances."""
+
+    transaction_id: str
+    entry_id: str
+    kind: JournalKind
+    occurred_at: datetime
+    detail: Mapping[str, Any]
+    movements: Sequence[Movement]
+    balance_after_minor: Sequence[int]
 
 
 def creation_detail(
@@ -107,18 +113,11 @@ def _posting_fields(movement: Movement, created_at: datetime) -> dict[str, Any]:
     }
 
 
-async def write_entry(
-    session: AsyncSession,
-    *,
-    transaction_id: str,
-    entry_id: str,
-    kind: JournalKind,
-    occurred_at: datetime,
-    detail: Mapping[str, Any],
-    movements: Sequence[Movement],
-    applied: Applied,
+async def write_entries(
+    session: AsyncSession, drafts: Sequence[EntryDraft], balances: Mapping[str, AccountState]
 ) -> None:
-    """Insert the postings, move the balances and append the entry to the hash chain.
+    """Insert the entries' postings, set the touched accounts' balances to `balances`, and
+    append the entries to the hash chain, in order.
 
     The postings and balances are one statement (the account rows are locked by the
     caller). The chain append runs at commit (`db.at_commit`): the chain head row
@@ -128,50 +127,61 @@ async def write_entry(
     || JCS(entry)) is computed by PostgreSQL over the exact canonical bytes we send, and
     `verify` recomputes it in Python.
     """
-    if len(applied.balance_after_minor) != len(movements):
-        raise InvariantViolation("ledger.running_balance", "one running balance per posting")
-    touched = sorted({movement.account_id for movement in movements})
-    canonical = chain.canonical_entry(
-        entry_id=entry_id,
-        transaction_id=transaction_id,
-        kind=str(kind),
-        occurred_at=occurred_at,
-        detail=detail,
-        postings=[_posting_fields(movement, occurred_at) for movement in movements],
-    )
+    if not drafts:
+        raise InvariantViolation("ledger.entry_written", "nothing to write")
+    postings: list[tuple[EntryDraft, Movement, int]] = []
+    for draft in drafts:
+        if len(draft.balance_after_minor) != len(draft.movements):
+            raise InvariantViolation("ledger.running_balance", "one running balance per posting")
+        postings.extend(
+            (draft, movement, after)
+            for movement, after in zip(draft.movements, draft.balance_after_minor, strict=True)
+        )
+    touched = sorted({movement.account_id for _, movement, _ in postings})
     row = (
         await session.execute(
             _MOVE_AND_POST,
             {
                 "b_ids": touched,
-                "b_posted": [str(applied.balances[a].posted_minor) for a in touched],
-                "b_debits": [str(applied.balances[a].pending_debits_minor) for a in touched],
-                "b_credits": [str(applied.balances[a].pending_credits_minor) for a in touched],
-                "p_legs": [m.leg for m in movements],
-                "p_accounts": [m.account_id for m in movements],
-                "p_directions": [m.direction for m in movements],
-                "p_amounts": [m.amount_minor for m in movements],
-                "p_currencies": [m.currency for m in movements],
-                "p_effects": [m.effect for m in movements],
-                "p_after": [str(after) for after in applied.balance_after_minor],
-                "id": entry_id,
-                "transaction_id": transaction_id,
-                "occurred_at": occurred_at,
+                "b_posted": [str(balances[a].posted_minor) for a in touched],
+                "b_debits": [str(balances[a].pending_debits_minor) for a in touched],
+                "b_credits": [str(balances[a].pending_credits_minor) for a in touched],
+                "p_occurred": [d.occurred_at for d, _, _ in postings],
+                "p_entries": [d.entry_id for d, _, _ in postings],
+                "p_transactions": [d.transaction_id for d, _, _ in postings],
+                "p_legs": [m.leg for _, m, _ in postings],
+                "p_accounts": [m.account_id for _, m, _ in postings],
+                "p_directions": [m.direction for _, m, _ in postings],
+                "p_amounts": [m.amount_minor for _, m, _ in postings],
+                "p_currencies": [m.currency for _, m, _ in postings],
+                "p_effects": [m.effect for _, m, _ in postings],
+                "p_after": [str(after) for _, _, after in postings],
+                "occurred_at": max(d.occurred_at for d in drafts),
             },
         )
     ).one()
-    if row.moved != len(touched) or row.written != len(movements):
+    if row.moved != len(touched) or row.written != len(postings):
         raise InvariantViolation("ledger.entry_written", "balances or postings went missing")
     chained = {
-        "canonical": canonical,
-        "id": entry_id,
-        "transaction_id": transaction_id,
-        "kind": str(kind),
-        "occurred_at": occurred_at,
+        "ids": [d.entry_id for d in drafts],
+        "transaction_ids": [d.transaction_id for d in drafts],
+        "kinds": [str(d.kind) for d in drafts],
+        "occurred": [d.occurred_at for d in drafts],
+        "canonicals": [
+            chain.canonical_entry(
+                entry_id=d.entry_id,
+                transaction_id=d.transaction_id,
+                kind=str(d.kind),
+                occurred_at=d.occurred_at,
+                detail=d.detail,
+                postings=[_posting_fields(m, d.occurred_at) for m in d.movements],
+            )
+            for d in drafts
+        ],
     }
 
     async def append_to_chain(session: AsyncSession) -> None:
-        if (await session.execute(_APPEND_TO_CHAIN, chained)).first() is None:
+        if (await session.execute(_APPEND_TO_CHAIN, chained)).scalar_one() is None:
             raise InvariantViolation("ledger.chain_appended", "the chain head row is missing")
 
     await at_commit(session, append_to_chain)

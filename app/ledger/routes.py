@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import api
-from app.platform import web
-from app.platform.errors import ValidationError
+from app.platform import audit, jsonbody, web
+from app.platform.errors import DomainError, ValidationError
 from app.platform.web import Call, Endpoint, Result
 
 _READ = ("ledger:read",)
@@ -76,6 +76,25 @@ NEW_TRANSACTION_SCHEMA: dict[str, Any] = {
     },
 }
 
+# Each item is checked against NEW_TRANSACTION_SCHEMA by the handler, so that a refusal
+# can name the item's index.
+BATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["transactions"],
+    "properties": {
+        "transactions": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": api.MAX_BATCH_TRANSACTIONS,
+            "items": {"type": "object"},
+        }
+    },
+}
+# 1,000 items of up to 100 postings would not fit; 1,000 ordinary ones (a few hundred
+# bytes each) do, with room.
+BATCH_BODY_LIMIT_BYTES = 2 * 1024 * 1024
+
 POST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -125,6 +144,11 @@ TRANSACTION_SCHEMA: dict[str, Any] = {
         "created_at": {"type": "string", "format": "date-time"},
         "status_changed_at": {"type": ["string", "null"], "format": "date-time"},
     },
+}
+BATCH_RESULT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["transactions"],
+    "properties": {"transactions": {"type": "array", "items": TRANSACTION_SCHEMA}},
 }
 ENTRIES_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -308,6 +332,52 @@ async def create_transaction(call: Call, session: AsyncSession) -> Result:
         external_ref=body.get("external_ref"),
     )
     return Result(201, transaction_json(transaction), resource_id=transaction.id)
+
+
+def _new_transaction(item: dict[str, Any]) -> api.NewTransaction:
+    raw_expiry = item.get("expires_at")
+    return api.NewTransaction(
+        legs=tuple(
+            api.Leg(leg["account_id"], leg["direction"], leg["amount_minor"], leg["currency"])
+            for leg in item["postings"]
+        ),
+        status=item["status"],
+        expires_at=api.parse_time(raw_expiry, "expires_at") if raw_expiry is not None else None,
+        description=item.get("description"),
+        external_ref=item.get("external_ref"),
+    )
+
+
+async def create_transactions(call: Call, session: AsyncSession) -> Result:
+    items: list[api.NewTransaction] = []
+    for index, item in enumerate(call.body["transactions"]):
+        try:
+            jsonbody.validate(item, NEW_TRANSACTION_SCHEMA)
+            items.append(_new_transaction(item))
+        except DomainError as error:
+            error.extra["index"] = index
+            raise
+    created = await api.create_transactions(session, items)
+    # Each item is audited as its own create, in this transaction, besides the request's
+    # own record (written by the pipeline).
+    await audit.record_many(
+        session,
+        [
+            audit.AuditEvent(
+                actor=call.principal.client_id if call.principal else None,
+                event_type="ledger.transactions.create",
+                outcome="success",
+                request_id=call.request_id,
+                origin_ip=web.client_ip(call.request),
+                resource_type="ledger_transaction",
+                resource_id=transaction.id,
+                decision_id=call.decision_id,
+                details={"batch_index": index},
+            )
+            for index, transaction in enumerate(created)
+        ],
+    )
+    return Result(201, {"transactions": [transaction_json(t) for t in created]})
 
 
 async def post_transaction(call: Call, session: AsyncSession) -> Result:
@@ -514,6 +584,29 @@ def endpoints() -> list[Endpoint]:
                 "insufficient_funds",
             ),
             tag="ledger",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/ledger/transactions/batch",
+            handler=create_transactions,
+            action="ledger.transactions.batch",
+            resource_type="ledger_transaction",
+            summary="Write up to 1,000 balanced transactions, all or nothing",
+            scopes=_WRITE,
+            success_status=201,
+            request_schema=BATCH_SCHEMA,
+            response_schema=BATCH_RESULT_SCHEMA,
+            idempotent=True,
+            error_codes=(
+                *_WRITE_ERRORS,
+                "unknown_currency",
+                "unbalanced_transaction",
+                "unknown_account",
+                "currency_mismatch",
+                "insufficient_funds",
+            ),
+            tag="ledger",
+            body_limit_bytes=BATCH_BODY_LIMIT_BYTES,
         ),
         Endpoint(
             method="POST",

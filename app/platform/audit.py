@@ -8,6 +8,7 @@ and the OPA decision that let it through or stopped it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,13 @@ def _params(event: AuditEvent) -> dict[str, Any]:
 async def record(session: AsyncSession, event: AuditEvent) -> None:
     """Write `event` in the caller's transaction, so it lands exactly when the effect does."""
     await session.execute(_INSERT, _params(event))
+
+
+async def record_many(session: AsyncSession, events: Sequence[AuditEvent]) -> None:
+    """Write `events` in the caller's transaction (one executemany): a batch request audits
+    each item it writes as its own record."""
+    if events:
+        await session.execute(_INSERT, [_params(event) for event in events])
 
 
 async def record_alone(sessions: async_sessionmaker[AsyncSession], event: AuditEvent) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import text
@@ -29,18 +30,27 @@ _INSERT = text(
 )
 
 
+def _row(event: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = dataclasses.asdict(event)
+    return {
+        "event_id": "evt_" + secrets.token_hex(12),
+        "event_type": event.EVENT_TYPE,
+        "event_version": event.EVENT_VERSION,
+        "aggregate_id": event.aggregate_id,
+        "payload": json.dumps(payload, default=str),
+    }
+
+
 async def emit(session: AsyncSession, event: Any) -> str:
     """Append `event` (a frozen dataclass from some `events.py`) to the outbox; return its id."""
-    event_id = "evt_" + secrets.token_hex(12)
-    payload: dict[str, Any] = dataclasses.asdict(event)
-    await session.execute(
-        _INSERT,
-        {
-            "event_id": event_id,
-            "event_type": event.EVENT_TYPE,
-            "event_version": event.EVENT_VERSION,
-            "aggregate_id": event.aggregate_id,
-            "payload": json.dumps(payload, default=str),
-        },
-    )
-    return event_id
+    row = _row(event)
+    await session.execute(_INSERT, row)
+    return str(row["event_id"])
+
+
+async def emit_many(session: AsyncSession, events: Sequence[Any]) -> list[str]:
+    """Append `events` in order (one executemany, so a batch costs about one round trip)."""
+    rows = [_row(event) for event in events]
+    if rows:
+        await session.execute(_INSERT, rows)
+    return [str(row["event_id"]) for row in rows]

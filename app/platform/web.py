@@ -174,6 +174,7 @@ class Endpoint:
     owner_of: OwnerLookup | None = None
     tag: str = "default"
     audit_reads: bool = False  # reads are audited only where a control demands it
+    body_limit_bytes: int | None = None  # None: the service-wide limit (settings)
 
     @property
     def audited(self) -> bool:
@@ -279,7 +280,7 @@ async def _run(endpoint: Endpoint, request: Request) -> Response:
     try:
         if endpoint.authenticated:
             principal = await services.authenticator.authenticate(request)
-        raw = await read_body(request, services.body_limit_bytes)
+        raw = await read_body(request, endpoint.body_limit_bytes or services.body_limit_bytes)
         if endpoint.needs_signature:
             await services.signatures.verify(request, raw, principal)
     except DomainError as error:
