@@ -18,8 +18,9 @@ Three scenarios, each followed by pgbench TPC-B (scale 10) against the same Post
 
 Prints, per scenario: transfers/s, pgbench tps and their ratio, latency percentiles, the
 CPU each transfer cost the API, PostgreSQL and OPA processes, and the SQL statements per
-transfer (pg_stat_statements, BEGIN and COMMIT included: each is a round trip, since
-nothing is pipelined). The machine is shared, so compare ratios from one run only.
+transfer (counted from PostgreSQL's statement log on a few extra requests, BEGIN and
+COMMIT included: each is a round trip, since nothing is pipelined). The machine is
+shared, so compare ratios from one run only.
 """
 
 from __future__ import annotations
@@ -220,14 +221,56 @@ def _drive(
     )
 
 
-def _statements(database_url: str) -> int:
-    """Statements executed so far in the ledger's database (pg_stat_statements)."""
+def _set_statement_log(database_url: str, value: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as connection:
-        row = connection.execute(
-            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
-            " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ).fetchone()
-    return int(row[0]) if row else 0
+        connection.execute(f"ALTER SYSTEM SET log_statement = '{value}'")
+        connection.execute("SELECT pg_reload_conf()")
+    time.sleep(0.5)  # the reload reaches every backend at its next command
+
+
+def _round_trips(
+    stack: Stack, client: ApiClient, accounts: list[str], *, batch: bool, requests: int = 20
+) -> float:
+    """Statements PostgreSQL executes per transfer, counted from its statement log.
+
+    Counted on a few extra requests after the timed run (logging every statement costs
+    CPU): with nothing pipelined, each statement, BEGIN and COMMIT included, is one round
+    trip between the API and PostgreSQL.
+    """
+    assert stack.database_url is not None
+    log_path = stack.log_path("postgres")
+    start = log_path.stat().st_size
+    _set_statement_log(stack.database_url, "all")
+    marker = secrets.token_hex(8)
+    chooser = random.Random(7)
+    body = _batch_body if batch else _transfer_body
+    path = "/v1/ledger/transactions/batch" if batch else "/v1/ledger/transactions"
+    try:
+        with psycopg.connect(stack.database_url, autocommit=True) as connection:
+            connection.execute(f"SELECT 'bench-start-{marker}'")
+        created = 0
+        for _ in range(requests):
+            response = client.send(
+                client.build(
+                    "POST",
+                    path,
+                    json=body(chooser, accounts),
+                    idempotency_key=secrets.token_hex(16),
+                )
+            )
+            created += response.status_code == 201
+        with psycopg.connect(stack.database_url, autocommit=True) as connection:
+            connection.execute(f"SELECT 'bench-end-{marker}'")
+    finally:
+        _set_statement_log(stack.database_url, "none")
+    with log_path.open("rb") as log:
+        log.seek(start)
+        text = log.read().decode(errors="replace")
+    window = text.split(f"bench-start-{marker}", 1)[-1].split(f"bench-end-{marker}", 1)[0]
+    statements = len(re.findall(r"LOG:  (?:statement|execute [^:]*):", window))
+    # The end marker's own connection may log its set-up statements; they are few and
+    # are not the ledger's, so count only what the API sent: the window holds nothing else.
+    return statements / max(1, created * (BATCH_SIZE if batch else 1))
 
 
 def _pgbench(database_url: str, seconds: float, clients: int) -> float:
@@ -278,23 +321,12 @@ def main() -> int:
     from tests.support.api_client import ClientFactory
 
     with tempfile.TemporaryDirectory(prefix="bench-ledger-") as root:
-        stack = Stack(
-            root=Path(root),
-            ports=Ports.free(),
-            watch_policies=False,
-            postgres_settings=(
-                "shared_preload_libraries=pg_stat_statements",
-                "pg_stat_statements.track=all",
-                "pg_stat_statements.track_utility=on",
-            ),
-        )
+        stack = Stack(root=Path(root), ports=Ports.free(), watch_policies=False)
         stack.api_workers = args.api_workers
         with stack.running(apps=False):
             stack.start_api()
             assert stack.database_url is not None
             database_url = stack.database_url
-            with psycopg.connect(database_url, autocommit=True) as connection:
-                connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             factory = ClientFactory(database_url, httpx.Client(base_url=stack.api_url))
             https = [httpx.Client(base_url=stack.api_url, timeout=60) for _ in range(args.clients)]
             clients = [factory(scopes=["ledger:write", "ledger:read"], http=http) for http in https]
@@ -318,14 +350,9 @@ def main() -> int:
                 accounts = asyncio.run(_open_accounts(database_url, count))
                 pids = {part: stack.processes[part].pid for part in ("api", "postgres", "opa")}
                 cpu_before = {part: _tree_cpu_s(pid) for part, pid in pids.items()}
-                statements_before = _statements(database_url)
                 presigned = max(1, args.presigned // BATCH_SIZE) if batch else args.presigned
                 outcome = _drive(clients, accounts, args.seconds, presigned, batch=batch)
                 done = max(1, outcome.statuses[201] * (BATCH_SIZE if batch else 1))
-                # The two reads of pg_stat_statements itself are not the ledger's.
-                outcome.statements_per_transfer = (
-                    _statements(database_url) - statements_before - 1
-                ) / done
                 spent = {
                     part: (_tree_cpu_s(pid) - cpu_before[part]) * 1000 / done
                     for part, pid in pids.items()
@@ -333,6 +360,9 @@ def main() -> int:
                 outcome.api_cpu_ms_per_transfer = spent["api"]
                 outcome.db_cpu_ms_per_transfer = spent["postgres"]
                 outcome.opa_cpu_ms_per_transfer = spent["opa"]
+                outcome.statements_per_transfer = _round_trips(
+                    stack, clients[0], accounts, batch=batch
+                )
                 tps = _pgbench(database_url, args.seconds, args.pgbench_clients)
                 results[name] = (outcome, tps)
                 unit = f"batches of {BATCH_SIZE}" if batch else "one transfer per request"

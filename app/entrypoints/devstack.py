@@ -216,9 +216,6 @@ class Stack:
     watch_policies: bool = True
     api_workers: int = 1
     log_to_console: bool = False
-    # Extra `-c name=value` settings for PostgreSQL (the ledger benchmark loads
-    # pg_stat_statements to count statements per transfer).
-    postgres_settings: tuple[str, ...] = ()
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
@@ -392,7 +389,6 @@ class Stack:
                 "fsync=on",
                 "-c",
                 "synchronous_commit=on",
-                *(option for setting in self.postgres_settings for option in ("-c", setting)),
             ],
             as_service_user=True,
         )

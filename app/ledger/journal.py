@@ -24,43 +24,20 @@ from app.platform.errors import InvariantViolation
 VERIFY_BATCH_SIZE = 500
 MAX_VERIFY_ENTRIES = 10_000_000
 
-_MOVE_AND_POST = text(
+# Migration ledger_0002: sets the balances, inserts the postings, then takes the chain head
+# lock and appends the entries in order; one round trip at commit for any number.
+_WRITE_ENTRIES = text(
     """
-    WITH moved AS (
-        UPDATE ledger.balances b
-        SET posted_minor = v.posted, pending_debits_minor = v.debits,
-            pending_credits_minor = v.credits, updated_at = :occurred_at
-        FROM unnest(CAST(:b_ids AS text[]), CAST(:b_posted AS numeric[]),
-                    CAST(:b_debits AS numeric[]), CAST(:b_credits AS numeric[]))
-             AS v(id, posted, debits, credits)
-        WHERE b.account_id = v.id
-        RETURNING 1
-    ), written AS (
-        INSERT INTO ledger.postings
-            (created_at, entry_id, transaction_id, leg, account_id, direction,
-             amount_minor, currency, effect, balance_after_minor)
-        SELECT v.occurred_at, v.entry_id, v.transaction_id, v.leg, v.account_id, v.direction,
-               v.amount_minor, v.currency, v.effect, v.balance_after
-        FROM unnest(CAST(:p_occurred AS timestamptz[]), CAST(:p_entries AS text[]),
-                    CAST(:p_transactions AS text[]), CAST(:p_legs AS smallint[]),
-                    CAST(:p_accounts AS text[]), CAST(:p_directions AS text[]),
-                    CAST(:p_amounts AS bigint[]), CAST(:p_currencies AS text[]),
-                    CAST(:p_effects AS text[]), CAST(:p_after AS numeric[]))
-             WITH ORDINALITY
-             AS v(occurred_at, entry_id, transaction_id, leg, account_id, direction,
-                  amount_minor, currency, effect, balance_after, n)
-        ORDER BY v.n
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM written) AS written
-    """
-)
-# Migration ledger_0002: takes the chain head lock once and appends the entries in order.
-_APPEND_TO_CHAIN = text(
-    """
-    SELECT ledger.append_entries(
-        CAST(:ids AS text[]), CAST(:transaction_ids AS text[]), CAST(:kinds AS text[]),
-        CAST(:occurred AS timestamptz[]), CAST(:canonicals AS bytea[])
+    SELECT ledger.write_entries(
+        CAST(:b_ids AS text[]), CAST(:b_posted AS numeric[]), CAST(:b_debits AS numeric[]),
+        CAST(:b_credits AS numeric[]), CAST(:updated AS timestamptz),
+        CAST(:p_entries AS text[]), CAST(:p_transactions AS text[]),
+        CAST(:p_legs AS smallint[]), CAST(:p_accounts AS text[]),
+        CAST(:p_directions AS text[]), CAST(:p_amounts AS bigint[]),
+        CAST(:p_currencies AS text[]), CAST(:p_effects AS text[]),
+        CAST(:p_after AS numeric[]), CAST(:p_occurred AS timestamptz[]),
+        CAST(:e_ids AS text[]), CAST(:e_transactions AS text[]), CAST(:e_kinds AS text[]),
+        CAST(:e_occurred AS timestamptz[]), CAST(:e_canonicals AS bytea[])
     ) AS last_seq
     """
 )
@@ -116,16 +93,16 @@ def _posting_fields(movement: Movement, created_at: datetime) -> dict[str, Any]:
 async def write_entries(
     session: AsyncSession, drafts: Sequence[EntryDraft], balances: Mapping[str, AccountState]
 ) -> None:
-    """Insert the entries' postings, set the touched accounts' balances to `balances`, and
-    append the entries to the hash chain, in order.
+    """Set the touched accounts' balances to `balances`, insert the entries' postings and
+    append the entries to the hash chain, in order: one call of `ledger.write_entries()`.
 
-    The postings and balances are one statement (the account rows are locked by the
-    caller). The chain append runs at commit (`db.at_commit`): the chain head row
-    serializes every journal write of the whole ledger, so it is taken last, after the
-    caller's audit record and idempotency completion, and held for that one statement
-    plus the COMMIT. Entries are thereby chained in commit order. hash = sha256(prev_hash
-    || JCS(entry)) is computed by PostgreSQL over the exact canonical bytes we send, and
-    `verify` recomputes it in Python.
+    The call runs at commit (`db.at_commit`), after the caller's audit record and
+    idempotency completion: the account rows are locked since the caller read them, so
+    nothing can change them meanwhile, and the chain head row, which serializes every
+    journal write of the whole ledger, is taken last inside the call and held only for the
+    append plus the COMMIT. Entries are thereby chained in commit order. hash =
+    sha256(prev_hash || JCS(entry)) is computed by PostgreSQL over the exact canonical
+    bytes we send, and `verify` recomputes it in Python.
     """
     if not drafts:
         raise InvariantViolation("ledger.entry_written", "nothing to write")
@@ -138,36 +115,27 @@ async def write_entries(
             for movement, after in zip(draft.movements, draft.balance_after_minor, strict=True)
         )
     touched = sorted({movement.account_id for _, movement, _ in postings})
-    row = (
-        await session.execute(
-            _MOVE_AND_POST,
-            {
-                "b_ids": touched,
-                "b_posted": [str(balances[a].posted_minor) for a in touched],
-                "b_debits": [str(balances[a].pending_debits_minor) for a in touched],
-                "b_credits": [str(balances[a].pending_credits_minor) for a in touched],
-                "p_occurred": [d.occurred_at for d, _, _ in postings],
-                "p_entries": [d.entry_id for d, _, _ in postings],
-                "p_transactions": [d.transaction_id for d, _, _ in postings],
-                "p_legs": [m.leg for _, m, _ in postings],
-                "p_accounts": [m.account_id for _, m, _ in postings],
-                "p_directions": [m.direction for _, m, _ in postings],
-                "p_amounts": [m.amount_minor for _, m, _ in postings],
-                "p_currencies": [m.currency for _, m, _ in postings],
-                "p_effects": [m.effect for _, m, _ in postings],
-                "p_after": [str(after) for _, _, after in postings],
-                "occurred_at": max(d.occurred_at for d in drafts),
-            },
-        )
-    ).one()
-    if row.moved != len(touched) or row.written != len(postings):
-        raise InvariantViolation("ledger.entry_written", "balances or postings went missing")
-    chained = {
-        "ids": [d.entry_id for d in drafts],
-        "transaction_ids": [d.transaction_id for d in drafts],
-        "kinds": [str(d.kind) for d in drafts],
-        "occurred": [d.occurred_at for d in drafts],
-        "canonicals": [
+    written = {
+        "b_ids": touched,
+        "b_posted": [str(balances[a].posted_minor) for a in touched],
+        "b_debits": [str(balances[a].pending_debits_minor) for a in touched],
+        "b_credits": [str(balances[a].pending_credits_minor) for a in touched],
+        "updated": max(d.occurred_at for d in drafts),
+        "p_entries": [d.entry_id for d, _, _ in postings],
+        "p_transactions": [d.transaction_id for d, _, _ in postings],
+        "p_legs": [m.leg for _, m, _ in postings],
+        "p_accounts": [m.account_id for _, m, _ in postings],
+        "p_directions": [m.direction for _, m, _ in postings],
+        "p_amounts": [m.amount_minor for _, m, _ in postings],
+        "p_currencies": [m.currency for _, m, _ in postings],
+        "p_effects": [m.effect for _, m, _ in postings],
+        "p_after": [str(after) for _, _, after in postings],
+        "p_occurred": [d.occurred_at for d, _, _ in postings],
+        "e_ids": [d.entry_id for d in drafts],
+        "e_transactions": [d.transaction_id for d in drafts],
+        "e_kinds": [str(d.kind) for d in drafts],
+        "e_occurred": [d.occurred_at for d in drafts],
+        "e_canonicals": [
             chain.canonical_entry(
                 entry_id=d.entry_id,
                 transaction_id=d.transaction_id,
@@ -180,11 +148,12 @@ async def write_entries(
         ],
     }
 
-    async def append_to_chain(session: AsyncSession) -> None:
-        if (await session.execute(_APPEND_TO_CHAIN, chained)).scalar_one() is None:
-            raise InvariantViolation("ledger.chain_appended", "the chain head row is missing")
+    async def write(session: AsyncSession) -> None:
+        last_seq = (await session.execute(_WRITE_ENTRIES, written)).scalar_one()
+        if last_seq is None:
+            raise InvariantViolation("ledger.chain_appended", "no entry was chained")
 
-    await at_commit(session, append_to_chain)
+    await at_commit(session, write)
 
 
 async def verify_chain(
