@@ -15,10 +15,12 @@ from app.ledger import accounts, journal, maintenance, transactions
 from app.ledger.currencies import EXPONENTS
 from app.ledger.data import (
     Account,
+    AnchorReport,
     BadBalance,
     BadEntry,
     BalanceReport,
     Balances,
+    ChainHead,
     ChainReport,
     Entry,
     EntryPage,
@@ -65,10 +67,12 @@ __all__ = [
     "OPENING_STATUSES",
     "Account",
     "AccountNotFoundError",
+    "AnchorReport",
     "BadBalance",
     "BadEntry",
     "BalanceReport",
     "Balances",
+    "ChainHead",
     "ChainReport",
     "CurrencyMismatchError",
     "Direction",
@@ -88,6 +92,7 @@ __all__ = [
     "UnbalancedTransactionError",
     "UnknownAccountError",
     "UnknownCurrencyError",
+    "chain_head",
     "create_account",
     "create_transaction",
     "create_transactions",
@@ -241,10 +246,14 @@ async def verify_ledger(
     from_seq: int | None = 1,
     after_account: str | None = "",
     limit: int = journal.MAX_VERIFY_ENTRIES,
+    anchored: ChainHead | None = None,
+    anchor_record_id: str | None = None,
 ) -> LedgerReport:
     """The chain from `from_seq` and the balances of the accounts after `after_account`,
     at most `limit` of each; the report says where a check cut short goes on. None skips
-    that part (a continuation whose part is already done)."""
+    that part (a continuation whose part is already done). `anchored`, the latest chain
+    head in the evidence log (`anchor_record_id` its record), is compared with the live
+    chain; a contradiction makes the report not ok."""
     chain_report = (
         ChainReport(True, 0, None)
         if from_seq is None
@@ -255,7 +264,13 @@ async def verify_ledger(
         if after_account is None
         else await accounts.check_balances(session, after_account=after_account, max_accounts=limit)
     )
-    return LedgerReport(chain_report, balance_report)
+    anchor_report = await journal.check_anchor(session, anchored, anchor_record_id)
+    return LedgerReport(chain_report, balance_report, anchor_report)
+
+
+async def chain_head(session: AsyncSession) -> ChainHead:
+    """The chain's last entry (seq and hash), to anchor in the evidence log."""
+    return await journal.chain_head(session)
 
 
 async def expire_holds(

@@ -118,15 +118,44 @@ class BalanceReport:
 
 
 @dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The chain's last entry: what the worker anchors in the evidence log."""
+
+    seq: int
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorReport:
+    """The live chain against the latest head anchored in the evidence log.
+
+    `status` is "consistent", "none" (nothing anchored yet, or no evidence service), or a
+    contradiction: "anchored_entry_missing" (the chain is shorter than the anchor) or
+    "hash_mismatch" (the entry at the anchored seq has another hash).
+    """
+
+    status: str
+    anchored: ChainHead | None
+    record_id: str | None = None
+    live_hash: str | None = None
+
+    @property
+    def contradicted(self) -> bool:
+        return self.status not in ("consistent", "none")
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerReport:
-    """`GET /v1/ledger/verify`: the chain, the balances, and whether both were finished."""
+    """`GET /v1/ledger/verify`: the chain, the balances, the anchor, and whether the
+    chain and balance checks were finished."""
 
     chain: ChainReport
     balances: BalanceReport
+    anchor: AnchorReport = AnchorReport("none", None)
 
     @property
     def ok(self) -> bool:
-        return self.chain.ok and self.balances.ok
+        return self.chain.ok and self.balances.ok and not self.anchor.contradicted
 
     @property
     def complete(self) -> bool:

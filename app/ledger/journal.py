@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import chain
-from app.ledger.data import BadEntry, ChainReport
+from app.ledger.data import AnchorReport, BadEntry, ChainHead, ChainReport
 from app.ledger.domain import AccountState, JournalKind, Movement
 from app.platform.db import at_commit
 from app.platform.errors import InvariantViolation
@@ -220,6 +220,43 @@ async def verify_chain(
     if running != head.last_hash:
         return ChainReport(False, checked, BadEntry(last_seq, None, None, "head_mismatch"))
     return ChainReport(True, checked, None)
+
+
+async def chain_head(session: AsyncSession) -> ChainHead:
+    row = (
+        await session.execute(
+            text("SELECT last_seq, last_hash FROM ledger.chain_head WHERE id = 1")
+        )
+    ).one()
+    return ChainHead(int(row.last_seq), str(row.last_hash))
+
+
+async def check_anchor(
+    session: AsyncSession, anchored: ChainHead | None, record_id: str | None = None
+) -> AnchorReport:
+    """Compare the live chain with a head anchored in the evidence log.
+
+    The anchored hash commits to every entry up to its seq, so a chain rewritten
+    consistently (rows, hashes and head, as the database owner could) still disagrees
+    here: the evidence log lives in another database and its records are signed and
+    Merkle-proven.
+    """
+    if anchored is None:
+        return AnchorReport("none", None)
+    row = (
+        await session.execute(
+            text("SELECT hash FROM ledger.journal_entries WHERE seq = :seq"),
+            {"seq": anchored.seq},
+        )
+    ).first()
+    if anchored.seq == 0:
+        live = chain.GENESIS_HASH
+    elif row is None:
+        return AnchorReport("anchored_entry_missing", anchored, record_id)
+    else:
+        live = str(row.hash)
+    status = "consistent" if live == anchored.hash else "hash_mismatch"
+    return AnchorReport(status, anchored, record_id, live)
 
 
 async def _entry_rows(
