@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -171,6 +171,19 @@ ENTRIES_SCHEMA: dict[str, Any] = {
             },
         },
         "next_cursor": {"type": ["string", "null"]},
+        "anchor": {
+            "type": "object",
+            "description": "The live chain against the latest head anchored in the evidence "
+            "log: consistent, none (nothing anchored), unavailable, or a contradiction "
+            "(hash_mismatch, anchored_entry_missing).",
+            "properties": {
+                "status": {"type": "string"},
+                "record_id": {"type": ["string", "null"]},
+                "seq": {"type": ["integer", "null"]},
+                "hash": {"type": ["string", "null"]},
+                "live_hash": {"type": ["string", "null"]},
+            },
+        },
     },
 }
 _VERIFY_BALANCES_SCHEMA: dict[str, Any] = {
@@ -192,6 +205,19 @@ VERIFY_SCHEMA: dict[str, Any] = {
         "accounts_checked": {"type": "integer"},
         "next_from_seq": {"type": ["integer", "null"]},
         "next_cursor": {"type": ["string", "null"]},
+        "anchor": {
+            "type": "object",
+            "description": "The live chain against the latest head anchored in the evidence "
+            "log: consistent, none (nothing anchored), unavailable, or a contradiction "
+            "(hash_mismatch, anchored_entry_missing).",
+            "properties": {
+                "status": {"type": "string"},
+                "record_id": {"type": ["string", "null"]},
+                "seq": {"type": ["integer", "null"]},
+                "hash": {"type": ["string", "null"]},
+                "live_hash": {"type": ["string", "null"]},
+            },
+        },
         "first_bad_entry": {
             "type": "object",
             "properties": {
@@ -438,11 +464,40 @@ def _positive(query: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+class AnchorSource(Protocol):
+    """Where verify finds the latest chain head anchored in the evidence log (the
+    composition root provides it as `extras["ledger_anchors"]`)."""
+
+    async def latest(self) -> tuple[api.ChainHead, str] | None:
+        """The anchored head and its evidence record id. Raises ConnectionError."""
+
+
 async def verify(call: Call, session: AsyncSession) -> Result:
     from_seq, after_account, limit = _verify_query(call.query)
+    anchors: AnchorSource | None = call.services.extras.get("ledger_anchors")
+    found: tuple[api.ChainHead, str] | None = None
+    unavailable = False
+    if anchors is not None:
+        try:
+            found = await anchors.latest()
+        except ConnectionError:
+            unavailable = True
     report = await api.verify_ledger(
-        session, from_seq=from_seq, after_account=after_account, limit=limit
+        session,
+        from_seq=from_seq,
+        after_account=after_account,
+        limit=limit,
+        anchored=found[0] if found else None,
+        anchor_record_id=found[1] if found else None,
     )
+    anchor = report.anchor
+    anchor_json: dict[str, Any] = {
+        "status": "unavailable" if unavailable else anchor.status,
+        "record_id": anchor.record_id,
+        "seq": anchor.anchored.seq if anchor.anchored else None,
+        "hash": anchor.anchored.hash if anchor.anchored else None,
+        "live_hash": anchor.live_hash,
+    }
     chain, balances = report.chain, report.balances
     body: dict[str, Any] = {
         "ok": report.ok,
@@ -450,6 +505,7 @@ async def verify(call: Call, session: AsyncSession) -> Result:
         "entries_checked": chain.entries_checked,
         "accounts_checked": balances.accounts_checked,
         "next_from_seq": chain.next_from_seq,
+        "anchor": anchor_json,
         "next_cursor": None
         if report.complete
         else web.encode_cursor({"seq": chain.next_from_seq, "after": balances.next_after_account}),
