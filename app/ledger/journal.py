@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.ledger import chain
 from app.ledger.data import AnchorReport, BadEntry, ChainHead, ChainReport
 from app.ledger.domain import AccountState, JournalKind, Movement
-from app.platform.db import at_commit
+from app.platform.db import at_commit, fetch_rows
 from app.platform.errors import InvariantViolation
 
 VERIFY_BATCH_SIZE = 500
@@ -26,21 +26,19 @@ MAX_VERIFY_ENTRIES = 10_000_000
 
 # Migration ledger_0002: sets the balances, inserts the postings, then takes the chain head
 # lock and appends the entries in order; one round trip at commit for any number.
-_WRITE_ENTRIES = text(
-    """
+_WRITE_ENTRIES: LiteralString = """
     SELECT ledger.write_entries(
-        CAST(:b_ids AS text[]), CAST(:b_posted AS numeric[]), CAST(:b_debits AS numeric[]),
-        CAST(:b_credits AS numeric[]), CAST(:updated AS timestamptz),
-        CAST(:p_entries AS text[]), CAST(:p_transactions AS text[]),
-        CAST(:p_legs AS smallint[]), CAST(:p_accounts AS text[]),
-        CAST(:p_directions AS text[]), CAST(:p_amounts AS bigint[]),
-        CAST(:p_currencies AS text[]), CAST(:p_effects AS text[]),
-        CAST(:p_after AS numeric[]), CAST(:p_occurred AS timestamptz[]),
-        CAST(:e_ids AS text[]), CAST(:e_transactions AS text[]), CAST(:e_kinds AS text[]),
-        CAST(:e_occurred AS timestamptz[]), CAST(:e_canonicals AS bytea[])
+        CAST(%(b_ids)s AS text[]), CAST(%(b_posted)s AS numeric[]), CAST(%(b_debits)s AS numeric[]),
+        CAST(%(b_credits)s AS numeric[]), CAST(%(updated)s AS timestamptz),
+        CAST(%(p_entries)s AS text[]), CAST(%(p_transactions)s AS text[]),
+        CAST(%(p_legs)s AS smallint[]), CAST(%(p_accounts)s AS text[]),
+        CAST(%(p_directions)s AS text[]), CAST(%(p_amounts)s AS bigint[]),
+        CAST(%(p_currencies)s AS text[]), CAST(%(p_effects)s AS text[]),
+        CAST(%(p_after)s AS numeric[]), CAST(%(p_occurred)s AS timestamptz[]),
+        CAST(%(e_ids)s AS text[]), CAST(%(e_transactions)s AS text[]), CAST(%(e_kinds)s AS text[]),
+        CAST(%(e_occurred)s AS timestamptz[]), CAST(%(e_canonicals)s AS bytea[])
     ) AS last_seq
     """
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +147,8 @@ async def write_entries(
     }
 
     async def write(session: AsyncSession) -> None:
-        last_seq = (await session.execute(_WRITE_ENTRIES, written)).scalar_one()
-        if last_seq is None:
+        rows = await fetch_rows(session, _WRITE_ENTRIES, written)
+        if len(rows) != 1 or rows[0].last_seq is None:
             raise InvariantViolation("ledger.chain_appended", "no entry was chained")
 
     await at_commit(session, write)

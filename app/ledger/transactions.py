@@ -15,6 +15,7 @@ import contextlib
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import LiteralString
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,38 +25,37 @@ from app.ledger.data import NewTransaction, Transaction
 from app.ledger.domain import Leg, TransactionFacts, TransactionStatus
 from app.ledger.errors import TransactionNotFoundError, UnknownAccountError
 from app.platform import outbox
+from app.platform.db import fetch_rows
 from app.platform.errors import DomainError, InvariantViolation
 
 # New transactions' rows (and their holds, when pending) go in with the account locks, in
 # one round trip: they do not depend on the balances, and a refusal later rolls them back
 # with everything else.
-_INSERT_TRANSACTIONS_AND_LOCK_ACCOUNTS = text(
-    """
+_INSERT_TRANSACTIONS_AND_LOCK_ACCOUNTS: LiteralString = """
     WITH created AS (
         INSERT INTO ledger.transactions
             (id, entry_id, status, expires_at, description, external_ref, reverses,
              posting_count, created_at)
         SELECT v.id, v.entry_id, v.status, v.expires_at, v.description, v.external_ref,
-               v.reverses, v.posting_count, :created_at
-        FROM unnest(CAST(:ids AS text[]), CAST(:entry_ids AS text[]),
-                    CAST(:statuses AS text[]), CAST(:expires AS timestamptz[]),
-                    CAST(:descriptions AS text[]), CAST(:external_refs AS text[]),
-                    CAST(:reverses AS text[]), CAST(:posting_counts AS smallint[]))
+               v.reverses, v.posting_count, %(created_at)s
+        FROM unnest(CAST(%(ids)s AS text[]), CAST(%(entry_ids)s AS text[]),
+                    CAST(%(statuses)s AS text[]), CAST(%(expires)s AS timestamptz[]),
+                    CAST(%(descriptions)s AS text[]), CAST(%(external_refs)s AS text[]),
+                    CAST(%(reverses)s AS text[]), CAST(%(posting_counts)s AS smallint[]))
              AS v(id, entry_id, status, expires_at, description, external_ref, reverses,
                   posting_count)
         RETURNING id, status, expires_at
     ), held AS (
         INSERT INTO ledger.open_holds (transaction_id, expires_at)
-        SELECT id, expires_at FROM created WHERE status = :pending
+        SELECT id, expires_at FROM created WHERE status = %(pending)s
     )
     SELECT a.id, a.currency, a.normal_balance, a.overdraft_limit_minor,
            b.posted_minor, b.pending_debits_minor, b.pending_credits_minor
     FROM ledger.balances b JOIN ledger.accounts a ON a.id = b.account_id
-    WHERE b.account_id = ANY(:accounts)
+    WHERE b.account_id = ANY(%(accounts)s)
     ORDER BY b.account_id
     FOR UPDATE OF b
     """
-)
 
 
 def _new_id(prefix: str) -> str:
@@ -132,24 +132,23 @@ async def create_transactions(
             )
     await outbox.emit_many(session, published)
     wanted = sorted({leg.account_id for change in changes for leg in change.legs})
-    rows = (
-        await session.execute(
-            _INSERT_TRANSACTIONS_AND_LOCK_ACCOUNTS,
-            {
-                "ids": transaction_ids,
-                "entry_ids": entry_ids,
-                "statuses": [str(change.status) for change in changes],
-                "expires": [change.expires_at for change in changes],
-                "descriptions": [item.description for item in items],
-                "external_refs": [item.external_ref for item in items],
-                "reverses": [item.reverses for item in items],
-                "posting_counts": [len(change.legs) for change in changes],
-                "created_at": received_at,
-                "pending": str(TransactionStatus.PENDING),
-                "accounts": wanted,
-            },
-        )
-    ).all()
+    rows = await fetch_rows(
+        session,
+        _INSERT_TRANSACTIONS_AND_LOCK_ACCOUNTS,
+        {
+            "ids": transaction_ids,
+            "entry_ids": entry_ids,
+            "statuses": [str(change.status) for change in changes],
+            "expires": [change.expires_at for change in changes],
+            "descriptions": [item.description for item in items],
+            "external_refs": [item.external_ref for item in items],
+            "reverses": [item.reverses for item in items],
+            "posting_counts": [len(change.legs) for change in changes],
+            "created_at": received_at,
+            "pending": str(TransactionStatus.PENDING),
+            "accounts": wanted,
+        },
+    )
     try:
         states = accounts.account_states(rows, wanted)
     except UnknownAccountError as error:
