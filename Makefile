@@ -7,6 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := .tools/uv/bin/uv
 OPA := .tools/bin/opa
+# The pipeline's own tools: checkov in its own venv and the shipped advisory snapshot.
+PIPELINE_TOOLS := .tools/.pipeline-tools
+ADVISORY_SNAPSHOT := pipeline/advisory-db/PROVENANCE.toml pipeline/advisory-db/pypa-advisory-database.tar.xz
 
 .PHONY: install run test test-unit test-integration test-e2e lint fmt lock clean
 
@@ -24,7 +27,11 @@ $(OPA):
 	@command -v go >/dev/null || { echo "go not found: install Go >= 1.22 or put an opa binary at $(OPA)"; exit 1; }
 	GOBIN=$(CURDIR)/.tools/bin CGO_ENABLED=0 go install github.com/open-policy-agent/opa@$(OPA_VERSION)
 
-install: $(VENV)/.installed $(OPA)
+$(PIPELINE_TOOLS): $(VENV)/.installed pipeline/bootstrap.py $(ADVISORY_SNAPSHOT)
+	$(PY) -m pipeline bootstrap
+	touch $@
+
+install: $(VENV)/.installed $(OPA) $(PIPELINE_TOOLS)
 
 ## Start PostgreSQL, OpenBao, OPA, the API and the evidence service in the foreground.
 run: install

@@ -16,10 +16,10 @@ from app.platform.request_auth import BearerAuthenticator, Rfc9421Verifier, Toke
 from app.platform.service_app import build_service_app
 from app.platform.settings import SettingsError
 from app.platform.vault import Vault
-from app.platform.web import Services
 from evidence import database, routes
 from evidence.checkpointer import Checkpointer
 from evidence.config import EvidenceSettings
+from evidence.runtime import EvidenceServices
 from evidence.signing import TransitSigner
 
 SERVICE_VERSION = "1.0.0"
@@ -54,7 +54,7 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
         settings.checkpoint_every_records,
         settings.checkpoint_interval_ms,
     )
-    services = Services(
+    services = EvidenceServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
         authenticator=BearerAuthenticator(
@@ -67,12 +67,10 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
         body_limit_bytes=settings.body_limit_bytes,
         idempotency_ttl_s=platform.idempotency_ttl_s,
         idempotency_stale_claim_s=platform.idempotency_stale_claim_s,
-        extras={
-            "evidence_settings": settings,
-            "signer": signer,
-            "checkpointer": checkpointer,
-            "engine": engine,
-        },
+        vault=vault,
+        settings=settings,
+        signer=signer,
+        checkpointer=checkpointer,
     )
 
     async def start_checkpointer() -> None:

@@ -122,7 +122,6 @@ RECORD_SCHEMA: dict[str, Any] = {
 
 
 class RecordTooLargeError(ValidationError):
-    code = "record_too_large"
     title = "Evidence record too large"
 
 

@@ -25,8 +25,8 @@ from app.platform.web import (
     page_limit,
 )
 from evidence import exports, records, service
-from evidence.checkpointer import Checkpointer
 from evidence.config import EvidenceSettings
+from evidence.runtime import services_of
 from evidence.signing import TransitSigner
 
 READ = ("evidence:read",)
@@ -104,13 +104,11 @@ _ATTACHMENT_REQUEST: dict[str, Any] = {
 
 
 def _settings(call: Call) -> EvidenceSettings:
-    settings: EvidenceSettings = call.services.extras["evidence_settings"]
-    return settings
+    return services_of(call).settings
 
 
 def _signer(call: Call) -> TransitSigner:
-    signer: TransitSigner = call.services.extras["signer"]
-    return signer
+    return services_of(call).signer
 
 
 def _only(query: Mapping[str, str], allowed: set[str]) -> None:
@@ -188,7 +186,7 @@ async def create_record(call: Call, session: AsyncSession) -> Result:
     submission = records.prepare_submission(call.body)
     appended = await service.append(session, submission)
     APPENDS.labels(type=submission["type"]).inc()
-    checkpointer: Checkpointer | None = call.services.extras.get("checkpointer")
+    checkpointer = services_of(call).checkpointer
     if checkpointer is not None:
         checkpointer.appended(appended.seq)
     return Result(201, appended.as_json(), resource_id=appended.id)
@@ -325,7 +323,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=records.RECORD_REQUEST_SCHEMA,
             response_schema=_CREATED_SCHEMA,
             idempotent=True,
-            error_codes=("validation_error", "record_too_large", "unknown_attachment"),
+            errors=(records.RecordTooLargeError, service.UnknownAttachmentError),
             tag=tag,
         ),
         Endpoint(
@@ -345,7 +343,6 @@ def endpoints() -> list[Endpoint]:
                     "next_cursor": {"type": ["string", "null"]},
                 },
             },
-            error_codes=("validation_error",),
             tag=tag,
             audit_reads=True,
         ),
@@ -367,7 +364,7 @@ def endpoints() -> list[Endpoint]:
                     "checkpoint": {"oneOf": [_CHECKPOINT_SCHEMA, {"type": "null"}]},
                 },
             },
-            error_codes=("not_found",),
+            errors=(service.RecordNotFoundError,),
             tag=tag,
             audit_reads=True,
         ),
@@ -379,7 +376,7 @@ def endpoints() -> list[Endpoint]:
             resource_type="evidence",
             summary="The record as an in-toto Statement v1",
             scopes=READ,
-            error_codes=("not_found",),
+            errors=(service.RecordNotFoundError,),
             tag=tag,
             audit_reads=True,
         ),
@@ -392,7 +389,7 @@ def endpoints() -> list[Endpoint]:
             summary="The latest signed tree head",
             scopes=READ,
             response_schema=_CHECKPOINT_SCHEMA,
-            error_codes=("not_found",),
+            errors=(NotFoundError,),
             tag=tag,
             audit_reads=True,
         ),
@@ -428,7 +425,7 @@ def endpoints() -> list[Endpoint]:
                     "hashes": {"type": "array", "items": _HEX64},
                 },
             },
-            error_codes=("invalid_tree_size",),
+            errors=(service.TreeSizeError,),
             tag=tag,
             audit_reads=True,
         ),
@@ -441,7 +438,7 @@ def endpoints() -> list[Endpoint]:
             summary="OSCAL 1.1.2 assessment-results for a collected_at range",
             scopes=READ,
             query_parameters=(_FROM, _TO),
-            error_codes=("export_too_large", "validation_error"),
+            errors=(service.ExportTooLargeError,),
             tag=tag,
             audit_reads=True,
         ),
@@ -454,7 +451,7 @@ def endpoints() -> list[Endpoint]:
             summary="Offline-verifiable bundle: records, proofs, checkpoint and keys",
             scopes=READ,
             query_parameters=(_FROM, _TO),
-            error_codes=("export_too_large", "not_found"),
+            errors=(service.ExportTooLargeError, service.RecordNotFoundError),
             tag=tag,
             audit_reads=True,
         ),
@@ -469,7 +466,7 @@ def endpoints() -> list[Endpoint]:
             success_status=201,
             request_schema=_ATTACHMENT_REQUEST,
             idempotent=True,
-            error_codes=("attachment_too_large", "validation_error"),
+            errors=(service.AttachmentTooLargeError,),
             tag=tag,
         ),
         Endpoint(
@@ -480,7 +477,7 @@ def endpoints() -> list[Endpoint]:
             resource_type="attachment",
             summary="An attachment by digest (sha256:<hex>), base64 encoded",
             scopes=READ,
-            error_codes=("not_found",),
+            errors=(NotFoundError,),
             tag=tag,
             audit_reads=True,
         ),

@@ -24,17 +24,15 @@ MAX_PROOF_NODES_PER_QUERY = 50_000
 
 
 class RecordNotFoundError(NotFoundError):
-    code = "not_found"
+    """No evidence record with this id."""
 
 
 class UnknownAttachmentError(ValidationError):
-    code = "unknown_attachment"
     title = "Unknown attachment"
 
 
 class AttachmentTooLargeError(ValidationError):
     status = 413
-    code = "attachment_too_large"
     title = "Attachment too large"
 
 
@@ -44,7 +42,6 @@ class TreeSizeError(ValidationError):
 
 
 class ExportTooLargeError(ValidationError):
-    code = "export_too_large"
     title = "Export too large"
 
 

@@ -21,6 +21,8 @@ import yaml
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from pipeline.workspace import sha256_bytes
+
 # The snapshot holds ~2,700 advisories; a bound keeps a corrupted tree from eating memory.
 MAX_ADVISORY_FILES = 50_000
 MAX_RANGE_EVENTS = 1_000
@@ -139,6 +141,9 @@ class AdvisoryDatabase:
             for package_name in names:
                 self._by_package.setdefault(package_name, []).append(advisory)
         self.advisory_count = count
+        # Digest of the files this database was read from (see `load`); empty when built
+        # from documents in memory.
+        self.tree_sha256 = ""
 
     @classmethod
     def load(cls, vulns_dir: Path) -> AdvisoryDatabase:
@@ -154,14 +159,21 @@ class AdvisoryDatabase:
         if len(paths) > MAX_ADVISORY_FILES:
             raise AdvisoryDatabaseError(f"more than {MAX_ADVISORY_FILES} advisories")
         loaded: list[Mapping[str, Any]] = []
+        digests: list[str] = []
         for path in paths:
             try:
-                document = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
-            except (OSError, yaml.YAMLError) as error:
+                raw = path.read_bytes()
+                document = yaml.load(raw.decode(), Loader=yaml.CSafeLoader)
+            except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
                 raise AdvisoryDatabaseError(f"{path}: {error}") from None
+            # The same form as workspace.tree_digest, so it can be compared with the
+            # digest taken when the snapshot was unpacked.
+            digests.append(f"{path.relative_to(vulns_dir).as_posix()} {sha256_bytes(raw)}")
             if isinstance(document, dict):
                 loaded.append(document)
-        return cls(loaded)
+        database = cls(loaded)
+        database.tree_sha256 = sha256_bytes("\n".join(sorted(digests)).encode())
+        return database
 
     def advisories_for(self, name: str) -> list[Mapping[str, Any]]:
         """The raw OSV documents that mention `name` (canonicalised)."""

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 
+from pipeline.bundle import Appended
+from pipeline.keys import private_key
 from pipeline.runner import EvidenceWriteError
 
 DEFAULT_EVIDENCE_URL = "http://127.0.0.1:8081"
@@ -79,6 +80,8 @@ class EvidenceClient:
         self._private_key = private_key
         self._token: str | None = None
         self._token_expires_at = 0.0
+        # Every record this client appended, for the run's evidence bundle.
+        self.appended: list[Appended] = []
 
     def close(self) -> None:
         self._evidence.close()
@@ -211,7 +214,11 @@ class EvidenceClient:
             {"name": name[:256], "digest": self.upload(path, name)} for name, path in attachments
         ]
         document = {**record, "attachments": refs} if refs else dict(record)
-        return str(self.post("/v1/evidence", document)["id"])
+        stored = self.post("/v1/evidence", document)
+        self.appended.append(
+            Appended(str(stored["id"]), int(stored["seq"]), str(stored["collected_at"]))
+        )
+        return str(stored["id"])
 
 
 class UnconfiguredSink:
@@ -222,18 +229,6 @@ class UnconfiguredSink:
 
     def write(self, record: Mapping[str, Any], attachments: Sequence[tuple[str, Path]]) -> str:
         raise EvidenceWriteError(f"evidence credentials not configured: {', '.join(self._missing)}")
-
-
-def _private_key(env: Mapping[str, str]) -> Ed25519PrivateKey | None:
-    pem = env.get("PIPELINE_SIGNING_KEY_PEM")
-    if not pem and env.get("PIPELINE_SIGNING_KEY"):
-        pem = Path(env["PIPELINE_SIGNING_KEY"]).read_text()
-    if not pem:
-        return None
-    key = serialization.load_pem_private_key(pem.encode(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("PIPELINE_SIGNING_KEY must be an Ed25519 private key")
-    return key
 
 
 def client_from_env(
@@ -248,7 +243,7 @@ def client_from_env(
     environ = os.environ if env is None else env
     names = ("PIPELINE_CLIENT_ID", "PIPELINE_CLIENT_SECRET", "PIPELINE_KEY_ID")
     missing = [name for name in names if not environ.get(name)]
-    key = _private_key(environ)
+    key = private_key(environ)
     if key is None:
         missing.append("PIPELINE_SIGNING_KEY(_PEM)")
     if missing or key is None:

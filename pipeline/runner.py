@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from pipeline.gates import GATES, GateResult, Tool, attach
 from pipeline.policy import PolicyError, bundle_digest, evaluate
+from pipeline.summary import progress, publish, table
 from pipeline.waivers import WaiverFileError
 from pipeline.waivers import load as load_waivers
 from pipeline.workspace import Workspace, run_tool, sha256_bytes, sha256_file
@@ -98,6 +99,9 @@ def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+MAX_WAIVERS_IN_RECORD = 20
+
+
 def gate_record(
     result: GateResult,
     decision: Mapping[str, Any],
@@ -106,9 +110,20 @@ def gate_record(
     actor: str,
     run_id: str,
     policy_digest: str,
+    waivers: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The evidence record for one gate (API.md `POST /v1/evidence` body)."""
+    """The evidence record for one gate (API.md `POST /v1/evidence` body).
+
+    Every waiver in the gate's scope goes in whole (owner, approver, dates, reason, scope),
+    used or ignored, so the record alone shows what was accepted and on whose word.
+    """
+    in_scope = [
+        dict(w)
+        for w in waivers
+        if isinstance(w.get("scope"), dict) and w["scope"].get("gate") == result.gate
+    ]
     inputs = {**result.inputs, "policy-bundle": policy_digest}
+    artifacts = {**inputs, **result.outputs}
     return {
         "type": "ci.gate",
         "control_refs": list(result.controls),
@@ -118,7 +133,7 @@ def gate_record(
             # A missing input (no lock file, say) stays visible in details.inputs only.
             "artifacts": [
                 {"name": name, "digest": digest}
-                for name, digest in inputs.items()
+                for name, digest in artifacts.items()
                 if _DIGEST.match(digest)
             ],
         },
@@ -140,7 +155,10 @@ def gate_record(
             "findings_total": len(decision["violations"]),
             "waivers_used": decision["waivers_used"],
             "waivers_ignored": decision["waivers_ignored"],
+            "waivers": in_scope[:MAX_WAIVERS_IN_RECORD],
+            "warnings": [w[:MAX_FINDING_CHARS] for w in decision.get("warnings", [])],
             "inputs": inputs,
+            "outputs": dict(result.outputs),
             "attachments": [
                 {
                     "name": a.name,
@@ -157,19 +175,28 @@ def gate_record(
 
 def _headline(facts: Mapping[str, Any]) -> dict[str, Any]:
     # Evidence records hold no floats (their JCS form is not stable), so percentages are text.
-    return {
+    headline: dict[str, Any] = {
         key: f"{facts[key]:.2f}"
         for key in ("coverage_percent",)
         if isinstance(facts.get(key), int | float)
     }
+    # Which advisory data the dependency gate judged by (source, snapshot date, digest), and
+    # which key signed the build gate's provenance.
+    for key, name in (("advisory_db", "advisory_db"), ("signing", "provenance_key")):
+        if isinstance(facts.get(key), dict):
+            headline[name] = facts[key]
+    return headline
 
 
-def decide_gate(ws: Workspace, result: GateResult, waivers: list[dict[str, Any]]) -> dict[str, Any]:
+def decide_gate(
+    ws: Workspace, result: GateResult, waivers: list[dict[str, Any]], mode: str = "evidence"
+) -> dict[str, Any]:
     document = {
         "gate": result.gate,
         "facts": result.facts,
         "waivers": waivers,
         "now": _rfc3339(datetime.now(UTC)),
+        "mode": mode,
     }
     try:
         decision = evaluate(ws.opa, ws.policy_dir, GATE_QUERY, document)
@@ -181,6 +208,7 @@ def decide_gate(ws: Workspace, result: GateResult, waivers: list[dict[str, Any]]
             "violations": [str(error)],
             "waivers_used": [],
             "waivers_ignored": [],
+            "warnings": [],
         }
     return dict(decision)
 
@@ -208,8 +236,17 @@ def run_pipeline(
     commit: str,
     actor: str,
     echo: bool = True,
+    report_only: bool = False,
+    scope: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
-    """Run `gate_names` in order over `ws` and write their evidence through `sink`."""
+    """Run `gate_names` in order over `ws` and write their evidence through `sink`.
+
+    `report_only` (a pull request's run) writes nothing: it takes no sink, and the run
+    policy then judges the gates alone. Such a run can back no promotion.
+    """
+    if report_only and sink is not None:
+        raise ValueError("a report-only run writes no evidence: pass sink=None")
+    mode = "report-only" if report_only else "evidence"
     run_id = "run_" + uuid.uuid4().hex
     outcome = RunOutcome(run_id=run_id, commit=commit)
     started_at = datetime.now(UTC)
@@ -224,22 +261,31 @@ def run_pipeline(
     for name in gate_names:
         gate = GATES.get(name)
         try:
-            result = gate(ws) if gate else _error_result(name, f"no gate named {name!r}")
+            with progress(name, echo=echo):
+                result = gate(ws) if gate else _error_result(name, f"no gate named {name!r}")
         except Exception as error:  # noqa: BLE001 - a crashed gate is recorded as failed, not lost.
             result = _error_result(name, f"gate crashed: {error!r}")
         if waiver_error:
             result.facts["tool_error"] = f"waivers unreadable: {waiver_error}"
-        decision = decide_gate(ws, result, waivers)
+        decision = decide_gate(ws, result, waivers, mode)
         facts_file = ws.reports_dir / name / "facts.json"
         facts_file.parent.mkdir(parents=True, exist_ok=True)
         facts_file.write_text(json.dumps({"facts": result.facts, "decision": decision}))
         result.attachments += attach(ws, name, facts_file, "application/json")
         record = gate_record(
-            result, decision, commit=commit, actor=actor, run_id=run_id, policy_digest=policy_digest
+            result,
+            decision,
+            commit=commit,
+            actor=actor,
+            run_id=run_id,
+            policy_digest=policy_digest,
+            waivers=waivers,
         )
         gate_outcome = GateOutcome(result=result, decision=decision, evidence_id=None)
         if sink is None:
-            gate_outcome.evidence_error = "no evidence sink configured"
+            gate_outcome.evidence_error = (
+                "report-only" if report_only else "no evidence sink configured"
+            )
         else:
             try:
                 gate_outcome.evidence_id = sink.write(
@@ -255,12 +301,14 @@ def run_pipeline(
             )
             for line in decision["violations"][:20]:
                 print(f"    - {line}")
+            for line in decision.get("warnings", [])[:20]:
+                print(f"    ! {line}")
     summary = [
         {"gate": g.result.gate, "result": g.decision["result"], "evidence_id": g.evidence_id}
         for g in outcome.gates
     ]
     try:
-        provisional = evaluate(ws.opa, ws.policy_dir, RUN_QUERY, {"gates": summary})
+        provisional = evaluate(ws.opa, ws.policy_dir, RUN_QUERY, {"gates": summary, "mode": mode})
     except PolicyError as error:
         provisional = {"result": "error", "violations": [str(error)]}
     run_record = {
@@ -284,6 +332,8 @@ def run_pipeline(
         "finished_at": _rfc3339(datetime.now(UTC)),
         "details": {
             "run_id": run_id,
+            "mode": mode,
+            "scope": dict(scope or {"default": False, "narrowed_by": ["not stated"]}),
             "worktree_clean": clean,
             "gates": summary,
             "gate_records": {g["gate"]: g["evidence_id"] for g in summary if g["evidence_id"]},
@@ -292,7 +342,7 @@ def run_pipeline(
         },
     }
     if sink is None:
-        outcome.evidence_error = "no evidence sink configured"
+        outcome.evidence_error = "report-only" if report_only else "no evidence sink configured"
     else:
         try:
             outcome.evidence_id = sink.write(run_record, [])
@@ -303,7 +353,7 @@ def run_pipeline(
             ws.opa,
             ws.policy_dir,
             RUN_QUERY,
-            {"gates": summary, "run_evidence_id": outcome.evidence_id},
+            {"gates": summary, "run_evidence_id": outcome.evidence_id, "mode": mode},
         )
     except PolicyError as error:
         outcome.decision = {"result": "error", "violations": [str(error)]}
@@ -325,4 +375,19 @@ def run_pipeline(
         )
         for line in outcome.decision["violations"][:40]:
             print(f"    - {line}")
+        rows = [
+            (
+                g.result.gate,
+                str(g.decision["result"]),
+                g.result.finding_counts,
+                g.result.duration_ms,
+                g.evidence_id or g.evidence_error,
+            )
+            for g in outcome.gates
+        ]
+        run_line = (
+            f"moneypath pipeline {mode} run {run_id} for {commit[:12]}: "
+            f"{outcome.decision['result']} (run evidence {outcome.evidence_id or '-'})"
+        )
+        publish(table(rows, run_line))
     return outcome

@@ -5,15 +5,17 @@ Each file holds one waiver:
     id = "WVR-2026-001"
     owner = "alice@example.com"
     approved_by = "bob@example.com"
+    approved_at = 2026-11-15T00:00:00Z
     reason = "why the finding is acceptable for now"
-    expires = 2026-12-31T00:00:00Z
+    expires = 2026-12-31T00:00:00Z     # at most 90 days after approved_at
     [scope]
     gate = "pip-audit"
     finding = "PYSEC-2019-217"     # the advisory id or alias, bandit test id, checkov check id
     package = "jinja2"             # optional: pip-audit package; `path` for bandit/checkov
 
-This module only reads them. Whether a waiver applies (approved, unexpired, in scope) is
-decided by the Rego policy, so expiry is enforced where every other verdict is made.
+This module only reads them. Whether a waiver applies (approved by another person, at most
+90 days long, unexpired, in scope) is decided by the Rego policy, so expiry is enforced
+where every other verdict is made; the policy also warns 14 days before a waiver expires.
 """
 
 from __future__ import annotations
@@ -65,5 +67,6 @@ def load(directory: Path) -> list[dict[str, Any]]:
         if not waiver_id or waiver_id in seen:
             raise WaiverFileError(f"{path.name}: missing or duplicate id {waiver_id!r}")
         seen.add(waiver_id)
-        waivers.append({**data, "expires": _rfc3339(data.get("expires")), "file": path.name})
+        times = {key: _rfc3339(data.get(key)) for key in ("approved_at", "expires")}
+        waivers.append({**data, **times, "file": path.name})
     return waivers

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HOME = Path(__file__).resolve().parents[1]
-DEFAULT_ADVISORY_DB = Path("..") / "shared" / "advisory-db" / "pypa" / "vulns"
+# Where `make install` unpacks the advisory snapshot the repository ships (inside `home`).
+DEFAULT_ADVISORY_DB = Path(".tools") / "advisory-db" / "vulns"
+ADVISORY_SOURCES = ("snapshot", "online")
 SOURCE_PACKAGES = ("app", "evidence", "pipeline")
 TEST_PATHS = ("tests/unit", "tests/integration", "tests/e2e")
 OUTPUT_LIMIT_CHARS = 200_000
@@ -36,6 +38,7 @@ class Workspace:
     opa: Path
     checkov: Path
     advisory_db: Path
+    advisory_source: str
     policy_dir: Path
     source_packages: tuple[str, ...]
     test_paths: tuple[str, ...]
@@ -50,19 +53,23 @@ class Workspace:
         *,
         reports_dir: Path | None = None,
         advisory_db: Path | None = None,
+        advisory_source: str = "snapshot",
         pytest_reports: Path | None = None,
         source_packages: Sequence[str] | None = None,
         test_paths: Sequence[str] | None = None,
+        policy_dir: Path | None = None,
         home: Path = HOME,
-        env: Mapping[str, str] | None = None,
     ) -> Workspace:
-        """Resolve defaults: tools from `home`, the advisory snapshot next to `root`.
+        """Resolve defaults: tools, policy and the advisory snapshot all from `home`.
 
-        `PIPELINE_ADVISORY_DB` overrides the advisory snapshot location.
+        Every default lies inside `home`, the pipeline's own checkout: nothing is read from
+        beside it. `advisory_source` is `snapshot` (offline, from `advisory_db`) or `online`
+        (pip-audit's own OSV service).
         """
-        environ = os.environ if env is None else env
+        if advisory_source not in ADVISORY_SOURCES:
+            raise ValueError(f"advisory_source must be one of {ADVISORY_SOURCES}")
         root = root.resolve()
-        db = advisory_db or Path(environ.get("PIPELINE_ADVISORY_DB") or DEFAULT_ADVISORY_DB)
+        db = advisory_db or DEFAULT_ADVISORY_DB
         packages = tuple(source_packages or [p for p in SOURCE_PACKAGES if (root / p).is_dir()])
         return cls(
             root=root,
@@ -72,7 +79,8 @@ class Workspace:
             opa=home / ".tools" / "bin" / "opa",
             checkov=home / ".tools" / "checkov" / "bin" / "checkov",
             advisory_db=(db if db.is_absolute() else home / db).resolve(),
-            policy_dir=home / "policies" / "pipeline",
+            advisory_source=advisory_source,
+            policy_dir=policy_dir or home / "policies" / "pipeline",
             source_packages=packages,
             test_paths=tuple(test_paths or [p for p in TEST_PATHS if (root / p).is_dir()]),
             pytest_reports=pytest_reports.resolve() if pytest_reports else None,
@@ -109,6 +117,7 @@ def run_tool(
     timeout_s: int,
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
+    limit_chars: int = OUTPUT_LIMIT_CHARS,
 ) -> ToolRun:
     """Run a fixed tool (never through a shell); a missing binary or timeout is exit 127/124."""
     started = time.monotonic()
@@ -131,8 +140,8 @@ def run_tool(
     return ToolRun(
         argv=tuple(argv),
         exit_code=code,
-        stdout=out[-OUTPUT_LIMIT_CHARS:],
-        stderr=err[-OUTPUT_LIMIT_CHARS:],
+        stdout=out[-limit_chars:],
+        stderr=err[-limit_chars:],
         duration_ms=int((time.monotonic() - started) * 1000),
     )
 

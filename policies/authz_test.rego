@@ -71,3 +71,34 @@ test_admin_manages_clients_and_their_keys if {
 test_admin_cannot_read_customers_without_kyc_scope if {
 	not authz.allow with input as {"principal": admin_client, "action": "customers.read", "resource": {"type": "customer", "id": "cus_1", "owner": "cli_admin"}}
 }
+
+refunds_client := {"client_id": "cli_a", "scopes": ["refunds:write"]}
+
+payouts_client := {"client_id": "cli_a", "scopes": ["payouts:write"]}
+
+test_owner_captures_voids_and_refunds_own_payment if {
+	authz.allow with input as {"principal": payments_client, "action": "payments.capture", "resource": {"type": "payment", "id": "pay_1", "owner": "cli_a"}}
+	authz.allow with input as {"principal": payments_client, "action": "payments.void", "resource": {"type": "payment", "id": "pay_1", "owner": "cli_a"}}
+	authz.allow with input as {"principal": refunds_client, "action": "refunds.create", "resource": {"type": "payment", "id": "pay_1", "owner": "cli_a"}}
+}
+
+test_other_client_cannot_capture_or_refund_payment if {
+	not authz.allow with input as {"principal": payments_client, "action": "payments.capture", "resource": {"type": "payment", "id": "pay_1", "owner": "cli_b"}}
+	not authz.allow with input as {"principal": refunds_client, "action": "refunds.create", "resource": {"type": "payment", "id": "pay_1", "owner": "cli_b"}}
+}
+
+test_payments_scope_cannot_refund_or_pay_out if {
+	not authz.allow with input as {"principal": payments_client, "action": "refunds.create", "resource": {"type": "payment", "id": "pay_1", "owner": "cli_a"}}
+	not authz.allow with input as {"principal": payments_client, "action": "payouts.create", "resource": {"type": "payout", "id": null, "owner": null}}
+}
+
+test_payout_owner_reads_and_other_client_does_not if {
+	authz.allow with input as {"principal": payouts_client, "action": "payouts.create", "resource": {"type": "payout", "id": null, "owner": null}}
+	authz.allow with input as {"principal": payouts_client, "action": "payouts.read", "resource": {"type": "payout", "id": "po_1", "owner": "cli_a"}}
+	not authz.allow with input as {"principal": payouts_client, "action": "payouts.read", "resource": {"type": "payout", "id": "po_1", "owner": "cli_b"}}
+}
+
+test_webhook_endpoint_creation_needs_payments_write if {
+	authz.allow with input as {"principal": payments_client, "action": "webhook_endpoints.create", "resource": {"type": "webhook_endpoint", "id": null, "owner": null}}
+	not authz.allow with input as {"principal": refunds_client, "action": "webhook_endpoints.create", "resource": {"type": "webhook_endpoint", "id": null, "owner": null}}
+}

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
 from starlette.applications import Starlette
 
+from app.domains import DOMAINS, ROUTES_MODULE
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
-from app.ledger import routes as ledger_routes
+from app.payments import api as payments_api
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
 from app.platform.opa import Opa, OpaAuthorizer
@@ -15,18 +20,40 @@ from app.platform.service_app import build_service_app
 from app.platform.settings import Settings, SettingsError
 from app.platform.vault import Vault
 from app.platform.web import Endpoint, Services
+from app.providers import api as providers_api
 
 API_VERSION = "1.0.0"
 
 
+@dataclass(slots=True, kw_only=True)
+class ApiServices(Services):
+    """The API's services: the pipeline's, plus the identity runtime (token issuer)."""
+
+    identity: identity_api.IdentityRuntime
+    providers: providers_api.ProviderClients
+    payments: payments_api.Runtime
+
+
 def all_endpoints() -> list[Endpoint]:
-    """Every `/v1` endpoint of every domain, in one list: routing and OpenAPI share it."""
-    return [*identity_api.endpoints(), *ledger_routes.endpoints()]
+    """Every `/v1` endpoint of every domain, in one list: routing and OpenAPI share it.
+
+    Each domain named in app/domains.py that has a `routes.py` is mounted the same way,
+    through its `routes.endpoints()`."""
+    endpoints: list[Endpoint] = []
+    for name in DOMAINS:
+        module = f"app.{name}.{ROUTES_MODULE}"
+        if importlib.util.find_spec(module) is not None:
+            endpoints.extend(importlib.import_module(module).endpoints())
+    return endpoints
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    provider_settings: providers_api.ProviderSettings | None = None,
+) -> Starlette:
     try:
         settings = settings or Settings.from_env()
+        provider_settings = provider_settings or providers_api.ProviderSettings.from_env()
     except SettingsError as error:
         raise SystemExit(f"invalid settings: {error}") from None
     configure_logging(settings.log_level)
@@ -43,10 +70,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     autocommit_sessions = session_factory(autocommit_engine)
     opa = Opa(settings.opa_url, settings.opa_timeout_ms)
+    try:
+        provider_secrets = providers_api.read_provider_secrets(vault)
+    except SettingsError as error:
+        raise SystemExit(str(error)) from None
+    providers = providers_api.ProviderClients(provider_settings, provider_secrets)
     identity = identity_api.start_identity(
         vault, sessions, settings.public_base_url, lookup_sessions=autocommit_sessions
     )
-    services = Services(
+    services = ApiServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
         authenticator=identity.authenticator,
@@ -57,13 +89,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         body_limit_bytes=settings.request_body_limit_bytes,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         idempotency_stale_claim_s=settings.idempotency_stale_claim_s,
-        extras={
-            "settings": settings,
-            "vault": vault,
-            "opa": opa,
-            "engine": engine,
-            "token_issuer": identity.issuer,
-        },
+        vault=vault,
+        identity=identity,
+        providers=providers,
+        payments=payments_api.start_payments(sessions, providers, vault=vault, opa=opa),
     )
     return build_service_app(
         title="moneypath API",
@@ -74,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         other_engines=(autocommit_engine,),
         opa=opa,
         vault=vault,
-        extra_routes=identity_api.plain_routes(),
-        extra_paths=identity_api.openapi_paths(),
+        extra_routes=[*identity_api.plain_routes(identity), *payments_api.plain_routes()],
+        extra_paths={**identity_api.openapi_paths(), **payments_api.openapi_paths()},
+        on_stop=providers.aclose,
     )

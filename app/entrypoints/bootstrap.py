@@ -9,6 +9,7 @@ from __future__ import annotations
 from app.platform.migrate import upgrade
 from app.platform.settings import VaultLogin
 from app.platform.vault import Vault
+from app.providers import api as providers_api
 
 DATABASE_SECRET = "moneypath/database"  # noqa: S105 - a Vault path
 EVIDENCE_DATABASE_SECRET = "moneypath/evidence-database"  # noqa: S105 - a Vault path
@@ -21,4 +22,6 @@ def bootstrap_dev(
     vault.ensure_engines()
     vault.write_secret(DATABASE_SECRET, {"url": database_url})
     vault.write_secret(EVIDENCE_DATABASE_SECRET, {"url": evidence_database_url})
+    # Provider API keys and webhook secrets: the simulator is started with the same ones.
+    providers_api.ensure_provider_secrets(vault)
     upgrade(database_url)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from app.entrypoints.devstack import REPO_ROOT, Ports, Stack, StackError
 
@@ -21,6 +22,7 @@ def _ports_from_env() -> Ports:
         opa=int(os.environ.get("OPA_PORT", defaults.opa)),
         api=int(os.environ.get("API_PORT", defaults.api)),
         evidence=int(os.environ.get("EVIDENCE_PORT", defaults.evidence)),
+        sim=int(os.environ.get("SIM_PORT", defaults.sim)),
     )
 
 
@@ -45,7 +47,8 @@ def up(args: argparse.Namespace) -> int:
         stack.start_all()
         print(
             f"moneypath is up: api {stack.api_url}  evidence {stack.evidence_url}  "
-            f"opa {stack.opa_url}  vault {stack.vault_addr}  logs {stack.log_dir}",
+            f"opa {stack.opa_url}  vault {stack.vault_addr}  provider-sim {stack.sim_url}  "
+            f"logs {stack.log_dir}",
             flush=True,
         )
         while not stopping:
@@ -84,6 +87,39 @@ def worker(args: argparse.Namespace) -> int:
     return asyncio.run(
         maintenance.run_forever(settings, interval_s=args.interval, max_cycles=args.max_cycles)
     )
+
+
+def _payments_sessions() -> Any:
+    from app.entrypoints import worker as maintenance
+    from app.platform.settings import Settings
+
+    _, sessions = maintenance._sessions(Settings.from_env())
+    return sessions
+
+
+def webhooks_dead_letters(_: argparse.Namespace) -> int:
+    """List merchant webhook deliveries that exhausted their attempts (JSON lines)."""
+    import asyncio
+    import json
+
+    from app.payments import api as payments_api
+
+    for item in asyncio.run(payments_api.list_dead_letters(_payments_sessions())):
+        print(json.dumps(item, default=str))
+    return 0
+
+
+def webhooks_replay(args: argparse.Namespace) -> int:
+    """Send a dead-lettered delivery again: a fresh set of attempts, same event id."""
+    import asyncio
+
+    from app.payments import api as payments_api
+
+    if not asyncio.run(payments_api.replay_dead_letter(_payments_sessions(), args.delivery_id)):
+        print(f"moneypath webhooks replay: no dead letter {args.delivery_id}", file=sys.stderr)
+        return 1
+    print(f"delivery {args.delivery_id} queued again")
+    return 0
 
 
 def migrate(_: argparse.Namespace) -> int:
@@ -286,6 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker_parser.add_argument("--interval", type=float, default=5.0, help="seconds between cycles")
     worker_parser.add_argument("--max-cycles", type=int, default=None)
     worker_parser.set_defaults(run=worker)
+    webhooks = commands.add_parser("webhooks", help="merchant webhook dead letters")
+    webhooks_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    dead = webhooks_commands.add_parser("dead-letters", help="list dead-lettered deliveries")
+    dead.set_defaults(run=webhooks_dead_letters)
+    replay = webhooks_commands.add_parser("replay", help="deliver a dead letter again")
+    replay.add_argument("delivery_id", type=int)
+    replay.set_defaults(run=webhooks_replay)
     return parser
 
 

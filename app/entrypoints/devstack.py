@@ -46,10 +46,11 @@ class Ports:
     opa: int = 8181
     api: int = 8000
     evidence: int = 8081
+    sim: int = 8090
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(5)))
+        return cls(*(free_port() for _ in range(6)))
 
 
 def free_port() -> int:
@@ -216,6 +217,8 @@ class Stack:
     watch_policies: bool = True
     api_workers: int = 1
     log_to_console: bool = False
+    # How long the simulator holds a "timeout" or "lost response" open before giving up.
+    sim_hold_s: float = 30.0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
@@ -242,6 +245,10 @@ class Stack:
     def evidence_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.evidence}"
 
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.sim}"
+
     def app_env(self) -> dict[str, str]:
         """The environment the API and evidence processes get: addresses and the dev token."""
         env = {
@@ -259,6 +266,7 @@ class Stack:
             EVIDENCE_PUBLIC_BASE_URL=self.evidence_url,
             API_ISSUER_URL=self.api_url,
             MONEYPATH_DATA_DIR=str(self.root),
+            PROVIDER_SIM_URL=self.sim_url,
         )
         return env
 
@@ -406,9 +414,14 @@ class Stack:
         self.database_url = app_url
         return app_url
 
+    def started_database_url(self) -> str:
+        """The application database's URL; refuses before PostgreSQL was started."""
+        if self.database_url is None:
+            raise StackError("PostgreSQL has not been started: start the stack first")
+        return self.database_url
+
     def database_url_for(self, name: str) -> str:
-        assert self.database_url is not None
-        base, _, _ = self.database_url.rpartition("/")
+        base, _, _ = self.started_database_url().rpartition("/")
         return f"{base}/{name}"
 
     @staticmethod
@@ -482,11 +495,10 @@ class Stack:
         """Put the database URLs into Vault and migrate; the apps read them from there."""
         from app.entrypoints.bootstrap import bootstrap_dev
 
-        assert self.database_url is not None
         bootstrap_dev(
             vault_addr=self.vault_addr,
             vault_token=DEV_ROOT_TOKEN,
-            database_url=self.database_url,
+            database_url=self.started_database_url(),
             evidence_database_url=self.database_url_for(EVIDENCE_DATABASE_NAME),
         )
 
@@ -553,6 +565,40 @@ class Stack:
             log_path=self.log_path("evidence"),
         )
 
+    def start_simulator(self, timeout_s: float = 30) -> None:
+        """The provider simulator (the outside world), with the secrets the bootstrap put in
+        Vault, sending its webhooks to the API's address. Its state file under the data
+        directory keeps what the providers did across restarts."""
+        from app.platform.settings import VaultLogin
+        from app.platform.vault import Vault
+        from app.providers import api as providers_api
+
+        if _port_open(self.ports.sim):
+            raise StackError(
+                f"port {self.ports.sim} is taken: stop the other simulator or set SIM_PORT"
+            )
+        vault = Vault.login(self.vault_addr, VaultLogin(token=DEV_ROOT_TOKEN))
+        secrets = providers_api.read_provider_secrets(vault)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIM_")}
+        env.update(
+            SIM_PORT=str(self.ports.sim),
+            SIM_WEBHOOK_URL=self.api_url,
+            SIM_STATE_FILE=str(self.root / "provider-sim.jsonl"),
+            SIM_HOLD_S=str(self.sim_hold_s),
+        )
+        for name, secret in secrets.items():
+            env[f"SIM_{name.upper()}_API_KEY"] = secret.api_key
+            env[f"SIM_{name.upper()}_WEBHOOK_SECRET"] = secret.webhook_secret
+        process = self._spawn("provider-sim", [sys.executable, "-m", "provider_sim"], env=env)
+        wait_until(
+            lambda: httpx.get(f"{self.sim_url}/_sim/health", timeout=1).status_code == 200,
+            timeout_s=timeout_s,
+            what="provider simulator",
+            fix=f"see {self.log_path('provider-sim')}",
+            process=process,
+            log_path=self.log_path("provider-sim"),
+        )
+
     def start_worker(self) -> None:
         """The maintenance loop (hold expiry, partitions, idempotency-key cleanup)."""
         argv = [sys.executable, "-m", "app.entrypoints.cli", "worker"]
@@ -564,6 +610,7 @@ class Stack:
         self.start_postgres()
         self.start_opa()
         self.bootstrap()
+        self.start_simulator()
 
     def start_all(self) -> None:
         self.start_services()

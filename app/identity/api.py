@@ -18,13 +18,14 @@ from app.identity.customers import (
     CustomerNotFoundError,
     InvalidKycTransitionError,
     KycState,
+    RiskProfile,
     RotationReport,
 )
 from app.identity.domain import Client, ClientKey, CreatedClient, InvalidPublicKeyError
 from app.identity.service import ClientNotFoundError
 from app.platform.request_auth import TOKEN_AUDIENCE, BearerAuthenticator, TokenVerifier
 from app.platform.vault import Vault
-from app.platform.web import Endpoint, Principal
+from app.platform.web import Principal
 
 __all__ = [
     "KNOWN_SCOPES",
@@ -37,13 +38,14 @@ __all__ = [
     "InvalidKycTransitionError",
     "InvalidPublicKeyError",
     "KycState",
+    "RiskProfile",
     "RotationReport",
     "UnknownScopeError",
     "add_key",
     "create_client",
     "customer_kyc_state",
+    "customer_risk_profile",
     "disable_client",
-    "endpoints",
     "get_client",
     "openapi_paths",
     "plain_routes",
@@ -171,19 +173,14 @@ def rotate_signing_key(vault: Vault) -> str:
     return tokens.rotate_signing_key(vault)
 
 
-def plain_routes() -> list[Route]:
+def plain_routes(runtime: IdentityRuntime) -> list[Route]:
     """The token endpoint and the JWKS (outside the JSON pipeline)."""
-    return routes.plain_routes()
+    return routes.plain_routes(runtime.issuer)
 
 
 def openapi_paths() -> dict[str, Any]:
     """OpenAPI entries for `plain_routes()`."""
     return routes.openapi_paths()
-
-
-def endpoints() -> list[Endpoint]:
-    """The identity domain's `/v1` JSON endpoints."""
-    return [*routes.endpoints(), *customers.endpoints()]
 
 
 async def customer_kyc_state(session: AsyncSession, customer_id: str) -> KycState:
@@ -192,6 +189,15 @@ async def customer_kyc_state(session: AsyncSession, customer_id: str) -> KycStat
     Raises CustomerNotFoundError.
     """
     return await customers.kyc_state(session, customer_id)
+
+
+async def customer_risk_profile(session: AsyncSession, customer_id: str) -> RiskProfile:
+    """The customer's country, KYC status, whether a date of birth is on file, and when
+    the customer was created: what risk rules use, and no PII.
+
+    Raises CustomerNotFoundError.
+    """
+    return await customers.risk_profile(session, customer_id)
 
 
 async def rotate_pii_key(

@@ -29,7 +29,7 @@ MAX_REWRAP_BATCHES = 10_000  # bounds the rotation loop: 2 million customers
 
 
 class CustomerNotFoundError(NotFoundError):
-    code = "not_found"
+    """No customer with this id, or one that belongs to another client."""
 
 
 class InvalidKycTransitionError(ConflictError):
@@ -96,13 +96,24 @@ class KycState:
     kyc_status: str
 
 
+@dataclass(frozen=True, slots=True)
+class RiskProfile:
+    """What risk rules may know about a customer: no PII, only facts about the relationship."""
+
+    customer_id: str
+    owner: str
+    country: str
+    kyc_status: str
+    has_date_of_birth: bool
+    created_at: datetime
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _vault(call: Call) -> Vault:
-    vault: Vault = call.services.extras["vault"]
-    return vault
+    return call.services.vault
 
 
 async def _encrypt(vault: Vault, value: str) -> str:
@@ -153,8 +164,32 @@ async def kyc_state(session: AsyncSession, customer_id: str) -> KycState:
     return KycState(customer_id=row.id, owner=row.owner, kyc_status=row.kyc_status)
 
 
+async def risk_profile(session: AsyncSession, customer_id: str) -> RiskProfile:
+    row = (
+        await session.execute(
+            text(
+                """
+                SELECT id, owner, country, kyc_status, created_at,
+                       date_of_birth_ciphertext IS NOT NULL AS has_date_of_birth
+                FROM identity.customers WHERE id = :id
+                """
+            ),
+            {"id": customer_id},
+        )
+    ).first()
+    if row is None:
+        raise CustomerNotFoundError(f"no customer {customer_id}")
+    return RiskProfile(
+        customer_id=row.id,
+        owner=row.owner,
+        country=row.country,
+        kyc_status=row.kyc_status,
+        has_date_of_birth=row.has_date_of_birth,
+        created_at=row.created_at,
+    )
+
+
 async def create_customer_handler(call: Call, session: AsyncSession) -> Result:
-    assert call.principal is not None
     vault = _vault(call)
     body = call.body
     dob = body.get("date_of_birth")
@@ -169,7 +204,7 @@ async def create_customer_handler(call: Call, session: AsyncSession) -> Result:
         ),
         {
             "id": customer_id,
-            "owner": call.principal.client_id,
+            "owner": call.caller.client_id,
             "name": await _encrypt(vault, body["name"]),
             "email": await _encrypt(vault, body["email"]),
             "dob": await _encrypt(vault, dob) if dob is not None else None,
@@ -241,7 +276,6 @@ def endpoints() -> list[Endpoint]:
             request_schema=CREATE_CUSTOMER_SCHEMA,
             response_schema=CUSTOMER_SCHEMA,
             idempotent=True,
-            error_codes=("validation_error",),
             tag="identity",
         ),
         Endpoint(
@@ -253,7 +287,7 @@ def endpoints() -> list[Endpoint]:
             summary="Read a customer, PII decrypted (owner only)",
             scopes=("kyc:write",),
             response_schema=CUSTOMER_SCHEMA,
-            error_codes=("not_found",),
+            errors=(CustomerNotFoundError,),
             owner_of=owner_of,
             tag="identity",
             audit_reads=True,  # reading PII is itself an event PCI DSS 10.2.1.1 wants logged
@@ -269,7 +303,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=KYC_DECISION_SCHEMA,
             response_schema=CUSTOMER_SCHEMA,
             idempotent=True,
-            error_codes=("not_found", "invalid_state"),
+            errors=(CustomerNotFoundError, InvalidKycTransitionError),
             owner_of=owner_of,
             tag="identity",
         ),

@@ -52,12 +52,10 @@ SECRET_PREFIX = "mps_"  # noqa: S105 - a prefix, not a secret
 
 
 class UnknownScopeError(ValidationError):
-    code = "unknown_scope"
     title = "Unknown scope"
 
 
 class InvalidPublicKeyError(ValidationError):
-    code = "invalid_public_key"
     title = "Invalid public key"
 
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.identity import domain, service
+from app.identity import customers, domain, service
 from app.identity.tokens import TokenIssuer
 from app.platform import audit
 from app.platform.errors import DomainError, ValidationError
@@ -53,12 +53,6 @@ class OAuthError(Exception):
     @property
     def status(self) -> int:
         return 401 if self.error == "invalid_client" else 400
-
-
-def _issuer(request: Request) -> TokenIssuer:
-    services: Services = request.app.state.services
-    issuer: TokenIssuer = services.extras["token_issuer"]
-    return issuer
 
 
 def _form(raw: bytes, content_type: str) -> dict[str, str]:
@@ -105,7 +99,9 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str | N
     return client_id, unquote_plus(password)
 
 
-async def _issue(request: Request, services: Services, form: dict[str, str]) -> dict[str, Any]:
+async def _issue(
+    request: Request, services: Services, issuer: TokenIssuer, form: dict[str, str]
+) -> dict[str, Any]:
     grant_type = form.get("grant_type")
     if not grant_type:
         raise OAuthError("invalid_request", "grant_type is required")
@@ -114,7 +110,6 @@ async def _issue(request: Request, services: Services, form: dict[str, str]) -> 
     client_id, client_secret = _client_credentials(request, form)
     if not client_id or not client_secret or len(client_id) > 64 or len(client_secret) > 256:
         raise OAuthError("invalid_client", "client_id and client_secret are required")
-    issuer = _issuer(request)
     await issuer.refresh_if_due()
     async with services.sessions() as session:
         client = await service.authenticate_client(session, client_id, client_secret)
@@ -137,13 +132,13 @@ async def _issue(request: Request, services: Services, form: dict[str, str]) -> 
     }
 
 
-async def token_endpoint(request: Request) -> Response:
+async def token_endpoint(request: Request, issuer: TokenIssuer) -> Response:
     services: Services = request.app.state.services
     form: dict[str, str] = {}
     try:
         raw = await read_body(request, TOKEN_BODY_LIMIT_BYTES)
         form = _form(raw, request.headers.get("content-type", ""))
-        body = await _issue(request, services, form)
+        body = await _issue(request, services, issuer, form)
     except DomainError as error:
         if error.status >= 500:
             raise
@@ -197,17 +192,23 @@ async def _refuse(
     )
 
 
-async def jwks_endpoint(request: Request) -> Response:
-    issuer = _issuer(request)
+async def jwks_endpoint(request: Request, issuer: TokenIssuer) -> Response:
     await issuer.refresh_if_due()
     return JSONResponse(dict(issuer.jwks()), headers={"Cache-Control": "public, max-age=60"})
 
 
-def plain_routes() -> list[Route]:
+def plain_routes(issuer: TokenIssuer) -> list[Route]:
     """Routes outside the JSON pipeline: the token endpoint and the JWKS."""
+
+    async def token(request: Request) -> Response:
+        return await token_endpoint(request, issuer)
+
+    async def jwks(request: Request) -> Response:
+        return await jwks_endpoint(request, issuer)
+
     return [
-        Route(TOKEN_PATH, token_endpoint, methods=["POST"]),
-        Route(JWKS_PATH, jwks_endpoint, methods=["GET"]),
+        Route(TOKEN_PATH, token, methods=["POST"]),
+        Route(JWKS_PATH, jwks, methods=["GET"]),
     ]
 
 
@@ -404,13 +405,12 @@ def _jwk_from_body(body: dict[str, Any]) -> dict[str, str]:
 
 
 async def create_client_handler(call: Call, session: AsyncSession) -> Result:
-    assert call.principal is not None
     created = await service.create_client(
         session,
         name=call.body["name"],
         scopes=call.body["scopes"],
         public_jwk=_jwk_from_body(call.body),
-        owner=call.principal.client_id,
+        owner=call.caller.client_id,
     )
     view = {**client_view(created.client), "key_id": created.key_id}
     return Result(
@@ -482,6 +482,11 @@ async def disable_client_handler(call: Call, session: AsyncSession) -> Result:
 
 
 def endpoints() -> list[Endpoint]:
+    """The identity domain's `/v1` JSON endpoints: clients here, customers in customers.py."""
+    return [*_client_endpoints(), *customers.endpoints()]
+
+
+def _client_endpoints() -> list[Endpoint]:
     return [
         Endpoint(
             method="POST",
@@ -495,7 +500,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=ADD_KEY_SCHEMA,
             response_schema=CLIENT_SCHEMA,
             idempotent=True,
-            error_codes=("not_found", "invalid_public_key", "validation_error"),
+            errors=(service.ClientNotFoundError, domain.InvalidPublicKeyError),
             tag="identity",
         ),
         Endpoint(
@@ -508,7 +513,7 @@ def endpoints() -> list[Endpoint]:
             scopes=("clients:admin",),
             response_schema=CLIENT_SCHEMA,
             idempotent=True,
-            error_codes=("not_found",),
+            errors=(service.ClientNotFoundError,),
             tag="identity",
         ),
         Endpoint(
@@ -523,7 +528,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=CREATE_CLIENT_SCHEMA,
             response_schema=CLIENT_SCHEMA,
             idempotent=True,
-            error_codes=("unknown_scope", "invalid_public_key", "validation_error"),
+            errors=(domain.UnknownScopeError, domain.InvalidPublicKeyError),
             tag="identity",
         ),
         Endpoint(
@@ -535,7 +540,7 @@ def endpoints() -> list[Endpoint]:
             summary="Read an API client and its keys",
             scopes=("clients:admin",),
             response_schema=CLIENT_SCHEMA,
-            error_codes=("not_found",),
+            errors=(service.ClientNotFoundError,),
             tag="identity",
         ),
     ]

@@ -19,7 +19,7 @@ MAX_KEYS_PER_CLIENT = 20
 
 
 class ClientNotFoundError(NotFoundError):
-    code = "not_found"
+    """No API client with this id."""
 
 
 async def create_client(

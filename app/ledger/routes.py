@@ -466,7 +466,7 @@ def _positive(query: Mapping[str, str], name: str, default: int) -> int:
 
 class AnchorSource(Protocol):
     """Where verify finds the latest chain head anchored in the evidence log (the
-    composition root provides it as `extras["ledger_anchors"]`)."""
+    composition root's services carry it as a `ledger_anchors` field, or None)."""
 
     async def latest(self) -> tuple[api.ChainHead, str] | None:
         """The anchored head and its evidence record id. Raises ConnectionError."""
@@ -474,7 +474,7 @@ class AnchorSource(Protocol):
 
 async def verify(call: Call, session: AsyncSession) -> Result:
     from_seq, after_account, limit = _verify_query(call.query)
-    anchors: AnchorSource | None = call.services.extras.get("ledger_anchors")
+    anchors: AnchorSource | None = getattr(call.services, "ledger_anchors", None)
     found: tuple[api.ChainHead, str] | None = None
     unavailable = False
     if anchors is not None:
@@ -567,12 +567,6 @@ _VERIFY_QUERY = (
         "schema": {"type": "integer", "minimum": 1},
     },
 )
-_WRITE_ERRORS: tuple[str, ...] = (
-    "validation_error",
-    "idempotency_key_required",
-    "idempotency_key_reused",
-    "idempotency_key_in_use",
-)
 
 
 def endpoints() -> list[Endpoint]:
@@ -590,7 +584,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=NEW_ACCOUNT_SCHEMA,
             response_schema=ACCOUNT_SCHEMA,
             idempotent=True,
-            error_codes=(*_WRITE_ERRORS, "unknown_currency", "duplicate_account_code"),
+            errors=(api.UnknownCurrencyError, api.DuplicateAccountCodeError),
             tag="ledger",
         ),
         Endpoint(
@@ -603,7 +597,7 @@ def endpoints() -> list[Endpoint]:
             scopes=_READ,
             response_schema=ACCOUNT_SCHEMA,
             query_parameters=(_AS_OF,),
-            error_codes=("not_found", "validation_error"),
+            errors=(api.AccountNotFoundError,),
             tag="ledger",
         ),
         Endpoint(
@@ -616,7 +610,7 @@ def endpoints() -> list[Endpoint]:
             scopes=_READ,
             response_schema=ENTRIES_SCHEMA,
             query_parameters=_PAGE,
-            error_codes=("not_found", "validation_error"),
+            errors=(api.AccountNotFoundError,),
             tag="ledger",
         ),
         Endpoint(
@@ -631,13 +625,12 @@ def endpoints() -> list[Endpoint]:
             request_schema=NEW_TRANSACTION_SCHEMA,
             response_schema=TRANSACTION_SCHEMA,
             idempotent=True,
-            error_codes=(
-                *_WRITE_ERRORS,
-                "unknown_currency",
-                "unbalanced_transaction",
-                "unknown_account",
-                "currency_mismatch",
-                "insufficient_funds",
+            errors=(
+                api.UnknownCurrencyError,
+                api.UnbalancedTransactionError,
+                api.UnknownAccountError,
+                api.CurrencyMismatchError,
+                api.InsufficientFundsError,
             ),
             tag="ledger",
         ),
@@ -653,13 +646,12 @@ def endpoints() -> list[Endpoint]:
             request_schema=BATCH_SCHEMA,
             response_schema=BATCH_RESULT_SCHEMA,
             idempotent=True,
-            error_codes=(
-                *_WRITE_ERRORS,
-                "unknown_currency",
-                "unbalanced_transaction",
-                "unknown_account",
-                "currency_mismatch",
-                "insufficient_funds",
+            errors=(
+                api.UnknownCurrencyError,
+                api.UnbalancedTransactionError,
+                api.UnknownAccountError,
+                api.CurrencyMismatchError,
+                api.InsufficientFundsError,
             ),
             tag="ledger",
             body_limit_bytes=BATCH_BODY_LIMIT_BYTES,
@@ -675,12 +667,11 @@ def endpoints() -> list[Endpoint]:
             request_schema=POST_SCHEMA,
             response_schema=TRANSACTION_SCHEMA,
             idempotent=True,
-            error_codes=(
-                *_WRITE_ERRORS,
-                "not_found",
-                "invalid_state",
-                "transaction_expired",
-                "partial_post_unsupported",
+            errors=(
+                api.TransactionNotFoundError,
+                api.InvalidStateError,
+                api.TransactionExpiredError,
+                api.PartialPostUnsupportedError,
             ),
             tag="ledger",
         ),
@@ -695,7 +686,11 @@ def endpoints() -> list[Endpoint]:
             request_schema=EMPTY_SCHEMA,
             response_schema=TRANSACTION_SCHEMA,
             idempotent=True,
-            error_codes=(*_WRITE_ERRORS, "not_found", "invalid_state", "transaction_expired"),
+            errors=(
+                api.TransactionNotFoundError,
+                api.InvalidStateError,
+                api.TransactionExpiredError,
+            ),
             tag="ledger",
         ),
         Endpoint(
@@ -710,7 +705,11 @@ def endpoints() -> list[Endpoint]:
             request_schema=EMPTY_SCHEMA,
             response_schema=TRANSACTION_SCHEMA,
             idempotent=True,
-            error_codes=(*_WRITE_ERRORS, "not_found", "invalid_state", "insufficient_funds"),
+            errors=(
+                api.TransactionNotFoundError,
+                api.InvalidStateError,
+                api.InsufficientFundsError,
+            ),
             tag="ledger",
         ),
         Endpoint(
@@ -722,7 +721,7 @@ def endpoints() -> list[Endpoint]:
             summary="Read a transaction",
             scopes=_READ,
             response_schema=TRANSACTION_SCHEMA,
-            error_codes=("not_found",),
+            errors=(api.TransactionNotFoundError,),
             tag="ledger",
         ),
         Endpoint(
@@ -735,7 +734,6 @@ def endpoints() -> list[Endpoint]:
             scopes=_READ,
             response_schema=VERIFY_SCHEMA,
             query_parameters=_VERIFY_QUERY,
-            error_codes=("validation_error",),
             tag="ledger",
         ),
     ]

@@ -7,11 +7,13 @@ number it declares.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from prometheus_client import Counter
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+_WORD_START = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 INVARIANT_VIOLATIONS = Counter(
     "moneypath_invariant_violations_total",
@@ -20,16 +22,38 @@ INVARIANT_VIOLATIONS = Counter(
 )
 
 
+def code_of(class_name: str) -> str:
+    """`InsufficientFundsError` -> `insufficient_funds`: the public code a class implies."""
+    words = _WORD_START.sub("_", class_name.removesuffix("Error"))
+    return words.lower()
+
+
 class DomainError(Exception):
     """An expected business outcome that the client must hear about.
 
-    Subclasses set `status` and `code`. `code` is part of the public contract (API.md) and
-    never changes once published.
+    The class is the declaration: endpoints list the classes they may raise, and the OpenAPI
+    document and every problem document take `status`, `code` and `title` from it. `code`
+    is the class name in snake case without `Error` (`InsufficientFundsError` ->
+    `insufficient_funds`); a class sets `code` itself only where the published code differs
+    from its name. Subclasses of a `shares_code` class (every missing thing is `not_found`)
+    keep that class's code. `code` is part of the public contract (API.md) and never
+    changes once published.
     """
 
     status: ClassVar[int] = 422
     code: ClassVar[str] = "domain_error"
     title: ClassVar[str] = "Request refused"
+    shares_code: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" in cls.__dict__:
+            if cls.__dict__["code"] == code_of(cls.__name__):
+                # One source of truth: the name already says it.
+                raise TypeError(f"{cls.__name__}: drop `code`, the class name implies it")
+            return
+        if not any(base.__dict__.get("shares_code", False) for base in cls.__mro__[1:]):
+            cls.code = code_of(cls.__name__)
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -46,25 +70,23 @@ class ValidationError(DomainError):
 
 class NotFoundError(DomainError):
     status = 404
-    code = "not_found"
     title = "Not found"
+    # Any missing thing answers `not_found`, and so does a thing that is someone else's.
+    shares_code = True
 
 
 class ConflictError(DomainError):
     status = 409
-    code = "conflict"
     title = "Conflict"
 
 
 class UnauthorizedError(DomainError):
     status = 401
-    code = "unauthorized"
     title = "Unauthorized"
 
 
 class ForbiddenError(DomainError):
     status = 403
-    code = "forbidden"
     title = "Forbidden"
 
 
@@ -72,7 +94,6 @@ class DependencyUnavailableError(DomainError):
     """A component we depend on (OPA, Vault, the database) could not answer in time."""
 
     status = 503
-    code = "dependency_unavailable"
     title = "Service unavailable"
 
 

@@ -1,11 +1,13 @@
 """Idempotency keys (draft-ietf-httpapi-idempotency-key-header), shared by every domain.
 
-A key is claimed by an INSERT under the primary key (client, method, route, key) and
-committed at once, so a concurrent repeat sees it and gets 409. The effect and the
-completion of the key are then written in ONE transaction, guarded by the claim token:
-either both land or neither does. A crash between claim and completion leaves a stale
-claim, which a retry takes over after `stale_claim_s`; because the effect never committed,
-re-running it cannot double it.
+A key belongs to one client and one request target (API.md "Idempotency"). It is claimed
+by an INSERT under the primary key (client, key), which remembers the method and the
+concrete path it was sent to, and committed at once, so a concurrent repeat sees it and
+gets 409. The effect and the completion of the key are then written in ONE transaction,
+guarded by the claim token: either both land or neither does. A crash between claim and
+completion leaves a stale claim, which a retry takes over after `stale_claim_s`; because
+the effect never committed, re-running it cannot double it. The same key sent to another
+target, or with another body, is 422 `idempotency_key_reused` and executes nothing.
 """
 
 from __future__ import annotations
@@ -34,22 +36,21 @@ MAX_CLAIM_ATTEMPTS = 3
 _INSERT_CLAIM = text(
     """
     INSERT INTO platform.idempotency_keys
-        (client_id, method, route, key, fingerprint, status, claim_token,
+        (client_id, method, path, key, fingerprint, status, claim_token,
          created_at, locked_until, expires_at)
-    VALUES (:client_id, :method, :route, :key, :fingerprint, 'in_progress', :token,
+    VALUES (:client_id, :method, :path, :key, :fingerprint, 'in_progress', :token,
             now(), now() + make_interval(secs => :stale_s),
             now() + make_interval(secs => :ttl_s))
-    ON CONFLICT (client_id, method, route, key) DO NOTHING
+    ON CONFLICT (client_id, key) DO NOTHING
     RETURNING 1
     """
 )
 _LOCK_EXISTING = text(
     """
-    SELECT fingerprint, status, response_status, response_body,
+    SELECT method, path, fingerprint, status, response_status, response_body,
            locked_until, expires_at, now() AS db_now
     FROM platform.idempotency_keys
-    WHERE client_id = :client_id AND method = :method
-      AND route = :route AND key = :key
+    WHERE client_id = :client_id AND key = :key
     FOR UPDATE
     """
 )
@@ -58,20 +59,18 @@ _LOCK_EXISTING = text(
 _TAKE_OVER_EXPIRED = text(
     """
     UPDATE platform.idempotency_keys
-    SET fingerprint = :fingerprint, status = 'in_progress', claim_token = :token,
-        response_status = NULL, response_body = NULL, created_at = now(),
-        locked_until = now() + make_interval(secs => :stale_s),
+    SET method = :method, path = :path, fingerprint = :fingerprint, status = 'in_progress',
+        claim_token = :token, response_status = NULL, response_body = NULL,
+        created_at = now(), locked_until = now() + make_interval(secs => :stale_s),
         expires_at = now() + make_interval(secs => :ttl_s)
-    WHERE client_id = :client_id AND method = :method
-      AND route = :route AND key = :key
+    WHERE client_id = :client_id AND key = :key
     """
 )
 _TAKE_OVER_STALE = text(
     """
     UPDATE platform.idempotency_keys
     SET claim_token = :token, locked_until = now() + make_interval(secs => :stale_s)
-    WHERE client_id = :client_id AND method = :method
-      AND route = :route AND key = :key
+    WHERE client_id = :client_id AND key = :key
     """
 )
 _COMPLETE = text(
@@ -79,8 +78,8 @@ _COMPLETE = text(
     UPDATE platform.idempotency_keys
     SET status = 'completed', response_status = :status,
         response_body = CAST(:body AS jsonb), claim_token = NULL
-    WHERE client_id = :client_id AND method = :method AND route = :route
-      AND key = :key AND claim_token = :token AND status = 'in_progress'
+    WHERE client_id = :client_id AND key = :key
+      AND claim_token = :token AND status = 'in_progress'
     """
 )
 # The same completion plus the request's audit record (platform.audit_log, see audit.py),
@@ -97,15 +96,15 @@ _COMPLETE_AND_AUDIT = text(
     UPDATE platform.idempotency_keys
     SET status = 'completed', response_status = :status,
         response_body = CAST(:body AS jsonb), claim_token = NULL
-    WHERE client_id = :client_id AND method = :method AND route = :route
-      AND key = :key AND claim_token = :token AND status = 'in_progress'
+    WHERE client_id = :client_id AND key = :key
+      AND claim_token = :token AND status = 'in_progress'
     """
 )
 _RELEASE = text(
     """
     DELETE FROM platform.idempotency_keys
-    WHERE client_id = :client_id AND method = :method AND route = :route
-      AND key = :key AND claim_token = :token AND status = 'in_progress'
+    WHERE client_id = :client_id AND key = :key
+      AND claim_token = :token AND status = 'in_progress'
     """
 )
 _SYNCHRONOUS_COMMIT_OFF = text("SET LOCAL synchronous_commit = off")
@@ -113,19 +112,16 @@ _SYNCHRONOUS_COMMIT_OFF = text("SET LOCAL synchronous_commit = off")
 
 class IdempotencyKeyRequiredError(ValidationError):
     status = 400
-    code = "idempotency_key_required"
     title = "Idempotency-Key required"
 
 
 class IdempotencyKeyReusedError(ValidationError):
     status = 422
-    code = "idempotency_key_reused"
-    title = "Idempotency-Key reused with a different body"
+    title = "Idempotency-Key reused for a different request"
 
 
 class IdempotencyKeyInUseError(ConflictError):
     status = 409
-    code = "idempotency_key_in_use"
     title = "Idempotency-Key in use"
 
 
@@ -133,7 +129,7 @@ class ClaimLostError(DomainError):
     """Our claim was taken over as stale while we worked; our effect must roll back."""
 
     status = 409
-    code = "idempotency_key_in_use"
+    code = IdempotencyKeyInUseError.code  # to the client, a lost claim is a key in use
     title = "Idempotency-Key in use"
 
 
@@ -146,8 +142,6 @@ class StoredResponse:
 @dataclass(frozen=True, slots=True)
 class Claim:
     client_id: str
-    method: str
-    route: str
     key: str
     token: str
 
@@ -177,7 +171,7 @@ async def claim_at_once(
     *,
     client_id: str,
     method: str,
-    route: str,
+    path: str,
     key: str,
     body_fingerprint: str,
     ttl_s: int,
@@ -198,7 +192,7 @@ async def claim_at_once(
         {
             "client_id": client_id,
             "method": method,
-            "route": route,
+            "path": path,
             "key": key,
             "fingerprint": body_fingerprint,
             "token": token,
@@ -208,7 +202,7 @@ async def claim_at_once(
     )
     if inserted.first() is None:
         return None
-    return Claim(client_id, method, route, key, token)
+    return Claim(client_id, key, token)
 
 
 async def claim(
@@ -216,7 +210,7 @@ async def claim(
     *,
     client_id: str,
     method: str,
-    route: str,
+    path: str,
     key: str,
     body_fingerprint: str,
     ttl_s: int,
@@ -224,7 +218,10 @@ async def claim(
 ) -> Claim | StoredResponse:
     """Claim `key`, or return the stored response to replay.
 
-    Raises IdempotencyKeyReusedError when the key was used with another body, and
+    `method` and `path` name the request target: the concrete path
+    (`/v1/ledger/transactions/txn_A/void`), never the route template.
+    Raises IdempotencyKeyReusedError when the key was used for another target or with
+    another body, and
     IdempotencyKeyInUseError (with Retry-After) while another request holds it.
     The caller commits the session right after a successful claim.
     """
@@ -237,7 +234,7 @@ async def claim(
     params = {
         "client_id": client_id,
         "method": method,
-        "route": route,
+        "path": path,
         "key": key,
         "fingerprint": body_fingerprint,
         "token": token,
@@ -251,7 +248,7 @@ async def claim(
     for _ in range(MAX_CLAIM_ATTEMPTS):
         inserted = await session.execute(_INSERT_CLAIM, params)
         if inserted.first() is not None:
-            return Claim(client_id, method, route, key, token)
+            return Claim(client_id, key, token)
         row = (await session.execute(_LOCK_EXISTING, params)).first()
         if row is not None:
             break
@@ -265,7 +262,11 @@ async def claim(
     if row.expires_at <= db_now:
         # An expired key that the cleanup worker has not reached yet counts as new.
         await session.execute(_TAKE_OVER_EXPIRED, params)
-        return Claim(client_id, method, route, key, token)
+        return Claim(client_id, key, token)
+    if (row.method, row.path) != (method, path):
+        raise IdempotencyKeyReusedError(
+            f"this Idempotency-Key was already used for {row.method} {row.path}"
+        )
     if row.fingerprint != body_fingerprint:
         raise IdempotencyKeyReusedError(
             "this Idempotency-Key was already used with a different request body"
@@ -282,7 +283,7 @@ async def claim(
     # The earlier claim went stale (its process died or hung). Take it over; the claim
     # token makes sure the old holder can no longer complete it.
     await session.execute(_TAKE_OVER_STALE, params)
-    return Claim(client_id, method, route, key, token)
+    return Claim(client_id, key, token)
 
 
 async def complete(
@@ -301,8 +302,6 @@ async def complete(
             "status": status,
             "body": json.dumps(body, default=str),
             "client_id": held.client_id,
-            "method": held.method,
-            "route": held.route,
             "key": held.key,
             "token": held.token,
         },
@@ -317,8 +316,6 @@ async def release(session: AsyncSession, held: Claim) -> None:
         _RELEASE,
         {
             "client_id": held.client_id,
-            "method": held.method,
-            "route": held.route,
             "key": held.key,
             "token": held.token,
         },

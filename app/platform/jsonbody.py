@@ -20,13 +20,11 @@ MAX_JSON_DEPTH = 32
 
 class MalformedJsonError(ValidationError):
     status = 400
-    code = "malformed_json"
     title = "Malformed JSON"
 
 
 class UnsupportedMediaTypeError(ValidationError):
     status = 415
-    code = "unsupported_media_type"
     title = "Unsupported media type"
 
 

@@ -16,11 +16,11 @@ from app.platform.db import libpq_url
 
 _HERE = Path(__file__).resolve().parent
 APP_ROOT = _HERE.parent
-API_DOMAINS = ("platform", "identity", "ledger", "payments", "risk", "providers", "reconciliation")
 
 
 def api_version_locations() -> list[Path]:
-    return [APP_ROOT / domain / "migrations" for domain in API_DOMAINS]
+    """Every `app/<package>/migrations` directory: the platform's and each domain's."""
+    return sorted(path for path in APP_ROOT.glob("*/migrations") if path.is_dir())
 
 
 def alembic_config(database_url: str, version_locations: Sequence[Path]) -> Config:

@@ -11,7 +11,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.platform import idempotency
-from app.platform.web import Endpoint
+from app.platform.errors import DomainError, ForbiddenError, UnauthorizedError, ValidationError
+from app.platform.jsonbody import MalformedJsonError, UnsupportedMediaTypeError
+from app.platform.opa import OpaUnavailableError
+from app.platform.request_auth import (
+    DigestMismatchError,
+    InvalidSignatureError,
+    KeyNotBoundError,
+    ReplayedRequestError,
+    SignatureRequiredError,
+    StaleRequestError,
+)
+from app.platform.web import Endpoint, PayloadTooLargeError
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -39,6 +50,40 @@ _STANDARD_ERRORS = {
     "422": "Validation or business rule failure",
     "503": "A dependency (OPA, Vault, database) is unavailable",
 }
+
+
+def pipeline_errors(endpoint: Endpoint) -> tuple[type[DomainError], ...]:
+    """The refusals the shared pipeline itself may answer for this endpoint."""
+    errors: list[type[DomainError]] = []
+    if endpoint.authenticated:
+        errors += [UnauthorizedError, ForbiddenError, OpaUnavailableError]
+    if endpoint.needs_signature:
+        errors += [
+            SignatureRequiredError,
+            InvalidSignatureError,
+            StaleRequestError,
+            DigestMismatchError,
+            ReplayedRequestError,
+            KeyNotBoundError,
+        ]
+    if endpoint.idempotent:
+        errors += [
+            idempotency.IdempotencyKeyRequiredError,
+            idempotency.IdempotencyKeyReusedError,
+            idempotency.IdempotencyKeyInUseError,
+        ]
+    errors += [PayloadTooLargeError, ValidationError]
+    if endpoint.request_schema is not None:
+        errors += [UnsupportedMediaTypeError, MalformedJsonError]
+    return tuple(errors)
+
+
+def declared_errors(endpoint: Endpoint) -> tuple[type[DomainError], ...]:
+    """The endpoint's own refusals first, then the pipeline's, each code once."""
+    by_code: dict[str, type[DomainError]] = {}
+    for error in (*endpoint.errors, *pipeline_errors(endpoint)):
+        by_code.setdefault(error.code, error)
+    return tuple(by_code.values())
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -92,11 +137,21 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     if endpoint.response_schema is not None:
         success["content"] = {"application/json": {"schema": endpoint.response_schema}}
     responses: dict[str, Any] = {str(endpoint.success_status): success}
-    for status, description in _STANDARD_ERRORS.items():
-        if status == "400" and not endpoint.idempotent:
-            continue
-        if status in {"401", "403"} and not endpoint.authenticated:
-            continue
+    errors = declared_errors(endpoint)
+    codes_by_status: dict[str, list[str]] = {}
+    for error in errors:
+        codes_by_status.setdefault(str(error.status), []).append(error.code)
+    statuses = {
+        status
+        for status in _STANDARD_ERRORS
+        if not (status == "400" and not endpoint.idempotent)
+        and not (status in {"401", "403"} and not endpoint.authenticated)
+    } | set(codes_by_status)
+    for status in sorted(statuses):
+        description = _STANDARD_ERRORS.get(status, "Refused")
+        codes = codes_by_status.get(status)
+        if codes:
+            description += " (code: " + ", ".join(f"`{code}`" for code in codes) + ")"
         responses[status] = _problem(description)
     operation: dict[str, Any] = {
         "operationId": endpoint.action.replace(".", "_"),
@@ -105,7 +160,7 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         "parameters": parameters,
         "responses": responses,
         "x-scopes": list(endpoint.scopes),
-        "x-error-codes": list(endpoint.error_codes),
+        "x-error-codes": [error.code for error in errors],
     }
     if endpoint.authenticated:
         operation["security"] = [{"bearerAuth": list(endpoint.scopes)}]

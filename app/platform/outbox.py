@@ -6,6 +6,8 @@ import dataclasses
 import json
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import text
@@ -69,3 +71,67 @@ async def emit_many(session: AsyncSession, events: Sequence[Any]) -> list[str]:
     elif rows:
         await session.execute(_INSERT_MANY, {name: [row[name] for row in rows] for name in rows[0]})
     return [str(row["event_id"]) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One outbox row as a relay sees it: the payload snapshotted when its effect committed."""
+
+    id: int
+    event_id: str
+    event_type: str
+    event_version: int
+    aggregate_id: str
+    payload: dict[str, Any]
+    occurred_at: datetime
+
+
+# Only the oldest unpublished event of each aggregate is eligible, so one aggregate's
+# events leave in commit order even with several relays: while a relay holds an
+# aggregate's head event locked, the next one of that aggregate is not its head, and
+# SKIP LOCKED lets the other relays move on to other aggregates instead of waiting.
+_CLAIM = text(
+    """
+    SELECT o.id, o.event_id, o.event_type, o.event_version, o.aggregate_id, o.payload,
+           o.occurred_at
+    FROM platform.outbox o
+    WHERE o.published_at IS NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM platform.outbox earlier
+          WHERE earlier.aggregate_id = o.aggregate_id
+            AND earlier.published_at IS NULL
+            AND earlier.id < o.id
+      )
+    ORDER BY o.id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+    """
+)
+
+
+async def claim_heads(session: AsyncSession, limit: int) -> list[StoredEvent]:
+    """Lock up to `limit` unpublished events, at most the oldest one per aggregate."""
+    rows = await session.execute(_CLAIM, {"limit": limit})
+    return [
+        StoredEvent(
+            id=int(row.id),
+            event_id=row.event_id,
+            event_type=row.event_type,
+            event_version=int(row.event_version),
+            aggregate_id=row.aggregate_id,
+            payload=dict(row.payload),
+            occurred_at=row.occurred_at,
+        )
+        for row in rows
+    ]
+
+
+async def mark_published(session: AsyncSession, ids: Sequence[int]) -> None:
+    if ids:
+        await session.execute(
+            text(
+                "UPDATE platform.outbox SET published_at = now(), attempts = attempts + 1"
+                " WHERE id = ANY(:ids)"
+            ),
+            {"ids": list(ids)},
+        )

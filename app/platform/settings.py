@@ -73,6 +73,8 @@ class Settings:
     request_body_limit_bytes: int
     outbound_timeout_ms: int
     opa_timeout_ms: int
+    # The payment risk decision's time box; past it the payment goes to review.
+    risk_timeout_ms: int
     idempotency_ttl_s: int
     idempotency_stale_claim_s: int
     db_pool_size: int
@@ -125,6 +127,7 @@ class Settings:
             ),
             outbound_timeout_ms=_integer(source, "OUTBOUND_TIMEOUT_MS", 2000, 50, 60_000),
             opa_timeout_ms=_integer(source, "OPA_TIMEOUT_MS", 500, 10, 10_000),
+            risk_timeout_ms=_integer(source, "RISK_TIMEOUT_MS", 250, 10, 5000),
             idempotency_ttl_s=_integer(source, "IDEMPOTENCY_TTL_S", 86_400, 60, 30 * 86_400),
             idempotency_stale_claim_s=_integer(source, "IDEMPOTENCY_STALE_CLAIM_S", 60, 1, 3600),
             db_pool_size=_integer(source, "DB_POOL_SIZE", 10, 1, 200),

@@ -22,7 +22,7 @@ VAULT_TIMEOUT_S = 3
 
 
 class VaultUnavailableError(DependencyUnavailableError):
-    code = "vault_unavailable"
+    """Vault (OpenBao) could not be reached or refused to answer in time."""
 
 
 class Vault:

@@ -1,8 +1,12 @@
 # Whole-run verdict: a run passes only when every gate it ran passed AND every gate's result
-# was written to the evidence service. A run without evidence never passes.
+# was written to the evidence service. A run without evidence never passes, except a
+# report-only run (a pull request's: it holds no evidence credentials and writes nothing),
+# whose verdict is only the gates' and which can back no promotion.
 package moneypath.pipeline.run
 
 import rego.v1
+
+report_only if input.mode == "report-only"
 
 violations contains "the run ran no gate" if {
 	count(object.get(input, "gates", [])) == 0
@@ -15,6 +19,7 @@ violations contains msg if {
 }
 
 violations contains msg if {
+	not report_only
 	some gate in input.gates
 	not evidence_id(object.get(gate, "evidence_id", null))
 	msg := sprintf("gate %s: no evidence record was written", [gate.gate])
@@ -28,6 +33,7 @@ violations contains msg if {
 
 # The second evaluation, after the run record itself was submitted, says whether it landed.
 violations contains "the run record was not written to the evidence service" if {
+	not report_only
 	"run_evidence_id" in object.keys(input)
 	not evidence_id(input.run_evidence_id)
 }
@@ -41,5 +47,13 @@ evidence_id(value) if {
 default result := "fail"
 
 result := "pass" if count(violations) == 0
+
+# Evidence that a report-only run somehow wrote would be a breach of the mode, not a bonus.
+violations contains msg if {
+	report_only
+	some gate in input.gates
+	evidence_id(object.get(gate, "evidence_id", null))
+	msg := sprintf("gate %s: a report-only run wrote evidence", [gate.gate])
+}
 
 decision := {"result": result, "violations": sort([v | some v in violations])}

@@ -32,3 +32,13 @@ test_run_fails_when_no_gate_ran_or_a_gate_ran_twice if {
 	d := run.decision with input as {"gates": [gate("ruff", "pass", "evd_1"), gate("ruff", "pass", "evd_2")]}
 	d.violations == ["gate ruff ran 2 times"]
 }
+
+test_report_only_run_passes_without_evidence_when_every_gate_passed if {
+	d := run.decision with input as {"mode": "report-only", "gates": [gate("ruff", "pass", null)], "run_evidence_id": null}
+	d.result == "pass"
+}
+
+test_report_only_run_fails_when_a_gate_failed_or_evidence_was_written if {
+	d := run.decision with input as {"mode": "report-only", "gates": [gate("ruff", "fail", null), gate("opa", "pass", "evd_1")]}
+	d.violations == ["gate opa: a report-only run wrote evidence", "gate ruff: fail"]
+}

@@ -153,7 +153,7 @@ def test_in_progress_key_is_409_with_retry_after(
         connection.execute(
             """
             INSERT INTO platform.idempotency_keys
-                (client_id, method, route, key, fingerprint, status, claim_token,
+                (client_id, method, path, key, fingerprint, status, claim_token,
                  locked_until, expires_at)
             VALUES (%s, 'POST', %s, %s, %s, 'in_progress', 'someone-else',
                     now() + interval '30 seconds', now() + interval '1 day')
@@ -178,7 +178,7 @@ def test_stale_in_progress_claim_is_taken_over_and_executes_once(
         connection.execute(
             """
             INSERT INTO platform.idempotency_keys
-                (client_id, method, route, key, fingerprint, status, claim_token,
+                (client_id, method, path, key, fingerprint, status, claim_token,
                  locked_until, expires_at)
             VALUES (%s, 'POST', %s, %s, %s, 'in_progress', 'crashed-worker',
                     now() - interval '1 second', now() + interval '1 day')
@@ -263,7 +263,7 @@ def test_claim_succeeds_when_the_conflicting_row_is_deleted_before_it_can_be_loc
     arguments = {
         "client_id": "cli_race",
         "method": "POST",
-        "route": ROUTE,
+        "path": ROUTE,
         "key": key(),
         "body_fingerprint": "f" * 64,
         "ttl_s": 86_400,

@@ -260,7 +260,7 @@ def test_token_signed_with_previous_kid_stays_valid_after_rotation(
     from app.identity import tokens
 
     old_token = admin.token()
-    issuer = api.app.state.services.extras["token_issuer"]  # type: ignore[attr-defined]
+    issuer = api.app.state.services.identity.issuer  # type: ignore[attr-defined]
     old_kid = issuer.current_kid
     vault = Vault.login(settings.vault_addr, settings.vault_login)
     # As if another replica (or the CLI) rotated: this process has not reloaded yet.

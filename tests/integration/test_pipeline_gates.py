@@ -8,6 +8,7 @@ binary for the verdict through `policies/pipeline/`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,11 +16,19 @@ from typing import Any
 
 import pytest
 
+from pipeline.advisory_snapshot import PROVENANCE_PATH, read_provenance
 from pipeline.gates import GATES, locked_pins
-from pipeline.runner import decide_gate, run_pipeline, worktree_clean
+from pipeline.runner import decide_gate, gate_record, run_pipeline, worktree_clean
 from pipeline.waivers import load as load_waivers
-from pipeline.workspace import HOME
+from pipeline.workspace import HOME, Workspace
 from tests.support.pipeline_project import ROOT_DOCKERFILE, commit_all, make_project, workspace
+
+
+def _sarif_rules(root: Path, gate: str) -> set[str]:
+    """The rule ids of the SARIF 2.1.0 report a gate left for code scanning."""
+    document = json.loads((root.parent / "reports" / "sarif" / f"{gate}.sarif").read_text())
+    assert document["version"] == "2.1.0"
+    return {r["ruleId"] for run in document["runs"] for r in run["results"]}
 
 
 def decide(root: Path, gate: str, waivers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -44,11 +53,78 @@ def test_bandit_gate_fails_when_a_file_has_a_high_issue(project: Path) -> None:
     decision = decide(project, "bandit")
     assert decision["result"] == "fail"
     assert any("B602" in v and "danger.py" in v for v in decision["violations"])
+    assert "B602" in _sarif_rules(project, "bandit")
 
 
 def test_pip_audit_gate_passes_when_the_lock_is_clean(project: Path) -> None:
     decision = decide(project, "pip-audit")
     assert decision == {**decision, "result": "pass", "violations": []}
+
+
+def test_pip_audit_evidence_names_the_shipped_snapshot_when_run_with_defaults(
+    project: Path,
+) -> None:
+    ws = workspace(project)
+    result = GATES["pip-audit"](ws)
+    decision = decide_gate(ws, result, [])
+    provenance = read_provenance(HOME / PROVENANCE_PATH)
+    record = gate_record(
+        result, decision, commit="0" * 40, actor="ci-test", run_id="run_x", policy_digest="d"
+    )
+    advisory_db = record["details"]["advisory_db"]
+    assert advisory_db["source"] == "snapshot"
+    assert advisory_db["snapshot_date"] == provenance.snapshot_date
+    assert advisory_db["sha256"] == "sha256:" + provenance.archive_sha256
+    assert advisory_db["upstream_commit"] == provenance.commit
+    assert "tree_mismatch" not in advisory_db
+    assert decision["result"] == "pass"
+
+
+def test_pip_audit_gate_asks_the_online_service_and_fails_closed_when_it_is_unreachable(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pip-audit reaches its online service through requests, which honours the proxy
+    # variables: a closed local port makes "unreachable" certain on any machine.
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("HTTPS_PROXY", closed)
+    monkeypatch.setenv("https_proxy", closed)
+    ws = dataclasses.replace(workspace(project), advisory_source="online")
+    result = GATES["pip-audit"](ws)
+    assert result.facts["advisory_db"]["source"] == "online"
+    assert result.facts["advisory_db"]["sha256"] is None
+    assert "queried" not in result.facts, "the local snapshot server must not be used"
+    decision = decide_gate(ws, result, [])
+    assert decision["result"] == "fail"
+    assert any("tool could not run" in v for v in decision["violations"]), decision
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_default_paths_lie_inside_the_checkout_when_nothing_is_given(tmp_path: Path) -> None:
+    ws = Workspace.create(tmp_path)
+    checkout = HOME.resolve()
+    defaults = {
+        "opa": ws.opa,
+        "checkov": ws.checkov,
+        "advisory_db": ws.advisory_db,
+        "policy_dir": ws.policy_dir,
+        "bin_dir": ws.bin_dir,
+    }
+    outside = {
+        name: str(path)
+        for name, path in defaults.items()
+        if not path.resolve().is_relative_to(checkout)
+    }
+    assert outside == {}, f"defaults outside {checkout}"
+    assert ws.advisory_source == "snapshot"
+    assert (ws.advisory_db.parent / "snapshot.json").is_file(), "make install unpacks it"
 
 
 def test_pip_audit_gate_reports_the_pysec_id_when_jinja2_2_10_is_pinned(tmp_path: Path) -> None:
@@ -59,11 +135,15 @@ def test_pip_audit_gate_reports_the_pysec_id_when_jinja2_2_10_is_pinned(tmp_path
     assert any("PYSEC-2019-217" in v and "CVE-2019-10906" in v for v in jinja), jinja
 
 
-def _waiver(directory: Path, expires: datetime) -> Path:
+RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _waiver(directory: Path, expires: datetime, lifetime_days: int = 60) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "WVR-TEST-1.toml"
     path.write_text(
         'id = "WVR-TEST-1"\nowner = "alice@example.com"\napproved_by = "bob@example.com"\n'
+        + f"approved_at = {(expires - timedelta(days=lifetime_days)).strftime(RFC3339)}\n"
         + 'reason = "no fixed release we can take yet"\n'
         + f"expires = {expires.strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
         + '[scope]\ngate = "pip-audit"\nfinding = "PYSEC-2019-217"\npackage = "jinja2"\n'
@@ -89,6 +169,51 @@ def test_expired_waiver_no_longer_suppresses_its_finding(tmp_path: Path) -> None
     assert decision["waivers_used"] == []
     assert decision["waivers_ignored"] == ["WVR-TEST-1"]
     assert any("PYSEC-2019-217" in v for v in decision["violations"])
+
+
+def test_waiver_is_ignored_with_a_warning_when_it_runs_longer_than_90_days(
+    tmp_path: Path,
+) -> None:
+    root = make_project(tmp_path / "repo", pins=("jinja2==2.10",))
+    expires = datetime.now(UTC) + timedelta(days=30)
+    waivers = load_waivers(_waiver(tmp_path / "waivers", expires, lifetime_days=91))
+    decision = decide(root, "pip-audit", waivers)
+    assert decision["waivers_used"] == []
+    assert decision["waivers_ignored"] == ["WVR-TEST-1"]
+    assert decision["warnings"] == [
+        "waiver WVR-TEST-1 is ignored: it runs longer than 90 days from approval"
+    ]
+
+
+def test_waiver_warns_and_the_record_holds_it_whole_when_it_expires_within_14_days(
+    tmp_path: Path,
+) -> None:
+    root = make_project(tmp_path / "repo", pins=("jinja2==2.10",))
+    expires = datetime.now(UTC) + timedelta(days=5, hours=12)
+    waivers = load_waivers(_waiver(tmp_path / "waivers", expires))
+    ws = workspace(root)
+    result = GATES["pip-audit"](ws)
+    decision = decide_gate(ws, result, waivers)
+    assert decision["waivers_used"] == ["WVR-TEST-1"]
+    assert any(w.startswith("waiver WVR-TEST-1 expires in 6 days") for w in decision["warnings"]), (
+        decision["warnings"]
+    )
+    record = gate_record(
+        result,
+        decision,
+        commit="0" * 40,
+        actor="ci-test",
+        run_id="run_x",
+        policy_digest="d",
+        waivers=waivers,
+    )
+    (whole,) = record["details"]["waivers"]
+    assert whole["owner"] == "alice@example.com"
+    assert whole["approved_by"] == "bob@example.com"
+    assert whole["reason"] == "no fixed release we can take yet"
+    assert whole["scope"] == {"gate": "pip-audit", "finding": "PYSEC-2019-217", "package": "jinja2"}
+    assert whole["expires"] == expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert record["details"]["warnings"] == decision["warnings"]
 
 
 def test_pip_audit_gate_fails_when_the_advisory_snapshot_is_missing(project: Path) -> None:
@@ -120,6 +245,7 @@ def test_checkov_gate_fails_when_the_dockerfile_runs_as_root(project: Path) -> N
     decision = decide(project, "checkov")
     assert decision["result"] == "fail"
     assert any("CKV_DOCKER_3" in v for v in decision["violations"]), decision["violations"]
+    assert "CKV_DOCKER_3" in _sarif_rules(project, "checkov")
 
 
 def test_opa_gate_passes_when_policies_and_tests_are_clean(project: Path) -> None:
@@ -186,6 +312,10 @@ def test_static_gates_fail_when_each_finds_its_planted_problem(project: Path) ->
     ruff, mypy, contracts = (decide(project, g) for g in ("ruff", "mypy", "lint-imports"))
     assert ruff["result"] == "fail"
     assert mypy["result"] == "fail"
+    # The first findings themselves, not only counts; and ruff's as SARIF for code scanning.
+    assert any(v.startswith("ruff F401 at ./demo/leak.py:1") for v in ruff["violations"]), ruff
+    assert any(v.startswith("mypy demo/typo.py:2:") for v in mypy["violations"]), mypy
+    assert "F401" in _sarif_rules(project, "ruff")
     assert contracts["result"] == "fail"
     assert any("import-linter: 1 contracts broken" in v for v in contracts["violations"])
 
@@ -249,3 +379,16 @@ def test_pip_audit_gate_fails_when_an_advisory_cannot_be_evaluated(
     decision = decide_gate(ws, result, [])
     assert decision["result"] == "fail"
     assert any("could not check jinja2" in v for v in decision["violations"])
+
+
+def test_policy_knows_exactly_the_declared_gates_when_compared_with_the_package() -> None:
+    from pipeline.policy import evaluate
+
+    known = evaluate(
+        HOME / ".tools" / "bin" / "opa",
+        HOME / "policies" / "pipeline",
+        "data.moneypath.pipeline.gates.known_gates",
+        {},
+    )
+    assert set(known) == set(GATES)
+    assert all(gate.name == name for name, gate in GATES.items())

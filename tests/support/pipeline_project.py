@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -27,7 +28,39 @@ ROOT_DOCKERFILE = """FROM docker.io/library/python:3.11.10-slim-bookworm
 COPY demo /srv/demo
 CMD ["python", "-m", "demo"]
 """
-PYPROJECT = """[tool.importlinter]
+SCHEMA_DEMO = '''"""The demo's migrations: one schema and one table."""
+
+import psycopg
+
+
+def upgrade(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("CREATE SCHEMA demo")
+        connection.execute("CREATE TABLE demo.items (id bigint PRIMARY KEY, name text NOT NULL)")
+'''
+# What `python -m pipeline.schema_probe demo=schema_demo:upgrade` reports for SCHEMA_DEMO.
+EXPECTED_SCHEMA = {
+    "demo": [
+        "column demo.items.id bigint not null",
+        "column demo.items.name text not null",
+        "constraint demo.items items_pkey PRIMARY KEY (id)",
+        "index demo.items_pkey CREATE UNIQUE INDEX items_pkey ON demo.items USING btree (id)",
+        "schema demo",
+        "table demo.items (r)",
+    ]
+}
+PYPROJECT = """[project]
+name = "demo"
+version = "0.1.0"
+
+[tool.setuptools]
+packages = ["demo"]
+
+[tool.pipeline.migrations]
+expected = "expected-schema.json"
+upgrade = { demo = "schema_demo:upgrade" }
+
+[tool.importlinter]
 root_packages = ["demo"]
 include_external_packages = true
 
@@ -47,13 +80,24 @@ def make_project(root: Path, pins: tuple[str, ...] = ("jinja2==3.1.6",)) -> Path
     (root / "pyproject.toml").write_text(PYPROJECT)
     (root / "tests").mkdir()
     (root / "tests" / "test_calc.py").write_text(CLEAN_TEST)
-    (root / "requirements.lock").write_text(
-        "".join(f"{pin} \\\n    --hash={FAKE_HASH}\n" for pin in pins)
-    )
+    lock = "".join(f"{pin} \\\n    --hash={FAKE_HASH}\n" for pin in pins)
+    (root / "requirements.lock").write_text(lock)
+    (root / "requirements-runtime.lock").write_text(lock)
+    (root / "schema_demo.py").write_text(SCHEMA_DEMO)
+    # What the copied Dockerfile's COPY lines take from the context besides the above.
+    (root / "app").mkdir()
+    (root / "app" / "__init__.py").write_text('"""The image\'s package, empty in the demo."""\n')
+    (root / "expected-schema.json").write_text(json.dumps(EXPECTED_SCHEMA, indent=1))
     shutil.copy(REPO / "Dockerfile", root / "Dockerfile")
     (root / ".github" / "workflows").mkdir(parents=True)
     shutil.copy(REPO / ".github" / "workflows" / "ci.yml", root / ".github" / "workflows")
     shutil.copytree(REPO / "policies" / "pipeline", root / "policies" / "pipeline")
+    # The repository's reviewed baseline, narrowed to the files copied above.
+    baseline = json.loads((REPO / ".secrets.baseline").read_text())
+    baseline["results"] = {
+        name: found for name, found in baseline["results"].items() if (root / name).is_file()
+    }
+    (root / ".secrets.baseline").write_text(json.dumps(baseline, indent=2))
     return root
 
 
@@ -76,7 +120,7 @@ def commit_all(root: Path) -> str:
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(root),
     }
-    (root / ".gitignore").write_text(".coverage\n.mypy_cache/\n__pycache__/\n")
+    (root / ".gitignore").write_text(".coverage\n.mypy_cache/\n__pycache__/\nbuild/\n*.egg-info/\n")
     for argv in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "x"]):
         subprocess.run(argv, cwd=root, env=env, check=True, capture_output=True, timeout=60)
     head = subprocess.run(

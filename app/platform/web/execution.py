@@ -1,0 +1,132 @@
+"""Idempotency orchestration: claim the key, run the handler, store the answer.
+
+The handler runs inside one database transaction together with the key's completion and
+the audit record, so the three land together or not at all. A business refusal (4xx) is
+stored with the key and audited, so a retry gets the same answer; a validation failure or
+a 5xx releases the key, so a corrected request or a retry executes again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from app.platform import audit, idempotency
+from app.platform.db import run_in_transaction
+from app.platform.errors import DomainError, problem_body
+from app.platform.web.auditing import outcome_event
+from app.platform.web.declarations import Call, Endpoint, Result, Services
+from app.platform.web.responses import json_response, problem_response
+
+
+@dataclass(frozen=True, slots=True)
+class RequestTarget:
+    """What an Idempotency-Key is bound to besides its client: the method and the concrete
+    path (`/v1/ledger/transactions/txn_A/void`, never the route template)."""
+
+    method: str
+    path: str
+
+
+async def claim_key(
+    services: Services, target: RequestTarget, client_id: str, key: str, raw: bytes
+) -> idempotency.Claim | idempotency.StoredResponse:
+    """Claim `key` for this client and target, or return the stored answer to replay."""
+    body_fingerprint = idempotency.fingerprint(raw)
+    if services.autocommit_sessions is not None:
+        async with services.autocommit_sessions() as session:
+            fresh = await idempotency.claim_at_once(
+                session,
+                client_id=client_id,
+                method=target.method,
+                path=target.path,
+                key=key,
+                body_fingerprint=body_fingerprint,
+                ttl_s=services.idempotency_ttl_s,
+                stale_claim_s=services.idempotency_stale_claim_s,
+            )
+        if fresh is not None:
+            return fresh
+    # The key exists (a replay, a holder, a reuse, an expired row): decide under its lock.
+    async with services.sessions() as session, session.begin():
+        return await idempotency.claim(
+            session,
+            client_id=client_id,
+            method=target.method,
+            path=target.path,
+            key=key,
+            body_fingerprint=body_fingerprint,
+            ttl_s=services.idempotency_ttl_s,
+            stale_claim_s=services.idempotency_stale_claim_s,
+        )
+
+
+async def release_key(services: Services, held: idempotency.Claim) -> None:
+    async with services.sessions() as session, session.begin():
+        await idempotency.release(session, held)
+
+
+async def execute(endpoint: Endpoint, call: Call, held: idempotency.Claim | None) -> Response:
+    """Run the handler; store and audit its outcome with the effect, in one transaction."""
+    services = call.services
+
+    async def work(session: AsyncSession) -> Result:
+        result = await endpoint.handler(call, session)
+        event = outcome_event(endpoint, call, result, "success", None) if endpoint.audited else None
+        if held is not None:
+            stored = result.body if result.replay_body is None else result.replay_body
+            # One statement for both: the completion and the audit record land together.
+            await idempotency.complete(session, held, result.status, stored, event)
+        elif event is not None:
+            await audit.record(session, event)
+        return result
+
+    try:
+        result = await run_in_transaction(services.sessions, work)
+    except DomainError as error:
+        return await _refused(endpoint, call, held, error)
+    except BaseException:
+        if held is not None:
+            await release_key(services, held)
+        raise
+    return json_response(result.status, result.body, result.headers)
+
+
+async def _refused(
+    endpoint: Endpoint, call: Call, held: idempotency.Claim | None, error: DomainError
+) -> Response:
+    services = call.services
+    request = call.request
+    if held is not None and isinstance(error, idempotency.ClaimLostError):
+        return problem_response(error, request)
+    if error.status >= 500 or (held is not None and error.code == "validation_error"):
+        if held is not None:
+            await release_key(services, held)
+        return problem_response(error, request)
+    # A business outcome (4xx): nothing of the effect was written, but the answer is
+    # stored with the key and audited, so a retry gets the same answer.
+    failure = problem_body(
+        error.status,
+        error.code,
+        error.title,
+        error.detail,
+        instance=request.url.path,
+        extra=error.extra,
+    )
+
+    async def remember(session: AsyncSession) -> None:
+        event = (
+            outcome_event(endpoint, call, None, "failure", error.code) if endpoint.audited else None
+        )
+        if held is not None:
+            await idempotency.complete(session, held, error.status, failure, event)
+        elif event is not None:
+            await audit.record(session, event)
+
+    try:
+        await run_in_transaction(services.sessions, remember)
+    except idempotency.ClaimLostError as lost:
+        return problem_response(lost, request)
+    return problem_response(error, request)

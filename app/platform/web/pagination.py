@@ -1,0 +1,44 @@
+"""List pages (API.md "Lists"): `?limit=` and an opaque `?cursor=` we issued."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from app.platform.errors import ValidationError
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+MAX_CURSOR_LENGTH = 512
+
+
+def page_limit(query: Mapping[str, str]) -> int:
+    raw = query.get("limit")
+    if raw is None:
+        return DEFAULT_PAGE_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise ValidationError(f"limit must be an integer from 1 to {MAX_PAGE_SIZE}")
+    return int(raw)
+
+
+def encode_cursor(position: Mapping[str, Any]) -> str:
+    raw = json.dumps(position, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(query: Mapping[str, str]) -> dict[str, Any] | None:
+    raw = query.get("cursor")
+    if raw is None or raw == "":
+        return None
+    if len(raw) > MAX_CURSOR_LENGTH:
+        raise ValidationError("cursor is too long")
+    try:
+        padded = raw + "=" * (-len(raw) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError):
+        raise ValidationError("cursor is not one we issued") from None
+    if not isinstance(value, dict):
+        raise ValidationError("cursor is not one we issued")
+    return value

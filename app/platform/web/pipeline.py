@@ -1,0 +1,207 @@
+"""The one request pipeline every `/v1` endpoint goes through, as a list of named stages.
+
+`PIPELINE` below reads top to bottom in API.md's order of checks (routing and its 405
+come before, in `routing.py`):
+
+    token (401) -> body size (413) -> signature + nonce (401) -> policy (403)
+    -> Idempotency-Key (400/409/422, or a replay) -> body validation (415/422) -> handler
+
+Each stage either passes (returns None), answers early (returns a Response: a replay), or
+refuses (raises a DomainError). A refusal first runs the stage's `refused` hook (audit a
+security refusal, release a claimed key), then becomes a problem document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.platform import idempotency
+from app.platform.errors import DomainError, ForbiddenError, InvariantViolation, ValidationError
+from app.platform.jsonbody import parse_and_validate
+from app.platform.opa import Decision
+from app.platform.web.auditing import record_rejection
+from app.platform.web.bodies import check_content_type, read_body
+from app.platform.web.declarations import Call, Endpoint, Principal, Services
+from app.platform.web.execution import RequestTarget, claim_key, execute, release_key
+from app.platform.web.middleware import request_id_of
+from app.platform.web.responses import problem_response, replayed_response
+
+log = structlog.get_logger("moneypath.http")
+
+
+@dataclass(slots=True)
+class Exchange:
+    """One request on its way through the stages; each stage fills in what it learned."""
+
+    endpoint: Endpoint
+    request: Request
+    services: Services
+    principal: Principal | None = None
+    raw: bytes = b""
+    decision: Decision | None = None
+    held: idempotency.Claim | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+
+    def call(self) -> Call:
+        return Call(
+            request=self.request,
+            principal=self.principal,
+            body=self.body,
+            path=self.request.path_params,
+            query=self.request.query_params,
+            request_id=request_id_of(self.request),
+            decision_id=self.decision.decision_id if self.decision else None,
+            services=self.services,
+        )
+
+
+Check = Callable[[Exchange], Awaitable[Response | None]]
+Refused = Callable[[Exchange, DomainError], Awaitable[None]]
+
+
+async def _nothing_to_undo(exchange: Exchange, error: DomainError) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    name: str
+    check: Check
+    refused: Refused = _nothing_to_undo
+
+
+# ---- the stages, in order -----------------------------------------------------------------
+
+
+async def authenticate(exchange: Exchange) -> None:
+    if exchange.endpoint.authenticated:
+        exchange.principal = await exchange.services.authenticator.authenticate(exchange.request)
+
+
+async def read_within_limit(exchange: Exchange) -> None:
+    exchange.raw = await read_body(
+        exchange.request,
+        exchange.endpoint.body_limit_bytes or exchange.services.body_limit_bytes,
+    )
+
+
+async def verify_signature(exchange: Exchange) -> None:
+    if exchange.endpoint.needs_signature:
+        await exchange.services.signatures.verify(
+            exchange.request, exchange.raw, exchange.principal
+        )
+
+
+async def authorize(exchange: Exchange) -> None:
+    endpoint, services = exchange.endpoint, exchange.services
+    resource_id = exchange.request.path_params.get("id")
+    owner: str | None = None
+    if endpoint.owner_of is not None and resource_id is not None:
+        async with services.sessions() as session:
+            owner = await endpoint.owner_of(session, resource_id)
+    resource = {"type": endpoint.resource_type, "id": resource_id, "owner": owner}
+    decision = await services.authorizer.decide(exchange.principal, endpoint.action, resource)
+    exchange.decision = decision
+    structlog.contextvars.bind_contextvars(decision_id=decision.decision_id)
+    # One line per decision, allowed or not, so every decision_id can be found in the log.
+    log.info(
+        "request_authorized" if decision.allowed else "request_denied",
+        action=endpoint.action,
+        client_id=exchange.principal.client_id if exchange.principal else None,
+    )
+    if not decision.allowed:
+        raise ForbiddenError("the policy does not allow this request")
+
+
+async def claim_idempotency_key(exchange: Exchange) -> Response | None:
+    if not exchange.endpoint.idempotent:
+        return None
+    key = idempotency.check_key(exchange.request.headers.get("idempotency-key"))
+    client_id = exchange.principal.client_id if exchange.principal else "anonymous"
+    target = RequestTarget(exchange.endpoint.method, exchange.request.url.path)
+    outcome = await claim_key(exchange.services, target, client_id, key, exchange.raw)
+    if isinstance(outcome, idempotency.StoredResponse):
+        return replayed_response(outcome.status, outcome.body)
+    exchange.held = outcome
+    return None
+
+
+async def validate_body(exchange: Exchange) -> None:
+    schema = exchange.endpoint.request_schema
+    check_content_type(exchange.request, exchange.raw)
+    exchange.body = parse_and_validate(exchange.raw, schema) if schema else {}
+    if schema is None and exchange.raw.strip():
+        raise ValidationError("this endpoint takes no body")
+
+
+async def run_handler(exchange: Exchange) -> Response:
+    return await execute(exchange.endpoint, exchange.call(), exchange.held)
+
+
+# ---- what a refusal undoes or records -----------------------------------------------------
+
+
+async def audit_security_refusal(exchange: Exchange, error: DomainError) -> None:
+    if error.status in (401, 403):
+        await record_rejection(
+            exchange.services, exchange.request, error, exchange.endpoint.action, exchange.principal
+        )
+
+
+async def audit_policy_refusal(exchange: Exchange, error: DomainError) -> None:
+    endpoint, principal = exchange.endpoint, exchange.principal
+    if exchange.decision is not None:
+        await record_rejection(
+            exchange.services,
+            exchange.request,
+            error,
+            endpoint.action,
+            principal,
+            exchange.decision.decision_id,
+        )
+        return
+    # Fail closed, and leave a trace: a request refused because no decision could be had
+    # is audited like any other refusal (the database is usually still up).
+    with contextlib.suppress(Exception):
+        await record_rejection(
+            exchange.services, exchange.request, error, endpoint.action, principal
+        )
+
+
+async def release_claimed_key(exchange: Exchange, error: DomainError) -> None:
+    # Validation failures are not stored: the key is released so that a corrected request
+    # with the same key is not refused forever.
+    if exchange.held is not None:
+        await release_key(exchange.services, exchange.held)
+
+
+PIPELINE: tuple[Stage, ...] = (
+    Stage("token", authenticate, refused=audit_security_refusal),
+    Stage("body_size", read_within_limit, refused=audit_security_refusal),
+    Stage("signature", verify_signature, refused=audit_security_refusal),
+    Stage("policy", authorize, refused=audit_policy_refusal),
+    Stage("idempotency_key", claim_idempotency_key, refused=release_claimed_key),
+    Stage("body", validate_body, refused=release_claimed_key),
+    Stage("handler", run_handler),
+)
+
+
+async def run_pipeline(endpoint: Endpoint, request: Request) -> Response:
+    services: Services = request.app.state.services
+    exchange = Exchange(endpoint=endpoint, request=request, services=services)
+    for stage in PIPELINE:
+        try:
+            answer = await stage.check(exchange)
+        except DomainError as error:
+            await stage.refused(exchange, error)
+            return problem_response(error, request)
+        if answer is not None:
+            return answer
+    raise InvariantViolation("pipeline_answers", "the last stage must answer every request")

@@ -1,0 +1,1 @@
+"""Architecture checks that run in the linters, never in the services."""
