@@ -35,7 +35,7 @@ install: $(VENV)/.installed $(OPA) $(PIPELINE_TOOLS)
 
 ## Start PostgreSQL, OpenBao, OPA, the API and the evidence service in the foreground.
 run: install
-	$(PY) -m app.entrypoints.cli up
+	MONEYPATH_ENV=dev $(PY) -m app.entrypoints.cli up
 
 ## The whole test suite: unit, integration and e2e, against real services it starts itself.
 ## It also writes reports/junit.xml and reports/coverage.json, which the pipeline's pytest

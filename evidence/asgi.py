@@ -16,7 +16,7 @@ from app.platform.request_auth import BearerAuthenticator, Rfc9421Verifier, Toke
 from app.platform.service_app import build_service_app
 from app.platform.settings import SettingsError
 from app.platform.vault import Vault
-from evidence import database, routes
+from evidence import database, endpoints
 from evidence.checkpointer import Checkpointer
 from evidence.config import EvidenceSettings
 from evidence.runtime import EvidenceServices
@@ -80,7 +80,7 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
         title="moneypath evidence service",
         version=SERVICE_VERSION,
         services=services,
-        endpoints=routes.endpoints(),
+        endpoints=endpoints.endpoints(),
         engine=engine,
         other_engines=(autocommit_engine,),
         opa=opa,

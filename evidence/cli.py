@@ -18,7 +18,7 @@ from app.platform.db import create_engine, session_factory
 from app.platform.errors import DomainError, ValidationError
 from app.platform.settings import SettingsError
 from app.platform.vault import Vault
-from evidence import database, records, service
+from evidence import database, records, service, tree
 from evidence.checkpoints import CheckpointError, public_key_from_json
 from evidence.config import EvidenceSettings
 from evidence.signing import TransitSigner
@@ -120,7 +120,7 @@ async def _checkpoint() -> str:
     signer.ensure_key()
     engine = create_engine(url, pool_size=1)
     try:
-        issued = await service.issue_checkpoint(session_factory(engine), signer, settings.origin)
+        issued = await tree.issue_checkpoint(session_factory(engine), signer, settings.origin)
     finally:
         await engine.dispose()
     return "log unchanged since the last checkpoint" if issued is None else issued.note

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.platform import migrate
-from app.platform.vault import Vault
+from app.platform.vault import DatabaseNotConfiguredError, Vault
 from evidence.config import DATABASE_SECRET
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-class DatabaseNotConfiguredError(RuntimeError):
-    """Vault holds no evidence database URL; `moneypath bootstrap` (or `up`) writes it."""
+__all__ = ["MIGRATIONS", "DatabaseNotConfiguredError", "database_url", "upgrade"]
 
 
 def version_locations() -> list[Path]:
@@ -27,9 +26,5 @@ def upgrade(database_url: str) -> None:
 
 
 def database_url(vault: Vault) -> str:
-    secret = vault.read_secret(DATABASE_SECRET)
-    if secret is None or not secret.get("url"):
-        raise DatabaseNotConfiguredError(
-            f"Vault has no kv/{DATABASE_SECRET}: run `moneypath up` or the bootstrap first"
-        )
-    return str(secret["url"])
+    """Raises DatabaseNotConfiguredError."""
+    return vault.database_url(DATABASE_SECRET)

@@ -18,6 +18,7 @@ from typing import Any
 import rfc8785
 
 from app.platform.errors import ValidationError
+from app.platform.utc import rfc3339_fixed
 from evidence import merkle
 
 MAX_DETAILS_BYTES = 16 * 1024
@@ -129,11 +130,8 @@ def new_record_id() -> str:
     return "evd_" + secrets.token_hex(16)
 
 
-def format_time(moment: datetime) -> str:
-    """RFC 3339 UTC with microseconds, the one form `collected_at` takes."""
-    if moment.tzinfo is None:
-        raise ValueError("aware datetimes only")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+# RFC 3339 UTC with microseconds, the one form `collected_at` takes.
+format_time = rfc3339_fixed
 
 
 def parse_time(value: str) -> datetime:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.platform.utc import rfc3339
 from pipeline import provenance
 from pipeline.evidence_client import EvidenceClient, client_from_env
 from pipeline.policy import PolicyError, evaluate
@@ -27,10 +28,6 @@ PROMOTION_QUERY = "data.moneypath.pipeline.promotion.decision"
 PROMOTION_CONTROLS = ("SOC2:CC8.1", "PCI-DSS-4.0.1:6.5.1")
 MAX_LINKED_RECORDS = 50
 DSSE_ATTACHMENT = "build/provenance.dsse.json"
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def gather(client: EvidenceClient, commit: str) -> dict[str, Any]:
@@ -99,8 +96,8 @@ def promote(
         },
         "tool": {"name": "moneypath-pipeline", "version": "1"},
         "actor": actor,
-        "started_at": _rfc3339(started_at),
-        "finished_at": _rfc3339(datetime.now(UTC)),
+        "started_at": rfc3339(started_at),
+        "finished_at": rfc3339(datetime.now(UTC)),
         "details": {
             "environment": environment[:64],
             "artifact_digest": artifact_digest[:80],

@@ -18,7 +18,7 @@ from app.platform.opa import Opa, OpaAuthorizer
 from app.platform.request_auth import Rfc9421Verifier
 from app.platform.service_app import build_service_app
 from app.platform.settings import Settings, SettingsError
-from app.platform.vault import Vault
+from app.platform.vault import DatabaseNotConfiguredError, Vault
 from app.platform.web import Endpoint, Services
 from app.providers import api as providers_api
 
@@ -59,15 +59,14 @@ def create_app(
     configure_logging(settings.log_level)
     vault = Vault.login(settings.vault_addr, settings.vault_login)
     vault.ensure_engines()
-    secret = vault.read_secret(DATABASE_SECRET)
-    if secret is None or "url" not in secret:
-        raise SystemExit(f"Vault has no kv/{DATABASE_SECRET}: run `moneypath bootstrap` first")
-    engine = create_engine(str(secret["url"]), pool_size=settings.db_pool_size)
+    try:
+        database_url = vault.database_url(DATABASE_SECRET)
+    except DatabaseNotConfiguredError as error:
+        raise SystemExit(str(error)) from None
+    engine = create_engine(database_url, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
     # Single-statement claims and lookups (nonce, idempotency key, is_active) autocommit.
-    autocommit_engine = create_autocommit_engine(
-        str(secret["url"]), pool_size=settings.db_pool_size
-    )
+    autocommit_engine = create_autocommit_engine(database_url, pool_size=settings.db_pool_size)
     autocommit_sessions = session_factory(autocommit_engine)
     opa = Opa(settings.opa_url, settings.opa_timeout_ms)
     try:

@@ -156,7 +156,7 @@ def clients_create(args: argparse.Namespace) -> int:
     from app.platform.db import create_engine, session_factory
     from app.platform.errors import DomainError
     from app.platform.settings import Settings, SettingsError
-    from app.platform.vault import Vault
+    from app.platform.vault import DatabaseNotConfiguredError, Vault
 
     if args.public_key is None and args.private_key_out is None:
         print("moneypath clients create: give --public-key or --private-key-out", file=sys.stderr)
@@ -167,9 +167,10 @@ def clients_create(args: argparse.Namespace) -> int:
         print(f"moneypath clients create: {error}", file=sys.stderr)
         return 2
     vault = Vault.login(settings.vault_addr, settings.vault_login)
-    secret = vault.read_secret(DATABASE_SECRET)
-    if secret is None or "url" not in secret:
-        print("moneypath clients create: run the bootstrap first", file=sys.stderr)
+    try:
+        database_url = vault.database_url(DATABASE_SECRET)
+    except DatabaseNotConfiguredError as error:
+        print(f"moneypath clients create: {error}", file=sys.stderr)
         return 1
     if args.public_key is not None:
         public_pem = Path(args.public_key).read_text()
@@ -193,7 +194,7 @@ def clients_create(args: argparse.Namespace) -> int:
         )
 
     async def create() -> identity_api.CreatedClient:
-        engine = create_engine(str(secret["url"]), pool_size=1)
+        engine = create_engine(database_url, pool_size=1)
         try:
             async with session_factory(engine)() as session, session.begin():
                 return await identity_api.create_client(
@@ -241,17 +242,18 @@ def keys_rotate_pii(_: argparse.Namespace) -> int:
     from app.identity import api as identity_api
     from app.platform.db import create_engine, session_factory
     from app.platform.settings import Settings
-    from app.platform.vault import Vault
+    from app.platform.vault import DatabaseNotConfiguredError, Vault
 
     settings = Settings.from_env()
     vault = Vault.login(settings.vault_addr, settings.vault_login)
-    secret = vault.read_secret(DATABASE_SECRET)
-    if secret is None or "url" not in secret:
-        print("moneypath keys rotate-pii: run the bootstrap first", file=sys.stderr)
+    try:
+        database_url = vault.database_url(DATABASE_SECRET)
+    except DatabaseNotConfiguredError as error:
+        print(f"moneypath keys rotate-pii: {error}", file=sys.stderr)
         return 1
 
     async def rotate() -> identity_api.RotationReport:
-        engine = create_engine(str(secret["url"]), pool_size=2)
+        engine = create_engine(database_url, pool_size=2)
         try:
             return await identity_api.rotate_pii_key(vault, session_factory(engine))
         finally:

@@ -25,6 +25,7 @@ from typing import IO
 
 import httpx
 import psycopg
+from opa_client import OpaClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OPA_VERSION = "v1.22.3"
@@ -257,7 +258,8 @@ class Stack:
             if k not in {"DATABASE_URL", "EVIDENCE_DATABASE_URL"}
         }
         env.update(
-            MONEYPATH_ENV=env.get("MONEYPATH_ENV", "dev"),
+            # The dev stack hands out the root token: it is dev (or test), never production.
+            MONEYPATH_ENV="test" if env.get("MONEYPATH_ENV") == "test" else "dev",
             VAULT_ADDR=self.vault_addr,
             VAULT_TOKEN=DEV_ROOT_TOKEN,
             OPA_URL=self.opa_url,
@@ -481,14 +483,20 @@ class Stack:
         if _port_open(self.ports.opa):
             raise StackError(f"port {self.ports.opa} is taken: stop the other OPA server")
         process = self._spawn("opa", argv)
-        wait_until(
-            lambda: httpx.get(f"{self.opa_url}/health", timeout=1).status_code == 200,
-            timeout_s=timeout_s,
-            what="opa",
-            fix=f"run `opa check {self.policies_dir}`",
-            process=process,
-            log_path=self.log_path("opa"),
-        )
+        # The design card's client asks /health; wait_until adds the early exit when the
+        # process dies and the log line that says why.
+        probe = OpaClient(host="127.0.0.1", port=self.ports.opa, timeout=1, retries=0)
+        try:
+            wait_until(
+                lambda: bool(probe.check_health()),
+                timeout_s=timeout_s,
+                what="opa",
+                fix=f"run `opa check {self.policies_dir}`",
+                process=process,
+                log_path=self.log_path("opa"),
+            )
+        finally:
+            probe.close_connection()
 
     # ---- the apps ------------------------------------------------------------------
     def bootstrap(self) -> None:

@@ -1,9 +1,10 @@
 """Background maintenance: `moneypath worker` (loop) or `moneypath worker --once`.
 
 One cycle expires overdue ledger holds, creates the coming months' postings and audit-log
-partitions, and deletes expired idempotency keys. Each step is bounded per cycle, and every step is
-safe to run from several processes at once (SKIP LOCKED, idempotent DDL, batched deletes),
-so running one worker per API replica is fine.
+partitions, deletes expired idempotency keys and prunes risk velocity rows past their
+window. Each step is bounded per cycle, and every step is safe to run from several
+processes at once (SKIP LOCKED, idempotent DDL, batched deletes), so running one worker
+per API replica is fine.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from app.payments import api as payments_api
 from app.platform import audit, idempotency
 from app.platform.db import create_engine, session_factory
 from app.platform.settings import Settings
-from app.platform.vault import Vault
+from app.platform.vault import DatabaseNotConfiguredError, Vault
 from app.providers import api as providers_api
+from app.risk import api as risk_api
 
 log = structlog.get_logger("moneypath.worker")
 
@@ -38,6 +40,7 @@ class CycleReport:
     partitions_created: int
     idempotency_keys_deleted: int
     payments: payments_api.PaymentsCycle | None = None
+    velocity_rows_pruned: int = 0
 
 
 @dataclass(slots=True)
@@ -77,25 +80,34 @@ async def run_cycle(
         deleted += batch
         if batch < idempotency.CLEANUP_BATCH_SIZE:
             break
+    pruned = 0
+    for _ in range(MAX_CLEANUP_BATCHES_PER_CYCLE):
+        async with sessions() as session, session.begin():
+            batch = await risk_api.prune_velocity(session)
+        pruned += batch
+        if batch < risk_api.PRUNE_BATCH_SIZE:
+            break
     payments_cycle = None
     if payments is not None:
         payments_cycle = await payments_api.run_worker_cycle(payments.runtime, payments.http)
-    report = CycleReport(expired, created, deleted, payments_cycle)
+    report = CycleReport(expired, created, deleted, payments_cycle, pruned)
     log.info(
         "worker_cycle",
         holds_expired=expired,
         partitions_created=created,
         idempotency_keys_deleted=deleted,
+        velocity_rows_pruned=pruned,
     )
     return report
 
 
 def _sessions(settings: Settings) -> tuple[Vault, async_sessionmaker[AsyncSession]]:
     vault = Vault.login(settings.vault_addr, settings.vault_login)
-    secret = vault.read_secret(DATABASE_SECRET)
-    if secret is None or "url" not in secret:
-        raise SystemExit(f"Vault has no kv/{DATABASE_SECRET}: run the bootstrap first")
-    return vault, session_factory(create_engine(str(secret["url"]), pool_size=4))
+    try:
+        database_url = vault.database_url(DATABASE_SECRET)
+    except DatabaseNotConfiguredError as error:
+        raise SystemExit(str(error)) from None
+    return vault, session_factory(create_engine(database_url, pool_size=4))
 
 
 async def run_once(settings: Settings) -> CycleReport:

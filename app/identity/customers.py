@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import hvac
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform import audit
 from app.platform.errors import ConflictError, NotFoundError
+from app.platform.utc import rfc3339
 from app.platform.vault import TRANSIT_MOUNT, Vault
 from app.platform.web import Call, Endpoint, Result, client_ip
 
@@ -108,10 +109,6 @@ class RiskProfile:
     created_at: datetime
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _vault(call: Call) -> Vault:
     return call.services.vault
 
@@ -137,8 +134,8 @@ def _public_view(row: Any) -> dict[str, Any]:
         "country": row.country,
         "kyc_status": row.kyc_status,
         "kyc_reason": row.kyc_reason,
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
     }
 
 

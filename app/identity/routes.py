@@ -22,6 +22,7 @@ from app.identity import customers, domain, service
 from app.identity.tokens import TokenIssuer
 from app.platform import audit
 from app.platform.errors import DomainError, ValidationError
+from app.platform.utc import rfc3339_or_none
 from app.platform.web import (
     REJECTIONS,
     Call,
@@ -370,17 +371,13 @@ CLIENT_SCHEMA: dict[str, Any] = {
 }
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
-
-
 def key_view(key: domain.ClientKey) -> dict[str, Any]:
     return {
         "key_id": key.key_id,
         "public_jwk": key.public_jwk,
-        "created_at": _iso(key.created_at),
-        "not_before": _iso(key.not_before),
-        "not_after": _iso(key.not_after),
+        "created_at": rfc3339_or_none(key.created_at),
+        "not_before": rfc3339_or_none(key.not_before),
+        "not_after": rfc3339_or_none(key.not_after),
     }
 
 
@@ -391,7 +388,7 @@ def client_view(client: domain.Client) -> dict[str, Any]:
         "scopes": list(client.scopes),
         "disabled": client.disabled,
         "owner": client.owner,
-        "created_at": _iso(client.created_at),
+        "created_at": rfc3339_or_none(client.created_at),
         "keys": [key_view(key) for key in client.keys],
     }
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.ledger import api
 from app.platform import audit, jsonbody, web
 from app.platform.errors import DomainError, ValidationError
+from app.platform.utc import rfc3339_or_none
 from app.platform.web import Call, Endpoint, Result
 
 _READ = ("ledger:read",)
@@ -239,13 +239,6 @@ VERIFY_SCHEMA: dict[str, Any] = {
 }
 
 
-def _time(value: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a Z, as API.md asks for every time."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def account_json(account: api.Account) -> dict[str, Any]:
     balances = account.balances
     return {
@@ -257,8 +250,8 @@ def account_json(account: api.Account) -> dict[str, Any]:
         "overdraft_limit_minor": account.overdraft_limit_minor,
         "customer_id": account.customer_id,
         "metadata": dict(account.metadata),
-        "created_at": _time(account.created_at),
-        "as_of": _time(account.as_of),
+        "created_at": rfc3339_or_none(account.created_at),
+        "as_of": rfc3339_or_none(account.as_of),
         "balances": {
             "posted": balances.posted_minor,
             "pending_debits": balances.pending_debits_minor,
@@ -281,14 +274,14 @@ def transaction_json(transaction: api.Transaction) -> dict[str, Any]:
             }
             for leg in transaction.postings
         ],
-        "expires_at": _time(transaction.expires_at),
+        "expires_at": rfc3339_or_none(transaction.expires_at),
         "description": transaction.description,
         "external_ref": transaction.external_ref,
         "reverses": transaction.reverses,
         "reversed_by": transaction.reversed_by,
         "posted_amount_minor": transaction.posted_amount_minor,
-        "created_at": _time(transaction.created_at),
-        "status_changed_at": _time(transaction.status_changed_at),
+        "created_at": rfc3339_or_none(transaction.created_at),
+        "status_changed_at": rfc3339_or_none(transaction.status_changed_at),
     }
 
 
@@ -331,7 +324,7 @@ async def list_entries(call: Call, session: AsyncSession) -> Result:
             "amount_minor": entry.amount_minor,
             "currency": entry.currency,
             "effect": entry.effect,
-            "created_at": _time(entry.created_at),
+            "created_at": rfc3339_or_none(entry.created_at),
             "balance_after_minor": entry.balance_after_minor,
         }
         for entry in page.entries

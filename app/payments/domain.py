@@ -102,7 +102,6 @@ PROGRESS: dict[PaymentStatus, int] = {
 
 
 class PaymentNotFoundError(NotFoundError):
-    code = "not_found"
     title = "Payment not found"
 
 

@@ -38,6 +38,7 @@ from app.platform import outbox
 from app.platform.db import run_in_transaction
 from app.platform.errors import DomainError
 from app.platform.opa import Opa
+from app.platform.utc import rfc3339
 from app.platform.vault import Vault
 from app.providers.api import (
     ProviderClients,
@@ -74,7 +75,7 @@ class Runtime:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339(datetime.now(UTC))
 
 
 _EVENT_CLASSES: dict[PaymentStatus, type[events._PaymentEvent]] = {

@@ -52,10 +52,9 @@ RECEIVED = Counter(
 )
 
 
-class EventTooEarlyError(ConflictError):
+class EventOutOfOrderError(ConflictError):
     """The event needs a state the payment has not reached; the provider should retry."""
 
-    code = "event_out_of_order"
     title = "Event arrived before the state it follows"
 
 
@@ -124,7 +123,7 @@ async def apply_event(session: AsyncSession, event: ProviderEvent) -> str:
         return "duplicate"
     outcome, subject = await _effect(session, event)
     if outcome == "too_early":
-        raise EventTooEarlyError("the payment has not reached the state this event follows")
+        raise EventOutOfOrderError("the payment has not reached the state this event follows")
     await session.execute(
         text(
             "UPDATE payments.inbound_webhooks SET outcome = :outcome, payment_id = :subject"

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform.opa import Opa
 from app.risk import assessments, reviews
-from app.risk.assessments import RiskDecision, RiskInput
+from app.risk.assessments import PRUNE_BATCH_SIZE, RiskDecision, RiskInput
 from app.risk.domain import (
     REASON_ENGINE_INVALID_ANSWER,
     REASON_ENGINE_TIMEOUT,
@@ -29,6 +29,7 @@ from app.risk.domain import (
 from app.risk.reviews import Review, ReviewPage
 
 __all__ = [
+    "PRUNE_BATCH_SIZE",
     "REASON_ENGINE_INVALID_ANSWER",
     "REASON_ENGINE_TIMEOUT",
     "REASON_ENGINE_UNAVAILABLE",
@@ -72,7 +73,7 @@ async def assess_payment(
     return await assessments.assess(session, opa, risk_input, timeout_ms=timeout_ms)
 
 
-async def prune_velocity(session: AsyncSession, *, batch: int = 1000) -> int:
+async def prune_velocity(session: AsyncSession, *, batch: int = PRUNE_BATCH_SIZE) -> int:
     """Worker step: delete up to `batch` velocity rows older than the longest window
     (SKIP LOCKED, so several workers may run it); returns how many were deleted."""
     return await assessments.prune_velocity(session, batch=batch)

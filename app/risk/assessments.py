@@ -74,16 +74,27 @@ class RiskDecision:
 
 _LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended('risk:' || :customer_id, 0))")
 
-_COUNTERS = text(
-    """
-    SELECT count(*) AS payments,
-           coalesce(sum(amount_minor) FILTER (WHERE currency = :currency), 0) AS amount_minor
-    FROM risk.velocity_events
-    WHERE customer_id = :customer_id
-      AND occurred_at > now() - make_interval(secs => :window_s)
-      AND payment_id <> :payment_id
-    """
-)
+
+def _counters_sql(windows_s: Mapping[str, int]) -> str:
+    """One statement for every window: each a count and a same-currency sum over the rows
+    younger than the window (the windows are our constants, never request input)."""
+    columns = []
+    for index, window_s in enumerate(windows_s.values()):
+        younger = f"occurred_at > now() - interval '{int(window_s)} seconds'"
+        columns.append(f"count(*) FILTER (WHERE {younger}) AS count_{index}")
+        columns.append(
+            f"coalesce(sum(amount_minor) FILTER (WHERE {younger} AND currency = :currency), 0)"
+            f" AS amount_{index}"
+        )
+    longest_s = max(windows_s.values())
+    return (
+        f"SELECT {', '.join(columns)} FROM risk.velocity_events"  # noqa: S608 - constants
+        " WHERE customer_id = :customer_id AND payment_id <> :payment_id"
+        f" AND occurred_at > now() - interval '{int(longest_s)} seconds'"
+    )
+
+
+_COUNTERS = text(_counters_sql(domain.VELOCITY_WINDOWS_S))
 
 _COUNT = text(
     """
@@ -110,21 +121,17 @@ async def velocity(
 ) -> dict[str, WindowCounter]:
     """The customer's counters per window, leaving out `payment_id` itself (a re-assessment
     of the same payment must not count it twice)."""
+    row = (
+        await session.execute(
+            _COUNTERS,
+            {"customer_id": customer_id, "currency": currency, "payment_id": payment_id},
+        )
+    ).one()
     counters: dict[str, WindowCounter] = {}
-    for name, window_s in domain.VELOCITY_WINDOWS_S.items():
-        row = (
-            await session.execute(
-                _COUNTERS,
-                {
-                    "customer_id": customer_id,
-                    "currency": currency,
-                    "payment_id": payment_id,
-                    "window_s": window_s,
-                },
-            )
-        ).one()
-        # By position: `Row.count` is the tuple method, not the column.
-        counters[name] = WindowCounter(count=int(row[0]), amount_minor=int(row[1]))
+    for index, name in enumerate(domain.VELOCITY_WINDOWS_S):
+        counters[name] = WindowCounter(
+            count=int(row[2 * index]), amount_minor=int(row[2 * index + 1])
+        )
     return counters
 
 
@@ -141,6 +148,11 @@ async def _ask_policy(
     except TimeoutError:
         return None, None, domain.REASON_ENGINE_TIMEOUT
     except OpaUnavailableError:
+        return None, None, domain.REASON_ENGINE_UNAVAILABLE
+    except Exception as error:  # noqa: BLE001 - any failure to get an answer means review
+        # The OPA client library may raise its own types for a refused connection or a
+        # broken body; whatever it is, the payment is held for a person, never failed open.
+        log.warning("risk_engine_error", error_type=type(error).__name__)
         return None, None, domain.REASON_ENGINE_UNAVAILABLE
     finally:
         DECISION_LATENCY.observe(loop.time() - started)

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform import outbox
+from app.platform.utc import rfc3339
 from app.risk import domain
 from app.risk.domain import ReviewAlreadyDecidedError, ReviewNotFoundError, ReviewVerdict
 from app.risk.events import RiskReviewDecided
@@ -156,7 +157,7 @@ async def decide(
             decision=verdict,
             reason=reason,
             decided_by=decided_by,
-            occurred_at=moment.isoformat().replace("+00:00", "Z"),
+            occurred_at=rfc3339(moment),
         ),
     )
     return _review(row)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform import audit, web
 from app.platform.errors import ValidationError
+from app.platform.utc import rfc3339_or_none
 from app.platform.web import Call, Endpoint, Result, client_ip
 from app.risk import domain, reviews
 from app.risk.reviews import Review
@@ -87,9 +88,7 @@ _LIST_PARAMETERS: tuple[dict[str, Any], ...] = (
 
 
 def _time(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339_or_none(moment)
 
 
 def review_json(review: Review) -> dict[str, Any]:

@@ -239,6 +239,7 @@ def test_another_clients_customer_is_unknown_when_paying(
 def test_other_clients_get_not_found_for_payments_and_payouts_when_not_the_creator(
     merchant: Merchant, client_factory: ClientFactory, payments_http: httpx.Client
 ) -> None:
+    merchant.pay(700)  # funds for the payout below
     payment = merchant.pay(600, capture="manual").json()
     payout = merchant.client.post(
         "/v1/payouts",

@@ -32,7 +32,7 @@ from trestle.oscal.assessment_results import AssessmentResults
 from app.entrypoints.devstack import Stack
 from app.platform.settings import VaultLogin
 from app.platform.vault import Vault
-from evidence import checkpoints, exports, merkle, records, service
+from evidence import attachments, checkpoints, exports, merkle, records, service, tree
 from evidence.checkpointer import Checkpointer
 from evidence.signing import TransitSigner
 from evidence.verify import verify_bundle
@@ -115,9 +115,9 @@ def log(stack: Stack) -> Iterator[Log]:
 
     async def build(sessions: async_sessionmaker[AsyncSession]) -> None:
         await _fill(sessions, 0, FIRST_CHECKPOINT)
-        made.first = await service.issue_checkpoint(sessions, made.signer, ORIGIN)
+        made.first = await tree.issue_checkpoint(sessions, made.signer, ORIGIN)
         await _fill(sessions, FIRST_CHECKPOINT, LOG_SIZE)
-        made.second = await service.issue_checkpoint(sessions, made.signer, ORIGIN)
+        made.second = await tree.issue_checkpoint(sessions, made.signer, ORIGIN)
 
     run_with_sessions(made.url, build)
     return made
@@ -157,7 +157,7 @@ def test_every_record_proves_inclusion_against_the_signed_checkpoint_when_log_ha
         async with sessions() as session:
             for start in range(0, LOG_SIZE, 2000):
                 indexes = list(range(start, min(start + 2000, LOG_SIZE)))
-                proofs.update(await service.inclusion_proofs(session, indexes, LOG_SIZE))
+                proofs.update(await tree.inclusion_proofs(session, indexes, LOG_SIZE))
         return proofs
 
     proofs = run_with_sessions(log.url, prove)
@@ -182,7 +182,7 @@ def test_consistency_proof_between_two_checkpoints_checks_when_log_grew(log: Log
 
     async def prove(sessions: async_sessionmaker[AsyncSession]) -> list[bytes]:
         async with sessions() as session:
-            return await service.consistency(session, FIRST_CHECKPOINT, LOG_SIZE)
+            return await tree.consistency(session, FIRST_CHECKPOINT, LOG_SIZE)
 
     proof = run_with_sessions(log.url, prove)
     merkle.verify_consistency(FIRST_CHECKPOINT, LOG_SIZE, first_root, second_root, proof)
@@ -193,9 +193,9 @@ def test_consistency_proof_between_two_checkpoints_checks_when_log_grew(log: Log
 def test_consistency_is_refused_when_second_exceeds_latest_checkpoint(log: Log) -> None:
     async def prove(sessions: async_sessionmaker[AsyncSession]) -> list[bytes]:
         async with sessions() as session:
-            return await service.consistency(session, 10, LOG_SIZE + 1)
+            return await tree.consistency(session, 10, LOG_SIZE + 1)
 
-    with pytest.raises(service.TreeSizeError):
+    with pytest.raises(tree.TreeSizeError):
         run_with_sessions(log.url, prove)
 
 
@@ -496,7 +496,7 @@ def test_checkpointer_signs_when_n_records_are_pending_and_when_t_elapses(stack:
             by_count.appended(seq)
             for _ in range(50):
                 async with sessions() as session:
-                    latest = await service.latest_checkpoint(session)
+                    latest = await tree.latest_checkpoint(session)
                 if latest is not None:
                     break
                 await asyncio.sleep(0.1)
@@ -510,7 +510,7 @@ def test_checkpointer_signs_when_n_records_are_pending_and_when_t_elapses(stack:
                 await service.append(session, submission(5))
             await asyncio.sleep(1.0)
             async with sessions() as session:
-                latest = await service.latest_checkpoint(session)
+                latest = await tree.latest_checkpoint(session)
                 size_now = await service.log_size(session)
         finally:
             await by_time.stop()
@@ -532,7 +532,7 @@ def test_checkpoints_signed_before_and_after_key_rotation_both_verify(stack: Sta
         for round_ in range(2):
             async with sessions() as session, session.begin():
                 await service.append(session, submission(round_))
-            issued.append(await service.issue_checkpoint(sessions, made, ORIGIN))
+            issued.append(await tree.issue_checkpoint(sessions, made, ORIGIN))
             if round_ == 0:
                 made.rotate()
         return issued
@@ -557,24 +557,24 @@ def test_attachment_is_stored_by_digest_and_refused_when_too_large(stack: Stack)
 
     async def scenario(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
         async with sessions() as session, session.begin():
-            stored = await service.store_attachment(
+            stored = await attachments.store_attachment(
                 session, "application/json", base64.b64encode(content).decode(), 1024
             )
-            again = await service.store_attachment(
+            again = await attachments.store_attachment(
                 session, "application/json", base64.b64encode(content).decode(), 1024
             )
             assert again == stored
             with_attachment = submission(1, attachments=[{"name": "r", "digest": stored["digest"]}])
             await service.append(session, with_attachment)
-            with pytest.raises(service.AttachmentTooLargeError):
-                await service.store_attachment(
+            with pytest.raises(attachments.AttachmentTooLargeError):
+                await attachments.store_attachment(
                     session, "text/plain", base64.b64encode(b"x" * 1025).decode(), 1024
                 )
             unknown = submission(2, attachments=[{"name": "r", "digest": "sha256:" + "0" * 64}])
             with pytest.raises(service.UnknownAttachmentError):
                 await service.append(session, unknown)
         async with sessions() as session:
-            return await service.get_attachment(session, stored["digest"])
+            return await attachments.get_attachment(session, stored["digest"])
 
     fetched = run_with_sessions(url, scenario)
     assert fetched["digest"] == "sha256:" + hashlib.sha256(content).hexdigest()

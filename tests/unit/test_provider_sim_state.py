@@ -65,7 +65,7 @@ def test_memory_stays_bounded_when_more_operations_than_the_limit_arrive() -> No
 
 def test_import_linter_fails_when_app_imports_the_simulator(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
-    for name in ("app", "evidence", "pipeline", "provider_sim"):
+    for name in ("app", "evidence", "pipeline", "provider_sim", "architecture"):
         shutil.copytree(REPO / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
     (copy / "app" / "providers" / "cheat.py").write_text("import provider_sim.engine\n")

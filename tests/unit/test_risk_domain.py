@@ -89,7 +89,9 @@ def test_answer_is_refused_when_it_is_not_the_documented_shape(document: dict[st
 
 
 def test_risk_timeout_is_a_bounded_setting_when_read_from_the_environment() -> None:
-    assert Settings.from_env({}).risk_timeout_ms == 250
-    assert Settings.from_env({"RISK_TIMEOUT_MS": "80"}).risk_timeout_ms == 80
+    assert Settings.from_env({"MONEYPATH_ENV": "dev"}).risk_timeout_ms == 250
+    assert (
+        Settings.from_env({"MONEYPATH_ENV": "dev", "RISK_TIMEOUT_MS": "80"}).risk_timeout_ms == 80
+    )
     with pytest.raises(SettingsError, match="RISK_TIMEOUT_MS"):
-        Settings.from_env({"RISK_TIMEOUT_MS": "0"})
+        Settings.from_env({"MONEYPATH_ENV": "dev", "RISK_TIMEOUT_MS": "0"})

@@ -293,3 +293,33 @@ def test_pruning_deletes_only_rows_older_than_the_longest_window_when_run(
         customer_id,
     )
     assert left == [(recent.payment_id,)]
+
+
+def test_worker_cycle_prunes_velocity_rows_when_they_outlive_the_longest_window(
+    kyc: ApiClient, stack: Stack
+) -> None:
+    from app.entrypoints import worker
+
+    customer_id = customer(kyc, stack)
+    old = payment_input(customer_id)
+    assess(stack, old)
+    sql(
+        stack,
+        "UPDATE risk.velocity_events SET occurred_at = now() - interval '2 days'"
+        " WHERE payment_id = %s",
+        old.payment_id,
+    )
+
+    async def cycle() -> Any:
+        assert stack.database_url is not None
+        engine = create_engine(stack.database_url, pool_size=2)
+        try:
+            return await worker.run_cycle(session_factory(engine))
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(cycle())
+    assert report.velocity_rows_pruned >= 1
+    assert (
+        sql(stack, "SELECT 1 FROM risk.velocity_events WHERE payment_id = %s", old.payment_id) == []
+    )
