@@ -19,6 +19,7 @@ action_scopes := {
 	"ledger.accounts.read": "ledger:read",
 	"ledger.entries.read": "ledger:read",
 	"ledger.transactions.create": "ledger:write",
+	"ledger.transactions.batch": "ledger:write",
 	"ledger.transactions.post": "ledger:write",
 	"ledger.transactions.void": "ledger:write",
 	"ledger.transactions.reverse": "ledger:write",

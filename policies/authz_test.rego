@@ -26,6 +26,11 @@ test_ledger_read_scope_cannot_post if {
 	authz.reasons["missing scope"] with input as {"principal": ledger_reader, "action": "ledger.transactions.create", "resource": {"type": "transaction", "id": null, "owner": null}}
 }
 
+test_ledger_batch_needs_the_write_scope if {
+	authz.allow with input as {"principal": {"client_id": "cli_w", "scopes": ["ledger:write"]}, "action": "ledger.transactions.batch", "resource": {"type": "ledger_transaction", "id": null, "owner": null}}
+	not authz.allow with input as {"principal": ledger_reader, "action": "ledger.transactions.batch", "resource": {"type": "ledger_transaction", "id": null, "owner": null}}
+}
+
 test_owner_reads_own_payment if {
 	authz.allow with input as {"principal": payments_client, "action": "payments.read", "resource": {"type": "payment", "id": "pay_1", "owner": "cli_a"}}
 }

@@ -8,6 +8,7 @@ and the OPA decision that let it through or stopped it.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,35 @@ def _params(event: AuditEvent) -> dict[str, Any]:
 async def record(session: AsyncSession, event: AuditEvent) -> None:
     """Write `event` in the caller's transaction, so it lands exactly when the effect does."""
     await session.execute(_INSERT, _params(event))
+
+
+_INSERT_MANY = text(
+    """
+    INSERT INTO platform.audit_log
+        (occurred_at, actor, event_type, outcome, code, origin_ip, request_id,
+         resource_type, resource_id, decision_id, details)
+    SELECT now(), v.actor, v.event_type, v.outcome, v.code, v.origin_ip, v.request_id,
+           v.resource_type, v.resource_id, v.decision_id, v.details
+    FROM unnest(CAST(:actor AS text[]), CAST(:event_type AS text[]),
+                CAST(:outcome AS text[]), CAST(:code AS text[]), CAST(:origin_ip AS text[]),
+                CAST(:request_id AS text[]), CAST(:resource_type AS text[]),
+                CAST(:resource_id AS text[]), CAST(:decision_id AS text[]),
+                CAST(:details AS jsonb[]))
+         WITH ORDINALITY
+         AS v(actor, event_type, outcome, code, origin_ip, request_id, resource_type,
+              resource_id, decision_id, details, n)
+    ORDER BY v.n
+    """
+)
+
+
+async def record_many(session: AsyncSession, events: Sequence[AuditEvent]) -> None:
+    """Write `events` in the caller's transaction, in order, in one statement: a batch
+    request audits each item it writes as its own record."""
+    if not events:
+        return
+    rows = [_params(event) for event in events]
+    await session.execute(_INSERT_MANY, {name: [row[name] for row in rows] for name in rows[0]})
 
 
 async def record_alone(sessions: async_sessionmaker[AsyncSession], event: AuditEvent) -> None:

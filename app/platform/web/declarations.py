@@ -137,6 +137,7 @@ class Endpoint:
     owner_of: OwnerLookup | None = None
     tag: str = "default"
     audit_reads: bool = False  # reads are audited only where a control demands it
+    body_limit_bytes: int | None = None  # None: the service-wide limit (settings)
 
     @property
     def audited(self) -> bool:

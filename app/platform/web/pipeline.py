@@ -96,7 +96,10 @@ async def authenticate(exchange: Exchange) -> None:
 
 
 async def read_within_limit(exchange: Exchange) -> None:
-    exchange.raw = await read_body(exchange.request, exchange.services.body_limit_bytes)
+    exchange.raw = await read_body(
+        exchange.request,
+        exchange.endpoint.body_limit_bytes or exchange.services.body_limit_bytes,
+    )
 
 
 async def verify_signature(exchange: Exchange) -> None:
