@@ -19,6 +19,10 @@ from app.platform.settings import (
 )
 
 DATABASE_SECRET = "moneypath/evidence-database"  # noqa: S105 - a Vault path, not a secret
+# The API database, reached with a role that may only call identity.key_is_active().
+# The owner role's URL: migrations only (`evidence migrate`), never the running service.
+MIGRATION_DATABASE_SECRET = "moneypath/evidence-migration-database"  # noqa: S105 - a Vault path
+IDENTITY_DATABASE_SECRET = "moneypath/evidence-identity-database"  # noqa: S105 - a Vault path
 SIGNING_KEY_NAME = "evidence-checkpoint"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from app.platform import migrate
 from app.platform.vault import DatabaseNotConfiguredError, Vault
-from evidence.config import DATABASE_SECRET
+from evidence.config import DATABASE_SECRET, IDENTITY_DATABASE_SECRET, MIGRATION_DATABASE_SECRET
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -28,3 +28,17 @@ def upgrade(database_url: str) -> None:
 def database_url(vault: Vault) -> str:
     """Raises DatabaseNotConfiguredError."""
     return vault.database_url(DATABASE_SECRET)
+
+
+def identity_database_url(vault: Vault) -> str:
+    """Where the evidence service asks whether a client and key are still usable.
+
+    Raises DatabaseNotConfiguredError."""
+    return vault.database_url(IDENTITY_DATABASE_SECRET)
+
+
+def migration_database_url(vault: Vault) -> str:
+    """The owner role's URL, for `evidence migrate`; the service itself never holds it.
+
+    Raises DatabaseNotConfiguredError."""
+    return vault.database_url(MIGRATION_DATABASE_SECRET)

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform.errors import NotFoundError, ValidationError
+from app.platform.errors import InvariantViolation, NotFoundError, ValidationError
 from app.platform.web import (
     Call,
     Result,
@@ -25,6 +25,7 @@ from evidence import attachments, exports, records, service, tree
 from evidence.config import EvidenceSettings
 from evidence.runtime import services_of
 from evidence.signing import TransitSigner
+from evidence.trust import SubmitterTrust
 
 _COMMIT = re.compile(records.COMMIT_PATTERN)
 _CONTROL = re.compile(records.CONTROL_REF_PATTERN)
@@ -37,6 +38,10 @@ APPENDS = Counter("evidence_appends_total", "Evidence records appended, by type.
 
 def _settings(call: Call) -> EvidenceSettings:
     return services_of(call).settings
+
+
+def _trust(call: Call) -> SubmitterTrust:
+    return services_of(call).submitter_trust
 
 
 def _signer(call: Call) -> TransitSigner:
@@ -112,9 +117,18 @@ def _record_id(call: Call) -> str:
 # ---- handlers -------------------------------------------------------------------------
 
 
+def _submitter(call: Call) -> records.Submitter:
+    # The pipeline verified the token and that the request was signed with the key the
+    # token binds (key_not_bound otherwise), so principal.key_id is the signature's keyid.
+    principal = call.principal
+    if principal is None or principal.key_id is None:
+        raise InvariantViolation("evidence_writer_verified", "an unsigned evidence write")
+    return records.Submitter(client_id=principal.client_id, key_id=principal.key_id)
+
+
 async def create_record(call: Call, session: AsyncSession) -> Result:
     submission = records.prepare_submission(call.body)
-    appended = await service.append(session, submission)
+    appended = await service.append(session, submission, submitter=_submitter(call))
     APPENDS.labels(type=submission["type"]).inc()
     checkpointer = services_of(call).checkpointer
     if checkpointer is not None:
@@ -186,8 +200,10 @@ async def export_oscal(call: Call, session: AsyncSession) -> Result:
     _only(call.query, {"from", "to"})
     filters = _filters(call.query)
     items = await service.records_for_export(session, filters, _settings(call).export_max_records)
+    trusted = await _trust(call).trusted_records(items)
     document = exports.oscal_assessment_results(
         items,
+        trusted=trusted,
         generated_at=datetime.now(UTC),
         collected_from=filters.collected_from,
         collected_to=filters.collected_to,

@@ -71,9 +71,14 @@ class Filters:
 
 
 async def append(
-    session: AsyncSession, submission: Mapping[str, Any], now: datetime | None = None
+    session: AsyncSession,
+    submission: Mapping[str, Any],
+    *,
+    submitter: records.Submitter,
+    now: datetime | None = None,
 ) -> Appended:
-    """Append one prepared submission (see records.prepare_submission) to the log.
+    """Append one prepared submission (see records.prepare_submission) to the log, with
+    `submitter` (the verified writer) inside the record and so inside its leaf hash.
 
     Takes the log_state row lock, so concurrent appends queue and `seq` has no gaps.
     Raises UnknownAttachmentError when an attachment digest was never uploaded.
@@ -107,7 +112,7 @@ async def append(
     if state.last_collected_at is not None and moment < state.last_collected_at:
         moment = state.last_collected_at
     record_id = records.new_record_id()
-    record = records.build_record(submission, record_id, size, moment)
+    record = records.build_record(submission, record_id, size, moment, submitter)
     leaf = records.record_leaf_hash(record)
     new_frontier, completed = merkle.frontier_append(frontier, size, leaf)
     commit = record.get("subject", {}).get("commit")

@@ -13,6 +13,7 @@ from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
 from app.payments import api as payments_api
 from app.platform import outbox
+from app.platform.auth_limits import FailureLimiter
 from app.platform.cost_model import CostModel
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
@@ -86,6 +87,7 @@ def create_app(
     services = ApiServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
+        failure_limiter=FailureLimiter(autocommit_sessions),
         authenticator=identity.authenticator,
         signatures=Rfc9421Verifier(
             public_base_url=settings.public_base_url, sessions=autocommit_sessions

@@ -18,10 +18,10 @@ import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.entrypoints.bootstrap import DATABASE_SECRET
+from app.entrypoints.bootstrap import WORKER_DATABASE_SECRET as DATABASE_SECRET
 from app.ledger import api as ledger_api
 from app.payments import api as payments_api
-from app.platform import audit, idempotency
+from app.platform import audit, auth_limits, idempotency
 from app.platform.db import create_engine, session_factory
 from app.platform.settings import Settings
 from app.platform.vault import DatabaseNotConfiguredError, Vault
@@ -73,6 +73,11 @@ async def run_cycle(
     async with sessions() as session, session.begin():
         created = await ledger_api.ensure_posting_partitions(session, MONTHS_AHEAD)
         created += await audit.ensure_partitions(session, MONTHS_AHEAD)
+    async with sessions() as session, session.begin():
+        # Floods of failed authentications are audited here, one summary per window.
+        summaries = await auth_limits.flush_finished_windows(session)
+    if summaries:
+        log.info("auth_failure_summaries", written=summaries)
     deleted = 0
     for _ in range(MAX_CLEANUP_BATCHES_PER_CYCLE):
         async with sessions() as session, session.begin():

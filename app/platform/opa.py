@@ -33,6 +33,8 @@ class Decision:
     allowed: bool
     decision_id: str | None
     reasons: tuple[str, ...]
+    # A refusal to be answered 404: the resource is owned by another client, or missing.
+    conceal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +114,12 @@ class Opa:
         allowed = result.get("allow") is True
         record_opa_decision("allow" if allowed else "deny", time.perf_counter() - started)
         reasons = tuple(str(reason) for reason in result.get("reasons", []) or [])
-        return Decision(allowed=allowed, decision_id=document.get("decision_id"), reasons=reasons)
+        return Decision(
+            allowed=allowed,
+            decision_id=document.get("decision_id"),
+            reasons=reasons,
+            conceal=not allowed and result.get("conceal") is True,
+        )
 
     async def healthy(self) -> bool:
         """Readiness: OPA is up and has activated its policy bundles."""

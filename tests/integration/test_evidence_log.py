@@ -38,6 +38,7 @@ from evidence.signing import TransitSigner
 from evidence.verify import verify_bundle
 from tests.support.evidence_data import (
     BASE_TIME,
+    SUBMITTER,
     collected_time,
     fresh_database,
     run_with_sessions,
@@ -106,7 +107,9 @@ async def _fill(sessions: async_sessionmaker[AsyncSession], start: int, end: int
     for batch in range(start, end, 500):
         async with sessions() as session, session.begin():
             for i in range(batch, min(batch + 500, end)):
-                await service.append(session, submission(i), now=collected_time(i))
+                await service.append(
+                    session, submission(i), submitter=SUBMITTER, now=collected_time(i)
+                )
 
 
 @pytest.fixture(scope="module")
@@ -322,8 +325,11 @@ def test_oscal_export_validates_with_trestle_when_range_has_many_records(log: Lo
             )
 
     items = run_with_sessions(log.url, read)
+    # Every record but every fifth counts; the untrusted ones must not decide a finding.
+    trusted = {record["id"] for record in items if record["seq"] % 5 != 0}
     document = exports.oscal_assessment_results(
         items,
+        trusted=trusted,
         generated_at=BASE_TIME + timedelta(days=1),
         collected_from=collected_time(100),
         collected_to=collected_time(400),
@@ -338,11 +344,11 @@ def test_oscal_export_validates_with_trestle_when_range_has_many_records(log: Lo
     assert observation["methods"] == ["TEST"]
     assert observation["relevant-evidence"][0]["href"] == f"/v1/evidence/{items[0]['id']}"
     assert observation["uuid"] == exports.derived_uuid("observation", items[0]["id"])
-    # One finding per control, holding the control's latest decisive result.
+    # One finding per control, holding the control's latest decisive trusted result.
     latest: dict[str, str] = {}
     for record in items:
         for ref in record["control_refs"]:
-            if record["result"] != "info":
+            if record["result"] != "info" and record["id"] in trusted:
                 latest[ref] = record["result"]
     findings = {
         finding["title"]: finding["target"]["status"]["state"]
@@ -355,7 +361,12 @@ def test_oscal_export_validates_with_trestle_when_range_has_many_records(log: Lo
 
 def test_oscal_export_fails_trestle_when_a_required_field_is_missing(log: Log) -> None:
     document = exports.oscal_assessment_results(
-        [], generated_at=BASE_TIME, collected_from=None, collected_to=None, origin=ORIGIN
+        [],
+        trusted=(),
+        generated_at=BASE_TIME,
+        collected_from=None,
+        collected_to=None,
+        origin=ORIGIN,
     )
     del document["assessment-results"]["results"][0]["reviewed-controls"]
     with pytest.raises(ValueError):
@@ -383,6 +394,15 @@ def test_bundle_verifies_offline_when_untouched(log: Log) -> None:
     assert report.records_checked == 600
     assert bundle["boundary"]["before"]["record"]["seq"] == 1999
     assert bundle["boundary"]["after"]["record"]["seq"] == 2600
+
+
+def test_verify_detects_a_record_passed_off_as_another_writers(log: Log) -> None:
+    bundle = _export(log, 2000, 2100)
+    assert verify_bundle(bundle).ok
+    bundle["records"][3]["record"]["submitted_by"]["client_id"] = "cli_someone_else"
+    report = verify_bundle(bundle)
+    assert not report.ok
+    assert any("record #3" in problem for problem in report.problems)
 
 
 def test_verify_detects_a_modified_record(log: Log) -> None:
@@ -469,7 +489,7 @@ def test_seq_has_no_gaps_when_appends_run_concurrently(stack: Stack) -> None:
     async def hammer(sessions: async_sessionmaker[AsyncSession]) -> list[int]:
         async def one(i: int) -> int:
             async with sessions() as session, session.begin():
-                return (await service.append(session, submission(i))).seq
+                return (await service.append(session, submission(i), submitter=SUBMITTER)).seq
 
         return list(await asyncio.gather(*(one(i) for i in range(60))))
 
@@ -492,7 +512,7 @@ def test_checkpointer_signs_when_n_records_are_pending_and_when_t_elapses(stack:
             await asyncio.sleep(0.3)  # the first tick finds an empty log
             async with sessions() as session, session.begin():
                 for i in range(5):
-                    seq = (await service.append(session, submission(i))).seq
+                    seq = (await service.append(session, submission(i), submitter=SUBMITTER)).seq
             by_count.appended(seq)
             for _ in range(50):
                 async with sessions() as session:
@@ -507,7 +527,7 @@ def test_checkpointer_signs_when_n_records_are_pending_and_when_t_elapses(stack:
         by_time.start()
         try:
             async with sessions() as session, session.begin():
-                await service.append(session, submission(5))
+                await service.append(session, submission(5), submitter=SUBMITTER)
             await asyncio.sleep(1.0)
             async with sessions() as session:
                 latest = await tree.latest_checkpoint(session)
@@ -531,7 +551,7 @@ def test_checkpoints_signed_before_and_after_key_rotation_both_verify(stack: Sta
         issued: list[checkpoints.Checkpoint | None] = []
         for round_ in range(2):
             async with sessions() as session, session.begin():
-                await service.append(session, submission(round_))
+                await service.append(session, submission(round_), submitter=SUBMITTER)
             issued.append(await tree.issue_checkpoint(sessions, made, ORIGIN))
             if round_ == 0:
                 made.rotate()
@@ -565,14 +585,14 @@ def test_attachment_is_stored_by_digest_and_refused_when_too_large(stack: Stack)
             )
             assert again == stored
             with_attachment = submission(1, attachments=[{"name": "r", "digest": stored["digest"]}])
-            await service.append(session, with_attachment)
+            await service.append(session, with_attachment, submitter=SUBMITTER)
             with pytest.raises(attachments.AttachmentTooLargeError):
                 await attachments.store_attachment(
                     session, "text/plain", base64.b64encode(b"x" * 1025).decode(), 1024
                 )
             unknown = submission(2, attachments=[{"name": "r", "digest": "sha256:" + "0" * 64}])
             with pytest.raises(service.UnknownAttachmentError):
-                await service.append(session, unknown)
+                await service.append(session, unknown, submitter=SUBMITTER)
         async with sessions() as session:
             return await attachments.get_attachment(session, stored["digest"])
 
@@ -589,15 +609,13 @@ def test_cli_export_then_verify_round_trips_and_fails_on_tampering(
 ) -> None:
     # The CLI finds the service's own database through OpenBao, as the service does.
     vault = Vault.login(stack.vault_addr, VaultLogin(token="moneypath-dev-root"))
+    # The bootstrap migrated it as the owner; the service's role could not.
     url = str((vault.read_secret("moneypath/evidence-database") or {})["url"])
-    from evidence import database
-
-    database.upgrade(url)
 
     async def fill(sessions: async_sessionmaker[AsyncSession]) -> None:
         async with sessions() as session, session.begin():
             for i in range(3):
-                await service.append(session, submission(i))
+                await service.append(session, submission(i), submitter=SUBMITTER)
 
     run_with_sessions(url, fill)
     env = {**stack.app_env(), "PATH": "/usr/bin:/bin"}
