@@ -23,6 +23,18 @@ def _gate_list(values: Sequence[str] | None) -> list[str]:
     return names
 
 
+# Flags that narrow what a run looks at, or let the caller vouch for what it cannot check:
+# a run given any of them can back no promotion.
+NARROWING_FLAGS = ("packages", "tests", "waivers", "advisory_db", "policy_dir", "commit")
+
+
+def _scope(args: argparse.Namespace) -> dict[str, object]:
+    narrowed = [f"--{name.replace('_', '-')}" for name in NARROWING_FLAGS if getattr(args, name)]
+    if args.gates and sorted(_gate_list(args.gates)) != sorted(GATES):
+        narrowed.append("--gates")
+    return {"default": not narrowed, "narrowed_by": narrowed}
+
+
 def _run(args: argparse.Namespace) -> int:
     from pipeline.evidence_client import EvidenceClient, sink_from_env
 
@@ -46,6 +58,7 @@ def _run(args: argparse.Namespace) -> int:
         commit=args.commit or current_commit(ws.root),
         actor=ci_actor(),
         report_only=args.report_only,
+        scope=_scope(args),
     )
     exported = True
     if isinstance(sink, EvidenceClient):
@@ -69,14 +82,22 @@ def _verify_bundle(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from pipeline.promotion import promote
+    import os
 
+    from pipeline.promotion import promote
+    from pipeline.runner import worktree_clean
+
+    root = Path(args.root)
+    head = current_commit(root)
     decision = promote(
         evidence_url=args.evidence_url,
-        commit=args.commit or current_commit(Path(args.root)),
+        commit=args.commit or head,
+        head_commit=head,
+        tree_clean=worktree_clean(root),
         artifact_digest=args.artifact_digest,
         environment=args.environment,
         actor=ci_actor(),
+        pipeline_client_id=os.environ.get("PIPELINE_CLIENT_ID", ""),
         policy_dir=HOME / "policies" / "pipeline",
         opa=HOME / ".tools" / "bin" / "opa",
     )
@@ -87,6 +108,24 @@ def _promote(args: argparse.Namespace) -> int:
     for reason in decision["reasons"]:
         print(f"    - {reason}")
     return 0 if decision["allow"] and decision.get("evidence_id") else 1
+
+
+def _verify_promotion(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.evidence_client import EvidenceClient, client_from_env
+    from pipeline.promotion import verify_promotion
+
+    client = client_from_env(args.evidence_url)
+    if not isinstance(client, EvidenceClient):
+        print("verify-promotion: no: evidence credentials not configured")
+        return 1
+    answer = verify_promotion(client, args.digest, args.environment)
+    print(f"verify-promotion {args.digest}: {'yes' if answer['allow'] else 'no'}")
+    for reason in answer["reasons"]:
+        print(f"    - {reason}")
+    print(json.dumps({"proofs": answer["proofs"]}, indent=1))
+    return 0 if answer["allow"] else 1
 
 
 def _schema_snapshot(args: argparse.Namespace) -> int:
@@ -178,12 +217,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.set_defaults(handler=_run)
 
     promote = commands.add_parser("promote", help="record a promotion backed by evidence")
-    promote.add_argument("--artifact-digest", required=True, help="sha256:<hex> of the image")
+    promote.add_argument(
+        "--artifact-digest", required=True, help="sha256:<hex> the build gate recorded"
+    )
     promote.add_argument("--environment", required=True, help="staging or production")
     promote.add_argument("--evidence-url", help="evidence service base URL")
     promote.add_argument("--commit", help="commit SHA (default: git HEAD)")
     promote.add_argument("--root", default=".")
     promote.set_defaults(handler=_promote)
+
+    verify = commands.add_parser(
+        "verify-promotion", help="may this artifact digest be deployed? yes/no from evidence"
+    )
+    verify.add_argument("digest", help="sha256:<hex> of the artifact about to be deployed")
+    verify.add_argument("--environment", help="only promotions to this environment count")
+    verify.add_argument("--evidence-url", help="evidence service base URL")
+    verify.set_defaults(handler=_verify_promotion)
 
     bootstrap = commands.add_parser(
         "bootstrap", help="unpack the advisory snapshot, install checkov (make install runs it)"

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 
 from pipeline.bundle import Appended
+from pipeline.keys import private_key
 from pipeline.runner import EvidenceWriteError
 
 DEFAULT_EVIDENCE_URL = "http://127.0.0.1:8081"
@@ -82,6 +82,11 @@ class EvidenceClient:
         self._token_expires_at = 0.0
         # Every record this client appended, for the run's evidence bundle.
         self.appended: list[Appended] = []
+
+    @property
+    def client_id(self) -> str:
+        """The service client this writes as: the evidence service records it as the writer."""
+        return self._client_id
 
     def close(self) -> None:
         self._evidence.close()
@@ -231,18 +236,6 @@ class UnconfiguredSink:
         raise EvidenceWriteError(f"evidence credentials not configured: {', '.join(self._missing)}")
 
 
-def _private_key(env: Mapping[str, str]) -> Ed25519PrivateKey | None:
-    pem = env.get("PIPELINE_SIGNING_KEY_PEM")
-    if not pem and env.get("PIPELINE_SIGNING_KEY"):
-        pem = Path(env["PIPELINE_SIGNING_KEY"]).read_text()
-    if not pem:
-        return None
-    key = serialization.load_pem_private_key(pem.encode(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("PIPELINE_SIGNING_KEY must be an Ed25519 private key")
-    return key
-
-
 def client_from_env(
     evidence_url: str | None, env: Mapping[str, str] | None = None
 ) -> EvidenceClient | UnconfiguredSink:
@@ -255,7 +248,7 @@ def client_from_env(
     environ = os.environ if env is None else env
     names = ("PIPELINE_CLIENT_ID", "PIPELINE_CLIENT_SECRET", "PIPELINE_KEY_ID")
     missing = [name for name in names if not environ.get(name)]
-    key = _private_key(environ)
+    key = private_key(environ)
     if key is None:
         missing.append("PIPELINE_SIGNING_KEY(_PEM)")
     if missing or key is None:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from app.platform.utc import rfc3339
 from pipeline.gates import GATES, GateResult, Tool, attach
 from pipeline.policy import PolicyError, bundle_digest, evaluate
 from pipeline.summary import progress, publish, table
@@ -95,10 +96,6 @@ def worktree_clean(root: Path) -> bool | None:
     return run.stdout.strip() == ""
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 MAX_WAIVERS_IN_RECORD = 20
 
 
@@ -123,6 +120,7 @@ def gate_record(
         if isinstance(w.get("scope"), dict) and w["scope"].get("gate") == result.gate
     ]
     inputs = {**result.inputs, "policy-bundle": policy_digest}
+    artifacts = {**inputs, **result.outputs}
     return {
         "type": "ci.gate",
         "control_refs": list(result.controls),
@@ -132,7 +130,7 @@ def gate_record(
             # A missing input (no lock file, say) stays visible in details.inputs only.
             "artifacts": [
                 {"name": name, "digest": digest}
-                for name, digest in inputs.items()
+                for name, digest in artifacts.items()
                 if _DIGEST.match(digest)
             ],
         },
@@ -142,8 +140,8 @@ def gate_record(
             "config_digest": result.tool.config_digest,
         },
         "actor": actor,
-        "started_at": _rfc3339(result.started_at),
-        "finished_at": _rfc3339(result.finished_at),
+        "started_at": rfc3339(result.started_at),
+        "finished_at": rfc3339(result.finished_at),
         "details": {
             "gate": result.gate,
             "run_id": run_id,
@@ -157,6 +155,7 @@ def gate_record(
             "waivers": in_scope[:MAX_WAIVERS_IN_RECORD],
             "warnings": [w[:MAX_FINDING_CHARS] for w in decision.get("warnings", [])],
             "inputs": inputs,
+            "outputs": dict(result.outputs),
             "attachments": [
                 {
                     "name": a.name,
@@ -178,18 +177,23 @@ def _headline(facts: Mapping[str, Any]) -> dict[str, Any]:
         for key in ("coverage_percent",)
         if isinstance(facts.get(key), int | float)
     }
-    # Which advisory data the dependency gate judged by (source, snapshot date, digest).
-    if isinstance(facts.get("advisory_db"), dict):
-        headline["advisory_db"] = facts["advisory_db"]
+    # Which advisory data the dependency gate judged by (source, snapshot date, digest), and
+    # which key signed the build gate's provenance.
+    for key, name in (("advisory_db", "advisory_db"), ("signing", "provenance_key")):
+        if isinstance(facts.get(key), dict):
+            headline[name] = facts[key]
     return headline
 
 
-def decide_gate(ws: Workspace, result: GateResult, waivers: list[dict[str, Any]]) -> dict[str, Any]:
+def decide_gate(
+    ws: Workspace, result: GateResult, waivers: list[dict[str, Any]], mode: str = "evidence"
+) -> dict[str, Any]:
     document = {
         "gate": result.gate,
         "facts": result.facts,
         "waivers": waivers,
-        "now": _rfc3339(datetime.now(UTC)),
+        "now": rfc3339(datetime.now(UTC)),
+        "mode": mode,
     }
     try:
         decision = evaluate(ws.opa, ws.policy_dir, GATE_QUERY, document)
@@ -230,6 +234,7 @@ def run_pipeline(
     actor: str,
     echo: bool = True,
     report_only: bool = False,
+    scope: Mapping[str, Any] | None = None,
 ) -> RunOutcome:
     """Run `gate_names` in order over `ws` and write their evidence through `sink`.
 
@@ -259,7 +264,7 @@ def run_pipeline(
             result = _error_result(name, f"gate crashed: {error!r}")
         if waiver_error:
             result.facts["tool_error"] = f"waivers unreadable: {waiver_error}"
-        decision = decide_gate(ws, result, waivers)
+        decision = decide_gate(ws, result, waivers, mode)
         facts_file = ws.reports_dir / name / "facts.json"
         facts_file.parent.mkdir(parents=True, exist_ok=True)
         facts_file.write_text(json.dumps({"facts": result.facts, "decision": decision}))
@@ -320,11 +325,12 @@ def run_pipeline(
         },
         "tool": {"name": "moneypath-pipeline", "version": "1", "config_digest": policy_digest},
         "actor": actor,
-        "started_at": _rfc3339(started_at),
-        "finished_at": _rfc3339(datetime.now(UTC)),
+        "started_at": rfc3339(started_at),
+        "finished_at": rfc3339(datetime.now(UTC)),
         "details": {
             "run_id": run_id,
             "mode": mode,
+            "scope": dict(scope or {"default": False, "narrowed_by": ["not stated"]}),
             "worktree_clean": clean,
             "gates": summary,
             "gate_records": {g["gate"]: g["evidence_id"] for g in summary if g["evidence_id"]},

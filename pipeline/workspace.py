@@ -117,6 +117,7 @@ def run_tool(
     timeout_s: int,
     env: Mapping[str, str] | None = None,
     stdin: str | None = None,
+    limit_chars: int = OUTPUT_LIMIT_CHARS,
 ) -> ToolRun:
     """Run a fixed tool (never through a shell); a missing binary or timeout is exit 127/124."""
     started = time.monotonic()
@@ -139,8 +140,8 @@ def run_tool(
     return ToolRun(
         argv=tuple(argv),
         exit_code=code,
-        stdout=out[-OUTPUT_LIMIT_CHARS:],
-        stderr=err[-OUTPUT_LIMIT_CHARS:],
+        stdout=out[-limit_chars:],
+        stderr=err[-limit_chars:],
         duration_ms=int((time.monotonic() - started) * 1000),
     )
 

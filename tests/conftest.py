@@ -18,6 +18,10 @@ from app.entrypoints.devstack import Ports, Stack
 from app.platform.settings import Settings
 from tests.support.api_client import ClientFactory
 
+# Settings default to production; everything a test starts in this process or below it is
+# a test deployment, said explicitly.
+os.environ["MONEYPATH_ENV"] = "test"
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:

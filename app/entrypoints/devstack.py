@@ -25,6 +25,7 @@ from typing import IO
 
 import httpx
 import psycopg
+from opa_client import OpaClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OPA_VERSION = "v1.22.3"
@@ -221,8 +222,11 @@ class Stack:
     sim_hold_s: float = 30.0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
+    # Whether DATABASE_URL named a server we do not run; the embedded one can be restarted.
+    external_database: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        self.external_database = self.database_url is not None
         self.root = self.root.resolve()
         self.log_dir = self.root / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -257,7 +261,8 @@ class Stack:
             if k not in {"DATABASE_URL", "EVIDENCE_DATABASE_URL"}
         }
         env.update(
-            MONEYPATH_ENV=env.get("MONEYPATH_ENV", "dev"),
+            # The dev stack hands out the root token: it is dev (or test), never production.
+            MONEYPATH_ENV="test" if env.get("MONEYPATH_ENV") == "test" else "dev",
             VAULT_ADDR=self.vault_addr,
             VAULT_TOKEN=DEV_ROOT_TOKEN,
             OPA_URL=self.opa_url,
@@ -315,6 +320,15 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=STOP_GRACE_S)
 
+    def kill(self, name: str) -> None:
+        """SIGKILL a service's whole process group, as a crash would (drills use this)."""
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_GRACE_S)
+
     def stop_all(self) -> None:
         # Reverse start order: the apps first, the databases they use last.
         for name in reversed(list(self.processes)):
@@ -325,8 +339,11 @@ class Stack:
 
     # ---- PostgreSQL ----------------------------------------------------------------
     def start_postgres(self, timeout_s: float = 60) -> str:
-        """Use DATABASE_URL if given (checked within 10 s), else run the embedded server."""
-        if self.database_url is not None:
+        """Use DATABASE_URL if given (checked within 10 s), else run the embedded server.
+
+        Calling it again after `kill("postgres")` restarts the embedded server on the same
+        data directory and port (crash recovery replays the WAL)."""
+        if self.external_database and self.database_url is not None:
             check_database(self.database_url, timeout_s=8)
             self._ensure_database(self.database_url, EVIDENCE_DATABASE_NAME)
             return self.database_url
@@ -481,14 +498,20 @@ class Stack:
         if _port_open(self.ports.opa):
             raise StackError(f"port {self.ports.opa} is taken: stop the other OPA server")
         process = self._spawn("opa", argv)
-        wait_until(
-            lambda: httpx.get(f"{self.opa_url}/health", timeout=1).status_code == 200,
-            timeout_s=timeout_s,
-            what="opa",
-            fix=f"run `opa check {self.policies_dir}`",
-            process=process,
-            log_path=self.log_path("opa"),
-        )
+        # The design card's client asks /health; wait_until adds the early exit when the
+        # process dies and the log line that says why.
+        probe = OpaClient(host="127.0.0.1", port=self.ports.opa, timeout=1, retries=0)
+        try:
+            wait_until(
+                lambda: bool(probe.check_health()),
+                timeout_s=timeout_s,
+                what="opa",
+                fix=f"run `opa check {self.policies_dir}`",
+                process=process,
+                log_path=self.log_path("opa"),
+            )
+        finally:
+            probe.close_connection()
 
     # ---- the apps ------------------------------------------------------------------
     def bootstrap(self) -> None:

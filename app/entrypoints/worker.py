@@ -1,16 +1,16 @@
 """Background maintenance: `moneypath worker` (loop) or `moneypath worker --once`.
 
 One cycle expires overdue ledger holds, creates the coming months' postings and audit-log
-partitions, and deletes expired idempotency keys. Each step is bounded per cycle, and every step is
-safe to run from several processes at once (SKIP LOCKED, idempotent DDL, batched deletes),
-so running one worker per API replica is fine.
+partitions, deletes expired idempotency keys and prunes risk velocity rows past their
+window. Each step is bounded per cycle, and every step is safe to run from several
+processes at once (SKIP LOCKED, idempotent DDL, batched deletes), so running one worker
+per API replica is fine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import signal
 from dataclasses import dataclass
 
@@ -18,14 +18,15 @@ import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.entrypoints.bootstrap import DATABASE_SECRET
+from app.entrypoints.bootstrap import WORKER_DATABASE_SECRET as DATABASE_SECRET
 from app.ledger import api as ledger_api
 from app.payments import api as payments_api
-from app.platform import audit, idempotency
+from app.platform import audit, auth_limits, idempotency
 from app.platform.db import create_engine, session_factory
 from app.platform.settings import Settings
-from app.platform.vault import Vault
+from app.platform.vault import DatabaseNotConfiguredError, Vault
 from app.providers import api as providers_api
+from app.risk import api as risk_api
 
 log = structlog.get_logger("moneypath.worker")
 
@@ -38,6 +39,8 @@ class CycleReport:
     holds_expired: int
     partitions_created: int
     idempotency_keys_deleted: int
+    payments: payments_api.PaymentsCycle | None = None
+    velocity_rows_pruned: int = 0
 
 
 @dataclass(slots=True)
@@ -70,6 +73,11 @@ async def run_cycle(
     async with sessions() as session, session.begin():
         created = await ledger_api.ensure_posting_partitions(session, MONTHS_AHEAD)
         created += await audit.ensure_partitions(session, MONTHS_AHEAD)
+    async with sessions() as session, session.begin():
+        # Floods of failed authentications are audited here, one summary per window.
+        summaries = await auth_limits.flush_finished_windows(session)
+    if summaries:
+        log.info("auth_failure_summaries", written=summaries)
     deleted = 0
     for _ in range(MAX_CLEANUP_BATCHES_PER_CYCLE):
         async with sessions() as session, session.begin():
@@ -77,26 +85,34 @@ async def run_cycle(
         deleted += batch
         if batch < idempotency.CLEANUP_BATCH_SIZE:
             break
+    pruned = 0
+    for _ in range(MAX_CLEANUP_BATCHES_PER_CYCLE):
+        async with sessions() as session, session.begin():
+            batch = await risk_api.prune_velocity(session)
+        pruned += batch
+        if batch < risk_api.PRUNE_BATCH_SIZE:
+            break
+    payments_cycle = None
     if payments is not None:
-        # Its own log line: the maintenance report keeps its published shape.
-        cycle = await payments_api.run_worker_cycle(payments.runtime, payments.http)
-        log.info("payments_cycle", **dataclasses.asdict(cycle))
-    report = CycleReport(expired, created, deleted)
+        payments_cycle = await payments_api.run_worker_cycle(payments.runtime, payments.http)
+    report = CycleReport(expired, created, deleted, payments_cycle, pruned)
     log.info(
         "worker_cycle",
         holds_expired=expired,
         partitions_created=created,
         idempotency_keys_deleted=deleted,
+        velocity_rows_pruned=pruned,
     )
     return report
 
 
 def _sessions(settings: Settings) -> tuple[Vault, async_sessionmaker[AsyncSession]]:
     vault = Vault.login(settings.vault_addr, settings.vault_login)
-    secret = vault.read_secret(DATABASE_SECRET)
-    if secret is None or "url" not in secret:
-        raise SystemExit(f"Vault has no kv/{DATABASE_SECRET}: run the bootstrap first")
-    return vault, session_factory(create_engine(str(secret["url"]), pool_size=4))
+    try:
+        database_url = vault.database_url(DATABASE_SECRET)
+    except DatabaseNotConfiguredError as error:
+        raise SystemExit(str(error)) from None
+    return vault, session_factory(create_engine(database_url, pool_size=4))
 
 
 async def run_once(settings: Settings) -> CycleReport:

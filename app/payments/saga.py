@@ -34,10 +34,11 @@ from app.payments.domain import (
     is_stale,
     transition,
 )
-from app.platform import outbox
+from app.platform import metrics, outbox
 from app.platform.db import run_in_transaction
 from app.platform.errors import DomainError
 from app.platform.opa import Opa
+from app.platform.utc import rfc3339
 from app.platform.vault import Vault
 from app.providers.api import (
     ProviderClients,
@@ -74,7 +75,7 @@ class Runtime:
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339(datetime.now(UTC))
 
 
 _EVENT_CLASSES: dict[PaymentStatus, type[events._PaymentEvent]] = {
@@ -104,6 +105,9 @@ async def emit_status(session: AsyncSession, payment_id: str, **extra: Any) -> N
     if extra:
         await outbox.emit(session, events.PaymentRefunded(**fields, **extra))
         return
+    # Counted with the event, inside the transaction: a rolled-back change is counted
+    # anyway, which is rare and errs on the side of seeing activity.
+    metrics.record_payment(row.status.value, row.provider or "none", row.captured_minor)
     event_class = _EVENT_CLASSES.get(row.status)
     if event_class is not None:
         await outbox.emit(session, event_class(**fields))

@@ -10,7 +10,7 @@ import json
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.ledger import api as ledger_api
 from app.payments.domain import STEP_NAMES, PaymentNotFoundError, PaymentStatus
 from app.platform.errors import InvariantViolation
+from app.platform.utc import rfc3339_or_none
 
 
 def new_id(prefix: str) -> str:
@@ -26,9 +27,7 @@ def new_id(prefix: str) -> str:
 
 
 def iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339_or_none(moment)
 
 
 @dataclass(frozen=True, slots=True)

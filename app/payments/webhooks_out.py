@@ -39,6 +39,7 @@ from app.payments import store
 from app.payments.config import STANDARD_SCHEDULE_S
 from app.payments.saga import Runtime
 from app.platform.errors import ValidationError
+from app.platform.utc import rfc3339
 
 log = structlog.get_logger("moneypath.payments.webhooks_out")
 
@@ -406,7 +407,7 @@ def event_body(
 ) -> str:
     """The merchant-facing event, serialized once: every attempt sends these exact bytes."""
     data = {key: value for key, value in payload.items() if key != "owner"}
-    created = occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    created = rfc3339(occurred_at)
     return json.dumps(
         {"id": event_id, "type": event_type, "created_at": created, "data": data},
         separators=(",", ":"),

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from pipeline.gates import (
     bandit,
+    build,
     checkov,
     licences,
     lint_imports,
@@ -38,6 +39,7 @@ GATES: Mapping[str, Gate] = {
         migrations.GATE,
         pytest_suite.GATE,
         sbom.GATE,
+        build.GATE,
     )
 }
 

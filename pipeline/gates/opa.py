@@ -9,6 +9,8 @@ from typing import Any
 from pipeline.gates.step import Gate, GateStep, Observation, Tool, parse_json, tool_error
 from pipeline.workspace import Workspace, config_digest, run_tool
 
+COVERAGE_LIMIT_CHARS = 20_000_000
+
 
 def _opa_version(ws: Workspace) -> str:
     run = run_tool([str(ws.opa), "version"], cwd=ws.root, timeout_s=60)
@@ -22,8 +24,12 @@ def observe(step: GateStep) -> Observation:
     fmt = run_tool([opa, "fmt", "--fail", "--list", policies], cwd=ws.root, timeout_s=300)
     check = run_tool([opa, "check", "--strict", policies], cwd=ws.root, timeout_s=300)
     tests = run_tool([opa, "test", "--format", "json", policies], cwd=ws.root, timeout_s=600)
+    # The coverage report lists every covered span: hundreds of KB for this repository.
     cover = run_tool(
-        [opa, "test", "--coverage", "--format", "json", policies], cwd=ws.root, timeout_s=600
+        [opa, "test", "--coverage", "--format", "json", policies],
+        cwd=ws.root,
+        timeout_s=600,
+        limit_chars=COVERAGE_LIMIT_CHARS,
     )
     cases = parse_json(tests.stdout)
     coverage = parse_json(cover.stdout)

@@ -64,6 +64,7 @@ class GateResult:
     duration_ms: int
     attachments: list[Attachment] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,8 @@ class GateStep:
     name: str
     attachments: list[Attachment] = field(default_factory=list)
     inputs: dict[str, str] = field(default_factory=dict)
+    # What the gate produced (name -> sha256 digest): the build gate's artifacts.
+    outputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -170,6 +173,7 @@ class Gate:
                 "pyproject.toml": sha256_file(ws.root / "pyproject.toml"),
                 **step.inputs,
             },
+            outputs=step.outputs,
         )
 
 

@@ -17,7 +17,7 @@ sbom_min_components := 1
 
 known_gates := {
 	"ruff", "mypy", "lint-imports", "bandit", "secrets", "pip-audit", "licences", "checkov",
-	"opa", "migrations", "pytest", "sbom",
+	"opa", "migrations", "pytest", "sbom", "build",
 }
 
 # Gates whose individual findings can be waived, and how a finding is named there.
@@ -312,6 +312,47 @@ violations contains msg if {
 violations contains "migrations: no database was migrated" if {
 	input.gate == "migrations"
 	count(object.get(facts, "databases", [])) == 0
+}
+
+# --- build -------------------------------------------------------------------------------
+
+violations contains msg if {
+	input.gate == "build"
+	some error in facts.errors
+	msg := sprintf("build: %s", [error])
+}
+
+violations contains msg if {
+	input.gate == "build"
+	some name in {"image-context", "sbom:runtime"}
+	not facts.artifacts[name]
+	msg := sprintf("build: no %s digest", [name])
+}
+
+violations contains "build: no wheel was built" if {
+	input.gate == "build"
+	count([name | some name, _ in facts.artifacts; startswith(name, "wheel:")]) == 0
+}
+
+violations contains msg if {
+	input.gate == "build"
+	some source in facts.context_missing
+	msg := sprintf("build: the Dockerfile copies %s, which the tree lacks", [source])
+}
+
+violations contains msg if {
+	input.gate == "build"
+	facts.sbom_components < facts.runtime_pins
+	msg := sprintf("build: the runtime SBOM lists %d components for %d pins", [facts.sbom_components, facts.runtime_pins])
+}
+
+# Provenance must be signed with the pipeline's key, except in a report-only run (a pull
+# request's), which holds no key and whose records are never written anyway.
+violations contains msg if {
+	input.gate == "build"
+	not facts.signed == true
+	not input.mode == "report-only"
+	msg := sprintf("build: provenance unsigned: %v", [object.get(facts, "signing", "no key")])
 }
 
 # --- checkov -----------------------------------------------------------------------------

@@ -320,3 +320,36 @@ test_ruff_and_mypy_name_their_first_findings_when_they_fail if {
 	m := decide("mypy", {"error_count": 1, "errors": errors, "exit_code": 1}, [])
 	"mypy a.py:2: Incompatible return value [return-value]" in m.violations
 }
+
+build_facts := {
+	"errors": [],
+	"artifacts": {"wheel:moneypath-0.1.0-py3-none-any.whl": "sha256:1", "image-context": "sha256:2", "sbom:runtime": "sha256:3"},
+	"context_missing": [],
+	"sbom_components": 55,
+	"runtime_pins": 55,
+	"signed": true,
+}
+
+test_build_passes_when_built_signed_and_complete if {
+	decide("build", build_facts, []).result == "pass"
+}
+
+test_build_fails_when_unsigned_outside_report_only_runs if {
+	unsigned := object.union(build_facts, {"signed": false, "signing": "no pipeline key"})
+	decide("build", unsigned, []).violations == ["build: provenance unsigned: no pipeline key"]
+	d := gates.decision with input as {"gate": "build", "facts": unsigned, "waivers": [], "now": now, "mode": "report-only"}
+	d.result == "pass"
+}
+
+test_build_fails_when_an_artifact_or_context_file_is_missing if {
+	broken := object.union(object.remove(build_facts, ["artifacts"]), {"artifacts": {}, "context_missing": ["app"], "errors": ["wheel: boom"], "sbom_components": 3})
+	d := decide("build", broken, [])
+	d.violations == [
+		"build: no image-context digest",
+		"build: no sbom:runtime digest",
+		"build: no wheel was built",
+		"build: the Dockerfile copies app, which the tree lacks",
+		"build: the runtime SBOM lists 3 components for 55 pins",
+		"build: wheel: boom",
+	]
+}

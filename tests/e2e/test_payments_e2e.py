@@ -232,10 +232,6 @@ def test_another_clients_customer_is_unknown_when_paying(
     assert response.json()["code"] == "unknown_customer"
 
 
-@pytest.mark.xfail(
-    reason="other clients get 403 until the security branch's generic 404 rule lands",
-    strict=False,
-)
 def test_other_clients_get_not_found_for_payments_and_payouts_when_not_the_creator(
     merchant: Merchant, client_factory: ClientFactory, payments_http: httpx.Client
 ) -> None:

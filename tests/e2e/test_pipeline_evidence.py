@@ -25,7 +25,7 @@ from pipeline.bundle import export as export_bundle
 from pipeline.bundle import verify as verify_bundle
 from pipeline.evidence_client import EvidenceClient
 from pipeline.gates import GATES
-from pipeline.promotion import promote
+from pipeline.promotion import promote, verify_promotion
 from pipeline.runner import run_pipeline
 from pipeline.workspace import HOME
 from tests.support.api_client import ClientFactory
@@ -144,62 +144,88 @@ def test_run_fails_when_the_evidence_service_is_down(
     assert "gate bandit: no evidence record was written" in outcome.decision["violations"]
 
 
-def test_promotion_is_refused_without_passing_evidence_and_recorded_with_it(
-    tmp_path: Path, evidence_client: EvidenceClient
+def _use_pipeline_key(monkeypatch: pytest.MonkeyPatch, client: EvidenceClient) -> None:
+    """The build gate signs with the same key the client authenticates with, as in CI."""
+    pem = client._private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    monkeypatch.setenv("PIPELINE_KEY_ID", client._key_id)
+    monkeypatch.setenv("PIPELINE_SIGNING_KEY_PEM", pem)
+    monkeypatch.delenv("PIPELINE_SIGNING_KEY", raising=False)
+
+
+def test_promotion_binds_the_built_artifact_and_records_refusals_when_asked(
+    tmp_path: Path, evidence_client: EvidenceClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _use_pipeline_key(monkeypatch, evidence_client)
     root = make_project(tmp_path / "repo")
     commit = commit_all(root)
-    digest = "sha256:" + secrets.token_hex(32)
     policy = {"policy_dir": HOME / "policies" / "pipeline", "opa": HOME / ".tools" / "bin" / "opa"}
-    refused = promote(
-        evidence_url=None,
-        commit=commit,
-        artifact_digest=digest,
-        environment="production",
-        actor="carol",
-        client=evidence_client,
-        **policy,
-    )
+
+    def ask(digest: str, at: str = commit) -> dict[str, Any]:
+        return promote(
+            evidence_url=None,
+            commit=at,
+            head_commit=commit,
+            tree_clean=True,
+            artifact_digest=digest,
+            environment="production",
+            actor="carol",
+            pipeline_client_id=evidence_client._client_id,
+            client=evidence_client,
+            **policy,
+        )
+
+    def run(gates: list[str], scope: dict[str, Any]) -> Any:
+        return run_pipeline(
+            workspace(root),
+            gates,
+            sink=evidence_client,
+            waivers_dir=tmp_path / "no-waivers",
+            commit=commit,
+            actor="ci-test",
+            echo=False,
+            scope=scope,
+        )
+
+    unknown = "sha256:" + secrets.token_hex(32)
+    refused = ask(unknown)
     assert not refused["allow"]
-    assert "evidence_id" not in refused
+    recorded = _record(evidence_client, refused["evidence_id"])
+    assert (recorded["type"], recorded["result"]) == ("ci.promotion", "fail")
+    assert recorded["details"]["reasons"] == refused["reasons"]
 
-    outcome = run_pipeline(
-        workspace(root),
-        ALL_GATES,
-        sink=evidence_client,
-        waivers_dir=tmp_path / "no-waivers",
-        commit=commit,
-        actor="ci-test",
-        echo=False,
-    )
+    # A run narrowed by a flag cannot back a promotion, even when it passes.
+    narrowed = run(["bandit"], {"default": False, "narrowed_by": ["--gates"]})
+    assert narrowed.passed
+    refused = ask(unknown)
+    assert any("scope was narrowed by --gates" in r for r in refused["reasons"]), refused
+
+    outcome = run(ALL_GATES, {"default": True, "narrowed_by": []})
     assert outcome.passed, [g.decision["violations"] for g in outcome.gates]
+    build = next(g for g in outcome.gates if g.result.gate == "build")
+    digest = build.result.outputs["image-context"]
 
-    allowed = promote(
-        evidence_url=None,
-        commit=commit,
-        artifact_digest=digest,
-        environment="production",
-        actor="carol",
-        client=evidence_client,
-        **policy,
-    )
+    refused = ask(unknown)
+    assert not refused["allow"]
+    assert any(f"names no artifact {unknown}" in r for r in refused["reasons"]), refused
+    assert not ask(digest, at=_commit())["allow"], "a commit that is not HEAD"
+
+    allowed = ask(digest)
     assert allowed["allow"], allowed["reasons"]
     record = _record(evidence_client, allowed["evidence_id"])
-    assert record["type"] == "ci.promotion"
+    assert (record["type"], record["result"]) == ("ci.promotion", "pass")
     assert record["actor"] == "carol"
     assert record["subject"]["artifacts"] == [{"name": "image:production", "digest": digest}]
     assert record["details"]["run_records"] == [outcome.evidence_id]
 
-    other = promote(
-        evidence_url=None,
-        commit=_commit(),
-        artifact_digest=digest,
-        environment="production",
-        actor="carol",
-        client=evidence_client,
-        **policy,
-    )
-    assert not other["allow"]
+    answer = verify_promotion(evidence_client, digest, "production")
+    assert answer["allow"], answer["reasons"]
+    assert [p["type"] for p in answer["proofs"]] == ["ci.promotion", "ci.run", "ci.gate"]
+    assert all(p["inclusion_proof"] for p in answer["proofs"])
+    assert not verify_promotion(evidence_client, unknown)["allow"]
 
 
 def test_cli_runs_with_evidence_and_refuses_promotion_without_it(

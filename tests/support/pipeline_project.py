@@ -49,7 +49,14 @@ EXPECTED_SCHEMA = {
         "table demo.items (r)",
     ]
 }
-PYPROJECT = """[tool.pipeline.migrations]
+PYPROJECT = """[project]
+name = "demo"
+version = "0.1.0"
+
+[tool.setuptools]
+packages = ["demo"]
+
+[tool.pipeline.migrations]
 expected = "expected-schema.json"
 upgrade = { demo = "schema_demo:upgrade" }
 
@@ -77,11 +84,16 @@ def make_project(root: Path, pins: tuple[str, ...] = ("jinja2==3.1.6",)) -> Path
     (root / "requirements.lock").write_text(lock)
     (root / "requirements-runtime.lock").write_text(lock)
     (root / "schema_demo.py").write_text(SCHEMA_DEMO)
+    # What the copied Dockerfile's COPY lines take from the context besides the above.
+    (root / "app").mkdir()
+    (root / "app" / "__init__.py").write_text('"""The image\'s package, empty in the demo."""\n')
     (root / "expected-schema.json").write_text(json.dumps(EXPECTED_SCHEMA, indent=1))
     shutil.copy(REPO / "Dockerfile", root / "Dockerfile")
     (root / ".github" / "workflows").mkdir(parents=True)
     shutil.copy(REPO / ".github" / "workflows" / "ci.yml", root / ".github" / "workflows")
-    shutil.copytree(REPO / "policies" / "pipeline", root / "policies" / "pipeline")
+    # Promotion asks the evidence trust policy (and its data) which writers count.
+    for name in ("pipeline", "evidence", "trust"):
+        shutil.copytree(REPO / "policies" / name, root / "policies" / name)
     # The repository's reviewed baseline, narrowed to the files copied above.
     baseline = json.loads((REPO / ".secrets.baseline").read_text())
     baseline["results"] = {
@@ -110,7 +122,7 @@ def commit_all(root: Path) -> str:
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(root),
     }
-    (root / ".gitignore").write_text(".coverage\n.mypy_cache/\n__pycache__/\n")
+    (root / ".gitignore").write_text(".coverage\n.mypy_cache/\n__pycache__/\nbuild/\n*.egg-info/\n")
     for argv in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "x"]):
         subprocess.run(argv, cwd=root, env=env, check=True, capture_output=True, timeout=60)
     head = subprocess.run(
