@@ -7,11 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 UV := .tools/uv/bin/uv
 OPA := .tools/bin/opa
+# Prometheus publishes its Go module as v0.3XX.Y for release v3.XX.Y; this is v3.16.0's.
+PROMTOOL_VERSION := v0.316.0
+PROMTOOL := .tools/bin/promtool
 # The pipeline's own tools: checkov in its own venv and the shipped advisory snapshot.
 PIPELINE_TOOLS := .tools/.pipeline-tools
 ADVISORY_SNAPSHOT := pipeline/advisory-db/PROVENANCE.toml pipeline/advisory-db/pypa-advisory-database.tar.xz
 
-.PHONY: install run test test-unit test-integration test-e2e lint fmt lock clean
+.PHONY: install run test test-unit test-integration test-e2e lint fmt lock clean alerts loadtest
 
 $(UV):
 	$(PYTHON) -m venv .tools/uv
@@ -35,7 +38,7 @@ install: $(VENV)/.installed $(OPA) $(PIPELINE_TOOLS)
 
 ## Start PostgreSQL, OpenBao, OPA, the API and the evidence service in the foreground.
 run: install
-	$(PY) -m app.entrypoints.cli up
+	MONEYPATH_ENV=dev $(PY) -m app.entrypoints.cli up
 
 ## The whole test suite: unit, integration and e2e, against real services it starts itself.
 ## It also writes reports/junit.xml and reports/coverage.json, which the pipeline's pytest
@@ -57,6 +60,8 @@ lint: install
 	$(OPA) fmt --fail --list policies
 	$(OPA) check --strict policies
 	$(OPA) test policies
+	$(PROMTOOL) check rules alerts/*.yml
+	$(PROMTOOL) test rules alerts/tests/*.yml
 
 fmt: install
 	$(VENV)/bin/ruff format .

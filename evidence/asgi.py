@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
+from app.platform.auth_limits import FailureLimiter
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
 from app.platform.opa import Opa, OpaAuthorizer
@@ -16,11 +17,13 @@ from app.platform.request_auth import BearerAuthenticator, Rfc9421Verifier, Toke
 from app.platform.service_app import build_service_app
 from app.platform.settings import SettingsError
 from app.platform.vault import Vault
-from evidence import database, routes
+from evidence import database, endpoints
+from evidence.activity import ClientActivity
 from evidence.checkpointer import Checkpointer
 from evidence.config import EvidenceSettings
 from evidence.runtime import EvidenceServices
 from evidence.signing import TransitSigner
+from evidence.trust import SubmitterTrust
 
 SERVICE_VERSION = "1.0.0"
 
@@ -36,9 +39,9 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
     vault.ensure_engines()
     try:
         url = database.database_url(vault)
+        identity_url = database.identity_database_url(vault)
     except database.DatabaseNotConfiguredError as error:
         raise SystemExit(str(error)) from None
-    database.upgrade(url)
     signer = TransitSigner(vault, settings.signing_key_name)
     signer.ensure_key()
     engine = create_engine(url, pool_size=platform.db_pool_size)
@@ -47,6 +50,9 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
     autocommit_engine = create_autocommit_engine(url, pool_size=platform.db_pool_size)
     autocommit_sessions = session_factory(autocommit_engine)
     opa = Opa(platform.opa_url, platform.opa_timeout_ms)
+    # Autocommit: one SELECT per request, no BEGIN/ROLLBACK round trips.
+    identity_engine = create_autocommit_engine(identity_url, pool_size=platform.db_pool_size)
+    activity = ClientActivity(session_factory(identity_engine))
     checkpointer = Checkpointer(
         sessions,
         signer,
@@ -57,8 +63,10 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
     services = EvidenceServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
+        failure_limiter=FailureLimiter(autocommit_sessions),
         authenticator=BearerAuthenticator(
-            TokenVerifier(issuer=settings.issuer_url, jwks_url=settings.jwks_url)
+            TokenVerifier(issuer=settings.issuer_url, jwks_url=settings.jwks_url),
+            is_active=activity.is_active,
         ),
         signatures=Rfc9421Verifier(
             public_base_url=settings.public_base_url, sessions=autocommit_sessions
@@ -71,6 +79,7 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
         settings=settings,
         signer=signer,
         checkpointer=checkpointer,
+        submitter_trust=SubmitterTrust(opa),
     )
 
     async def start_checkpointer() -> None:
@@ -80,9 +89,9 @@ def create_app(settings: EvidenceSettings | None = None) -> Starlette:
         title="moneypath evidence service",
         version=SERVICE_VERSION,
         services=services,
-        endpoints=routes.endpoints(),
+        endpoints=endpoints.endpoints(),
         engine=engine,
-        other_engines=(autocommit_engine,),
+        other_engines=(autocommit_engine, identity_engine),
         opa=opa,
         vault=vault,
         on_start=start_checkpointer,

@@ -16,7 +16,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform.errors import DependencyUnavailableError
-from evidence import service
+from evidence import tree
 from evidence.checkpoints import Checkpoint
 from evidence.signing import TransitSigner
 
@@ -55,7 +55,7 @@ class Checkpointer:
 
     async def tick(self) -> Checkpoint | None:
         """Issue a checkpoint now if the log grew. Raises DependencyUnavailableError."""
-        issued = await service.issue_checkpoint(self._sessions, self._signer, self._origin)
+        issued = await tree.issue_checkpoint(self._sessions, self._signer, self._origin)
         if issued is not None:
             self._covered = max(self._covered, issued.size)
             CHECKPOINTS.inc()

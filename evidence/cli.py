@@ -9,16 +9,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from app.platform.db import create_engine, session_factory
 from app.platform.errors import DomainError, ValidationError
 from app.platform.settings import SettingsError
 from app.platform.vault import Vault
-from evidence import database, records, service
+from evidence import database, records, service, tree, trust
 from evidence.checkpoints import CheckpointError, public_key_from_json
 from evidence.config import EvidenceSettings
 from evidence.signing import TransitSigner
@@ -106,7 +109,9 @@ def verify(args: argparse.Namespace) -> int:
 
 def migrate(_args: argparse.Namespace) -> int:
     try:
-        _, _, url = _connect()
+        settings = EvidenceSettings.from_env()
+        vault = Vault.login(settings.platform.vault_addr, settings.platform.vault_login)
+        url = database.migration_database_url(vault)
     except (SettingsError, database.DatabaseNotConfiguredError) as error:
         print(f"evidence migrate: {error}", file=sys.stderr)
         return 1
@@ -120,7 +125,7 @@ async def _checkpoint() -> str:
     signer.ensure_key()
     engine = create_engine(url, pool_size=1)
     try:
-        issued = await service.issue_checkpoint(session_factory(engine), signer, settings.origin)
+        issued = await tree.issue_checkpoint(session_factory(engine), signer, settings.origin)
     finally:
         await engine.dispose()
     return "log unchanged since the last checkpoint" if issued is None else issued.note
@@ -143,6 +148,21 @@ def rotate_key(_args: argparse.Namespace) -> int:
         print(f"evidence rotate-key: {error}", file=sys.stderr)
         return 1
     print(f"checkpoints are now signed by {keys[0].key_id} (version {keys[0].version})")
+    return 0
+
+
+def trust_register(args: argparse.Namespace) -> int:
+    """Trust a client's records of the given types (dev stack, tests, CI's own stack)."""
+    opa_url = args.opa_url or os.environ.get("OPA_URL") or "http://127.0.0.1:8181"
+    try:
+        trust.register_submitter(opa_url, args.client_id, args.types)
+    except ValueError as error:
+        print(f"evidence trust register: {error}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as error:
+        print(f"evidence trust register: OPA refused or is unreachable ({error})", file=sys.stderr)
+        return 1
+    print(f"{args.client_id} is trusted for {' '.join(args.types)}")
     return 0
 
 
@@ -180,6 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "rotate-key", help="rotate the checkpoint signing key in OpenBao (old keys stay published)"
     ).set_defaults(handler=rotate_key)
+    trust_parser = commands.add_parser(
+        "trust-register",
+        help="trust a client's records of some types, through OPA's data API (not in "
+        "production, where only policies/trust/evidence_submitters.json counts)",
+    )
+    trust_parser.add_argument("--client-id", required=True)
+    trust_parser.add_argument(
+        "--types", nargs="+", required=True, help="record type patterns, e.g. 'ci.**'"
+    )
+    trust_parser.add_argument("--opa-url", default=None, help="default $OPA_URL")
+    trust_parser.set_defaults(handler=trust_register)
     return parser
 
 

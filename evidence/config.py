@@ -9,32 +9,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from app.platform.settings import Settings, SettingsError
+from app.platform.settings import (
+    Settings,
+    SettingsError,
+    integer_setting,
+    tls_in_production,
+    url_setting,
+)
 
 DATABASE_SECRET = "moneypath/evidence-database"  # noqa: S105 - a Vault path, not a secret
+# The API database, reached with a role that may only call identity.key_is_active().
+# The owner role's URL: migrations only (`evidence migrate`), never the running service.
+MIGRATION_DATABASE_SECRET = "moneypath/evidence-migration-database"  # noqa: S105 - a Vault path
+IDENTITY_DATABASE_SECRET = "moneypath/evidence-identity-database"  # noqa: S105 - a Vault path
 SIGNING_KEY_NAME = "evidence-checkpoint"
-
-
-def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.strip().lstrip("-").isdigit():
-        raise SettingsError(f"{name}={raw!r} is not an integer")
-    value = int(raw)
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={value} must lie in [{low}, {high}]")
-    return value
-
-
-def _url(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name) or default
-    parts = urlsplit(value)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise SettingsError(f"{name}={value!r} is not an http(s) URL")
-    return value.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +56,27 @@ class EvidenceSettings:
             raise SettingsError("EVIDENCE_LOG_ORIGIN must be printable, at most 128 characters")
         return cls(
             platform=platform,
-            public_base_url=_url(source, "EVIDENCE_PUBLIC_BASE_URL", platform.evidence_url),
-            issuer_url=_url(source, "API_ISSUER_URL", platform.public_base_url),
+            public_base_url=url_setting(source, "EVIDENCE_PUBLIC_BASE_URL", platform.evidence_url),
+            # The issuer's JWKS URL is derived from it (jwks_url), so TLS covers both.
+            issuer_url=tls_in_production(
+                platform.environment,
+                "API_ISSUER_URL",
+                url_setting(source, "API_ISSUER_URL", platform.public_base_url),
+            ),
             origin=origin,
-            body_limit_bytes=_integer(
+            body_limit_bytes=integer_setting(
                 source, "EVIDENCE_BODY_LIMIT_BYTES", 1024 * 1024, 64 * 1024, 16 * 1024 * 1024
             ),
-            attachment_limit_bytes=_integer(
+            attachment_limit_bytes=integer_setting(
                 source, "EVIDENCE_ATTACHMENT_LIMIT_BYTES", 512 * 1024, 1024, 8 * 1024 * 1024
             ),
-            checkpoint_every_records=_integer(
+            checkpoint_every_records=integer_setting(
                 source, "EVIDENCE_CHECKPOINT_EVERY_RECORDS", 1000, 1, 1_000_000
             ),
-            checkpoint_interval_ms=_integer(
+            checkpoint_interval_ms=integer_setting(
                 source, "EVIDENCE_CHECKPOINT_INTERVAL_MS", 1000, 50, 3_600_000
             ),
-            export_max_records=_integer(
+            export_max_records=integer_setting(
                 source, "EVIDENCE_EXPORT_MAX_RECORDS", 10_000, 1, 1_000_000
             ),
             signing_key_name=source.get("EVIDENCE_SIGNING_KEY") or SIGNING_KEY_NAME,

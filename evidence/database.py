@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.platform import migrate
-from app.platform.vault import Vault
-from evidence.config import DATABASE_SECRET
+from app.platform.vault import DatabaseNotConfiguredError, Vault
+from evidence.config import DATABASE_SECRET, IDENTITY_DATABASE_SECRET, MIGRATION_DATABASE_SECRET
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
-class DatabaseNotConfiguredError(RuntimeError):
-    """Vault holds no evidence database URL; `moneypath bootstrap` (or `up`) writes it."""
+__all__ = ["MIGRATIONS", "DatabaseNotConfiguredError", "database_url", "upgrade"]
 
 
 def version_locations() -> list[Path]:
@@ -27,9 +26,19 @@ def upgrade(database_url: str) -> None:
 
 
 def database_url(vault: Vault) -> str:
-    secret = vault.read_secret(DATABASE_SECRET)
-    if secret is None or not secret.get("url"):
-        raise DatabaseNotConfiguredError(
-            f"Vault has no kv/{DATABASE_SECRET}: run `moneypath up` or the bootstrap first"
-        )
-    return str(secret["url"])
+    """Raises DatabaseNotConfiguredError."""
+    return vault.database_url(DATABASE_SECRET)
+
+
+def identity_database_url(vault: Vault) -> str:
+    """Where the evidence service asks whether a client and key are still usable.
+
+    Raises DatabaseNotConfiguredError."""
+    return vault.database_url(IDENTITY_DATABASE_SECRET)
+
+
+def migration_database_url(vault: Vault) -> str:
+    """The owner role's URL, for `evidence migrate`; the service itself never holds it.
+
+    Raises DatabaseNotConfiguredError."""
+    return vault.database_url(MIGRATION_DATABASE_SECRET)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -43,9 +43,20 @@ def _prop(name: str, value: str) -> dict[str, str]:
     return {"name": name, "ns": PROPERTY_NAMESPACE, "value": value}
 
 
+def _writer(record: Mapping[str, Any]) -> str:
+    submitter = records.submitter_of(record)
+    written_by = (
+        f"client {submitter.client_id} (key {submitter.key_id})"
+        if submitter is not None
+        else "an unrecorded writer"
+    )
+    return f"submitted by {written_by}, actor {record['actor']}"
+
+
 def oscal_assessment_results(
     items: Sequence[Mapping[str, Any]],
     *,
+    trusted: Collection[str],
     generated_at: datetime,
     collected_from: datetime | None,
     collected_to: datetime | None,
@@ -53,9 +64,11 @@ def oscal_assessment_results(
 ) -> dict[str, Any]:
     """One observation per record; one finding per control ref with its latest result.
 
-    A control's latest result is its most recent `pass`, `fail` or `error` (by seq);
-    `info` records are observations but never decide a finding. A control with only
-    `info` records is `not-satisfied` with reason `other`: nothing showed it holds.
+    A control's latest result is its most recent `pass`, `fail` or `error` (by seq) among
+    the records in `trusted` (ids of records whose verified writer the trust policy
+    accepts for their type). Other records are still observations, marked untrusted, but
+    never decide a finding; nor do `info` records. A control with no deciding record is
+    `not-satisfied` with reason `other`: nothing trustworthy showed it holds.
     """
     ordered = sorted(items, key=lambda record: int(record["seq"]))
     observations: list[dict[str, Any]] = []
@@ -63,17 +76,25 @@ def oscal_assessment_results(
     decisive: dict[str, Mapping[str, Any]] = {}
     for record in ordered:
         observation_uuid = derived_uuid("observation", str(record["id"]))
+        is_trusted = str(record["id"]) in trusted
         props = [_prop("result", str(record["result"])), _prop("evidence-type", record["type"])]
         props.extend(_prop("control-ref", ref) for ref in record["control_refs"])
         commit = record.get("subject", {}).get("commit")
         if commit:
             props.append(_prop("commit", commit))
+        submitter = records.submitter_of(record)
+        if submitter is not None:
+            props.append(_prop("submitted-by", submitter.client_id))
+            props.append(_prop("submitted-with-key", submitter.key_id))
+        props.append(_prop("actor", str(record["actor"])))
+        props.append(_prop("trusted-submitter", "true" if is_trusted else "false"))
         observations.append(
             {
                 "uuid": observation_uuid,
                 "title": f"{record['type']}: {record['result']}",
-                "description": f"Evidence record {record['id']} (seq {record['seq']}) "
-                f"by {record['actor']}.",
+                "description": f"Evidence record {record['id']} (seq {record['seq']}), "
+                f"{_writer(record)}"
+                + ("." if is_trusted else "; not a trusted writer of this type."),
                 "props": props,
                 "methods": ["TEST"],
                 "collected": record["collected_at"],
@@ -87,22 +108,35 @@ def oscal_assessment_results(
         )
         for ref in record["control_refs"]:
             latest[ref] = record
-            if record["result"] in _RESULT_STATE:
+            if is_trusted and record["result"] in _RESULT_STATE:
                 decisive[ref] = record
     findings: list[dict[str, Any]] = []
     for ref in sorted(latest):
         deciding = decisive.get(ref)
-        state, reason = (
-            _RESULT_STATE[str(deciding["result"])] if deciding else ("not-satisfied", "other")
-        )
+        if deciding is not None:
+            state, reason = _RESULT_STATE[str(deciding["result"])]
+            description = (
+                f"Latest result for {ref}: {deciding['result']} (record {deciding['id']}, "
+                f"{_writer(deciding)})."
+            )
+        else:
+            state, reason = ("not-satisfied", "other")
+            description = (
+                f"No pass, fail or error result for {ref} from a trusted writer; the latest "
+                f"record is {latest[ref]['id']} ({_writer(latest[ref])})."
+            )
         shown = deciding or latest[ref]
+        finding_props = [_prop("control-ref", ref)]
+        shown_submitter = records.submitter_of(shown)
+        if shown_submitter is not None:
+            finding_props.append(_prop("submitted-by", shown_submitter.client_id))
+        finding_props.append(_prop("actor", str(shown["actor"])))
         findings.append(
             {
                 "uuid": derived_uuid("finding", f"{ref}:{shown['id']}"),
                 "title": ref,
-                "description": f"Latest result for {ref}: {shown['result']} "
-                f"(record {shown['id']}).",
-                "props": [_prop("control-ref", ref)],
+                "description": description,
+                "props": finding_props,
                 "target": {
                     "type": "objective-id",
                     "target-id": control_token(ref),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import rfc8785
 
 from app.platform.errors import ValidationError
+from app.platform.utc import rfc3339_fixed
 from evidence import merkle
 
 MAX_DETAILS_BYTES = 16 * 1024
@@ -108,17 +110,32 @@ RECORD_REQUEST_SCHEMA: dict[str, Any] = {
     },
 }
 
+# Set by the server from the verified token (client id) and request signature (keyid).
+SUBMITTED_BY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["client_id", "key_id"],
+    "properties": {"client_id": {"type": "string"}, "key_id": {"type": "string"}},
+}
 _RECORD_PROPERTIES = {
     **RECORD_REQUEST_SCHEMA["properties"],
     "id": {"type": "string", "pattern": "^evd_[0-9a-f]{32}$"},
     "seq": {"type": "integer", "minimum": 0},
     "collected_at": {"type": "string"},
+    "submitted_by": SUBMITTED_BY_SCHEMA,
 }
 RECORD_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": [*RECORD_REQUEST_SCHEMA["required"], "id", "seq", "collected_at"],
+    "required": [
+        *RECORD_REQUEST_SCHEMA["required"],
+        "id",
+        "seq",
+        "collected_at",
+        "submitted_by",
+    ],
     "properties": _RECORD_PROPERTIES,
 }
+# Fields only the server writes: a body that sends one is refused by name.
+SERVER_FIELDS = ("id", "seq", "collected_at", "submitted_by")
 
 
 class RecordTooLargeError(ValidationError):
@@ -129,11 +146,8 @@ def new_record_id() -> str:
     return "evd_" + secrets.token_hex(16)
 
 
-def format_time(moment: datetime) -> str:
-    """RFC 3339 UTC with microseconds, the one form `collected_at` takes."""
-    if moment.tzinfo is None:
-        raise ValueError("aware datetimes only")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+# RFC 3339 UTC with microseconds, the one form `collected_at` takes.
+format_time = rfc3339_fixed
 
 
 def parse_time(value: str) -> datetime:
@@ -192,6 +206,9 @@ def prepare_submission(body: Mapping[str, Any]) -> dict[str, Any]:
 
     Raises ValidationError (422) or RecordTooLargeError (422 `record_too_large`).
     """
+    for name in SERVER_FIELDS:
+        if name in body:
+            raise ValidationError(f"/{name}: set by the server, never by the writer")
     submission: dict[str, Any] = _exact_json(dict(body), [MAX_NODES_IN_DETAILS + 500], "")
     started = parse_time(submission["started_at"])
     finished = parse_time(submission["finished_at"])
@@ -208,11 +225,47 @@ def prepare_submission(body: Mapping[str, Any]) -> dict[str, Any]:
     return submission
 
 
+@dataclass(frozen=True, slots=True)
+class Submitter:
+    """Who wrote a record, as verified: the token's client id and the signature's keyid."""
+
+    client_id: str
+    key_id: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"client_id": self.client_id, "key_id": self.key_id}
+
+
 def build_record(
-    submission: Mapping[str, Any], record_id: str, seq: int, collected_at: datetime
+    submission: Mapping[str, Any],
+    record_id: str,
+    seq: int,
+    collected_at: datetime,
+    submitter: Submitter,
 ) -> dict[str, Any]:
-    """The stored record: the submitted fields plus id, seq and collected_at."""
-    return {**submission, "id": record_id, "seq": seq, "collected_at": format_time(collected_at)}
+    """The stored record: the submitted fields plus id, seq, collected_at and submitted_by.
+
+    `submitted_by` is inside the leaf, so a record cannot later be passed off as another
+    writer's without breaking its inclusion proof.
+    """
+    return {
+        **submission,
+        "id": record_id,
+        "seq": seq,
+        "collected_at": format_time(collected_at),
+        "submitted_by": submitter.as_json(),
+    }
+
+
+def submitter_of(record: Mapping[str, Any]) -> Submitter | None:
+    """The record's verified writer; None for a record written before writers were kept."""
+    value = record.get("submitted_by")
+    if not isinstance(value, Mapping):
+        return None
+    client_id, key_id = value.get("client_id"), value.get("key_id")
+    if not isinstance(client_id, str) or not isinstance(key_id, str):
+        return None
+    return Submitter(client_id, key_id)
 
 
 def attachment_digest(content: bytes) -> str:

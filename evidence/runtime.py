@@ -9,12 +9,15 @@ from app.platform.web import Call, Services
 from evidence.checkpointer import Checkpointer
 from evidence.config import EvidenceSettings
 from evidence.signing import TransitSigner
+from evidence.trust import SubmitterTrust
 
 
 @dataclass(slots=True, kw_only=True)
 class EvidenceServices(Services):
     settings: EvidenceSettings
     signer: TransitSigner
+    # Which writers' records count in OSCAL findings (policies/evidence/trust.rego).
+    submitter_trust: SubmitterTrust
     # None in tools that append without running the periodic checkpointer.
     checkpointer: Checkpointer | None = None
 

@@ -1,4 +1,7 @@
-"""Use cases of the evidence log over PostgreSQL: append, checkpoint, prove, query, export.
+"""Use cases of the evidence log over PostgreSQL: append, query, export.
+
+Checkpoints and proofs over the stored tree live in `tree.py`, attachments in
+`attachments.py`.
 
 Every function takes the caller's session, so a request's effect, its audit record and
 its idempotency completion commit together (the platform pipeline owns the transaction).
@@ -6,21 +9,17 @@ its idempotency completion commit together (the platform pipeline owns the trans
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform.errors import InvariantViolation, NotFoundError, ValidationError
-from evidence import exports, merkle, records
-from evidence.checkpoints import Checkpoint, note_text
-from evidence.signing import TransitSigner
-
-MAX_PROOF_NODES_PER_QUERY = 50_000
+from app.platform.errors import NotFoundError, ValidationError
+from evidence import exports, merkle, records, tree
+from evidence.checkpoints import Checkpoint
 
 
 class RecordNotFoundError(NotFoundError):
@@ -29,16 +28,6 @@ class RecordNotFoundError(NotFoundError):
 
 class UnknownAttachmentError(ValidationError):
     title = "Unknown attachment"
-
-
-class AttachmentTooLargeError(ValidationError):
-    status = 413
-    title = "Attachment too large"
-
-
-class TreeSizeError(ValidationError):
-    code = "invalid_tree_size"
-    title = "Invalid tree size"
 
 
 class ExportTooLargeError(ValidationError):
@@ -82,9 +71,14 @@ class Filters:
 
 
 async def append(
-    session: AsyncSession, submission: Mapping[str, Any], now: datetime | None = None
+    session: AsyncSession,
+    submission: Mapping[str, Any],
+    *,
+    submitter: records.Submitter,
+    now: datetime | None = None,
 ) -> Appended:
-    """Append one prepared submission (see records.prepare_submission) to the log.
+    """Append one prepared submission (see records.prepare_submission) to the log, with
+    `submitter` (the verified writer) inside the record and so inside its leaf hash.
 
     Takes the log_state row lock, so concurrent appends queue and `seq` has no gaps.
     Raises UnknownAttachmentError when an attachment digest was never uploaded.
@@ -118,7 +112,7 @@ async def append(
     if state.last_collected_at is not None and moment < state.last_collected_at:
         moment = state.last_collected_at
     record_id = records.new_record_id()
-    record = records.build_record(submission, record_id, size, moment)
+    record = records.build_record(submission, record_id, size, moment, submitter)
     leaf = records.record_leaf_hash(record)
     new_frontier, completed = merkle.frontier_append(frontier, size, leaf)
     commit = record.get("subject", {}).get("commit")
@@ -168,150 +162,6 @@ async def log_size(session: AsyncSession) -> int:
         await session.execute(text("SELECT size FROM evidence.log_state WHERE id = 1"))
     ).scalar_one()
     return size
-
-
-# ---- checkpoints ----------------------------------------------------------------------
-
-
-def _checkpoint_from_row(row: Any) -> Checkpoint:
-    return Checkpoint(
-        origin=row.origin,
-        size=row.size,
-        root_hash=bytes(row.root_hash),
-        timestamp=records.format_time(row.issued_at),
-        key_id=row.key_id,
-        signature=bytes(row.signature),
-    )
-
-
-async def latest_checkpoint(session: AsyncSession) -> Checkpoint | None:
-    row = (
-        await session.execute(
-            text(
-                "SELECT size, origin, root_hash, issued_at, key_id, signature "
-                "FROM evidence.checkpoints ORDER BY size DESC LIMIT 1"
-            )
-        )
-    ).first()
-    return None if row is None else _checkpoint_from_row(row)
-
-
-async def checkpoint_at(session: AsyncSession, size: int) -> Checkpoint | None:
-    row = (
-        await session.execute(
-            text(
-                "SELECT size, origin, root_hash, issued_at, key_id, signature "
-                "FROM evidence.checkpoints WHERE size = :size"
-            ),
-            {"size": size},
-        )
-    ).first()
-    return None if row is None else _checkpoint_from_row(row)
-
-
-async def issue_checkpoint(
-    sessions: async_sessionmaker[AsyncSession], signer: TransitSigner, origin: str
-) -> Checkpoint | None:
-    """Sign the current tree head if it grew since the last checkpoint; else return None.
-
-    Raises VaultUnavailableError when OpenBao cannot sign.
-    """
-    async with sessions() as session, session.begin():
-        state = (await session.execute(text("SELECT size, frontier FROM evidence.log_state"))).one()
-        latest = await latest_checkpoint(session)
-    size: int = state.size
-    if size == 0 or (latest is not None and latest.size >= size):
-        return None
-    root = merkle.frontier_root([bytes(item) for item in state.frontier])
-    note = note_text(origin, size, root)
-    key_id, signature = await signer.asign(note.encode())
-    issued_at = datetime.now(UTC)
-    async with sessions() as session, session.begin():
-        await session.execute(
-            text(
-                """
-                INSERT INTO evidence.checkpoints
-                    (size, origin, root_hash, issued_at, key_id, signature, note)
-                VALUES (:size, :origin, :root, :issued_at, :key_id, :signature, :note)
-                ON CONFLICT (size) DO NOTHING
-                """
-            ),
-            {
-                "size": size,
-                "origin": origin,
-                "root": root,
-                "issued_at": issued_at,
-                "key_id": key_id,
-                "signature": signature,
-                "note": note,
-            },
-        )
-    return Checkpoint(origin, size, root, records.format_time(issued_at), key_id, signature)
-
-
-# ---- proofs ---------------------------------------------------------------------------
-
-
-async def fetch_nodes(
-    session: AsyncSession, keys: Iterable[tuple[int, int]]
-) -> dict[tuple[int, int], bytes]:
-    wanted = sorted(set(keys))
-    found: dict[tuple[int, int], bytes] = {}
-    for start in range(0, len(wanted), MAX_PROOF_NODES_PER_QUERY):
-        chunk = wanted[start : start + MAX_PROOF_NODES_PER_QUERY]
-        rows = await session.execute(
-            text(
-                """
-                SELECT n.level, n.index AS node_index, n.hash
-                FROM unnest(CAST(:levels AS smallint[]), CAST(:indexes AS bigint[]))
-                     AS k(level, index)
-                JOIN evidence.tree_nodes n ON n.level = k.level AND n.index = k.index
-                """
-            ),
-            {"levels": [level for level, _ in chunk], "indexes": [index for _, index in chunk]},
-        )
-        for row in rows:
-            found[(int(row.level), int(row.node_index))] = bytes(row.hash)
-    if len(found) != len(wanted):
-        raise InvariantViolation("merkle_nodes_present", "a stored tree node is missing")
-    return found
-
-
-def _lookup(nodes: Mapping[tuple[int, int], bytes]) -> merkle.NodeLookup:
-    return lambda level, index: nodes[(level, index)]
-
-
-async def inclusion_proofs(
-    session: AsyncSession, indexes: Sequence[int], size: int
-) -> dict[int, list[bytes]]:
-    """PATH for each leaf index in a tree of `size`, with all nodes fetched at once."""
-    needed: set[tuple[int, int]] = set()
-    for index in indexes:
-        needed |= merkle.nodes_needed_for_inclusion(index, size)
-    nodes = _lookup(await fetch_nodes(session, needed))
-    return {index: merkle.inclusion_proof(index, size, nodes) for index in indexes}
-
-
-async def consistency(session: AsyncSession, first: int, second: int) -> list[bytes]:
-    """RFC 9162 consistency proof; both sizes must be covered by a checkpoint.
-
-    Raises TreeSizeError when 0 < first <= second <= latest checkpoint size fails.
-    """
-    latest = await latest_checkpoint(session)
-    limit = latest.size if latest is not None else 0
-    if not 0 < first <= second <= limit:
-        raise TreeSizeError(f"need 0 < first <= second <= {limit} (the latest checkpoint size)")
-    nodes = await fetch_nodes(session, merkle.nodes_needed_for_consistency(first, second))
-    return merkle.consistency_proof(first, second, _lookup(nodes))
-
-
-async def root_at(session: AsyncSession, size: int) -> bytes:
-    nodes = await fetch_nodes(session, merkle.nodes_needed_for_root(size))
-    return merkle.root_hash(size, _lookup(nodes))
-
-
-def proof_json(index: int, size: int, hashes: Sequence[bytes]) -> dict[str, Any]:
-    return {"leaf_index": index, "tree_size": size, "hashes": [item.hex() for item in hashes]}
 
 
 # ---- reads ----------------------------------------------------------------------------
@@ -423,7 +273,7 @@ async def covered_records(
 
     Returns (checkpoint, records, low, high). Raises ExportTooLargeError past `max_records`.
     """
-    checkpoint = await latest_checkpoint(session)
+    checkpoint = await tree.latest_checkpoint(session)
     if checkpoint is None:
         return None, [], 0, 0
     bounds = await seq_range(session, filters)
@@ -438,59 +288,6 @@ async def covered_records(
             f"{high - low} records in range, more than {max_records}; narrow from/to"
         )
     return checkpoint, await records_in_seq_range(session, low, high), low, high
-
-
-# ---- attachments ----------------------------------------------------------------------
-
-
-async def store_attachment(
-    session: AsyncSession, media_type: str, content_base64: str, limit_bytes: int
-) -> dict[str, Any]:
-    """Store content under its sha-256 digest (idempotent: same bytes, same digest).
-
-    Raises ValidationError for bad base64 and AttachmentTooLargeError past `limit_bytes`.
-    """
-    if len(content_base64) > (limit_bytes + 2) // 3 * 4 + 4:
-        raise AttachmentTooLargeError(f"attachment larger than {limit_bytes} bytes")
-    try:
-        content = base64.b64decode(content_base64, validate=True)
-    except ValueError:
-        raise ValidationError("/content_base64: not valid base64") from None
-    if len(content) > limit_bytes:
-        raise AttachmentTooLargeError(f"attachment larger than {limit_bytes} bytes")
-    digest = records.attachment_digest(content)
-    await session.execute(
-        text(
-            """
-            INSERT INTO evidence.attachments (digest, media_type, size_bytes, content)
-            VALUES (:digest, :media_type, :size, :content)
-            ON CONFLICT (digest) DO NOTHING
-            """
-        ),
-        {"digest": digest, "media_type": media_type, "size": len(content), "content": content},
-    )
-    return {"digest": digest, "media_type": media_type, "size_bytes": len(content)}
-
-
-async def get_attachment(session: AsyncSession, digest: str) -> dict[str, Any]:
-    """Raises NotFoundError."""
-    row = (
-        await session.execute(
-            text(
-                "SELECT digest, media_type, size_bytes, content FROM evidence.attachments "
-                "WHERE digest = :digest"
-            ),
-            {"digest": digest},
-        )
-    ).first()
-    if row is None:
-        raise NotFoundError(f"no attachment {digest}")
-    return {
-        "digest": row.digest,
-        "media_type": row.media_type,
-        "size_bytes": row.size_bytes,
-        "content_base64": base64.b64encode(bytes(row.content)).decode(),
-    }
 
 
 # ---- exports --------------------------------------------------------------------------
@@ -537,11 +334,11 @@ async def export_bundle(
         before = await record_at(session, low - 1) if low > 0 else None
     after = await record_at(session, high) if high < size else None
     proven = [item for item in (*stored, before, after) if item is not None]
-    proofs = await inclusion_proofs(session, [item.seq for item in proven], size)
+    proofs = await tree.inclusion_proofs(session, [item.seq for item in proven], size)
 
     def entry(item: StoredRecord) -> dict[str, Any]:
         return exports.bundle_entry(
-            item.record, item.leaf_hash, proof_json(item.seq, size, proofs[item.seq])
+            item.record, item.leaf_hash, tree.proof_json(item.seq, size, proofs[item.seq])
         )
 
     return exports.bundle(

@@ -9,11 +9,18 @@ api module (set-up is not what we measure); the measured transfers go over HTTP 
 whole pipeline: bearer token, RFC 9421 signature + nonce, OPA, Idempotency-Key, schema
 validation, the ledger transaction, audit record and outbox event.
 
-Two scenarios, each followed by pgbench TPC-B (scale 10) against the same PostgreSQL:
-1. 1,000 accounts, each transfer between two random ones (little contention);
-2. 2 hot accounts, every transfer between the same two (every request on the same rows).
+Three scenarios, each followed by pgbench TPC-B (scale 10) against the same PostgreSQL:
+1. uncontended: 1,000 accounts, each transfer between two random ones, one signed request
+   per transfer (`POST /v1/ledger/transactions`);
+2. hot: 2 accounts, every transfer between the same two (every request on the same rows);
+3. batch: 1,000 accounts, transfers sent 100 per signed request
+   (`POST /v1/ledger/transactions/batch`).
 
-Prints, per scenario, transfers/s, pgbench tps and their ratio, plus latency percentiles.
+Prints, per scenario: transfers/s, pgbench tps and their ratio, latency percentiles, the
+CPU each transfer cost the API, PostgreSQL and OPA processes, and the SQL statements per
+transfer (counted from PostgreSQL's statement log on a few extra requests, BEGIN and
+COMMIT included: each is a round trip, since nothing is pipelined). The machine is
+shared, so compare ratios from one run only.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ if TYPE_CHECKING:
 
 FUNDING_MINOR = 10**12
 PGBENCH_SCALE = 10
+BATCH_SIZE = 100
 
 
 @dataclass
@@ -57,6 +65,8 @@ class Outcome:
     p99_ms: float
     api_cpu_ms_per_transfer: float = 0.0
     db_cpu_ms_per_transfer: float = 0.0
+    opa_cpu_ms_per_transfer: float = 0.0
+    statements_per_transfer: float = 0.0
 
 
 def _tree_cpu_s(root_pid: int) -> float:
@@ -128,8 +138,17 @@ def _transfer_body(chooser: random.Random, accounts: list[str]) -> dict[str, obj
     }
 
 
+def _batch_body(chooser: random.Random, accounts: list[str]) -> dict[str, object]:
+    return {"transactions": [_transfer_body(chooser, accounts) for _ in range(BATCH_SIZE)]}
+
+
 def _drive(
-    clients: list[ApiClient], accounts: list[str], seconds: float, presigned_per_client: int
+    clients: list[ApiClient],
+    accounts: list[str],
+    seconds: float,
+    presigned_per_client: int,
+    *,
+    batch: bool = False,
 ) -> Outcome:
     """Send signed transfers from every client for `seconds`.
 
@@ -138,6 +157,8 @@ def _drive(
     server, as pgbench's C client does, not on Python-side Ed25519 signing. A client that
     runs out of pre-signed requests signs more on the fly, and that cost is then counted.
     """
+    path = "/v1/ledger/transactions/batch" if batch else "/v1/ledger/transactions"
+    body = _batch_body if batch else _transfer_body
     statuses: Counter[int] = Counter()
     latencies_ms: list[float] = []
     lock = threading.Lock()
@@ -148,8 +169,8 @@ def _drive(
             [
                 client.build(
                     "POST",
-                    "/v1/ledger/transactions",
-                    json=_transfer_body(chooser, accounts),
+                    path,
+                    json=body(chooser, accounts),
                     idempotency_key=secrets.token_hex(16),
                 )
                 for _ in range(presigned_per_client)
@@ -167,8 +188,8 @@ def _drive(
                 if batch
                 else client.build(
                     "POST",
-                    "/v1/ledger/transactions",
-                    json=_transfer_body(chooser, accounts),
+                    path,
+                    json=body(chooser, accounts),
                     idempotency_key=secrets.token_hex(16),
                 )
             )
@@ -191,12 +212,65 @@ def _drive(
         thread.join(timeout=seconds + 60)
     elapsed = time.monotonic() - started
     ordered = sorted(latencies_ms) or [0.0]
+    per_request = BATCH_SIZE if batch else 1
     return Outcome(
-        transfers_per_s=statuses[201] / elapsed,
+        transfers_per_s=statuses[201] * per_request / elapsed,
         statuses=statuses,
         p50_ms=statistics.median(ordered),
         p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
     )
+
+
+def _set_statement_log(database_url: str, value: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(f"ALTER SYSTEM SET log_statement = '{value}'")
+        connection.execute("SELECT pg_reload_conf()")
+    time.sleep(0.5)  # the reload reaches every backend at its next command
+
+
+def _round_trips(
+    stack: Stack, client: ApiClient, accounts: list[str], *, batch: bool, requests: int = 20
+) -> float:
+    """Statements PostgreSQL executes per transfer, counted from its statement log.
+
+    Counted on a few extra requests after the timed run (logging every statement costs
+    CPU): with nothing pipelined, each statement, BEGIN and COMMIT included, is one round
+    trip between the API and PostgreSQL.
+    """
+    assert stack.database_url is not None
+    log_path = stack.log_path("postgres")
+    start = log_path.stat().st_size
+    _set_statement_log(stack.database_url, "all")
+    marker = secrets.token_hex(8)
+    chooser = random.Random(7)
+    body = _batch_body if batch else _transfer_body
+    path = "/v1/ledger/transactions/batch" if batch else "/v1/ledger/transactions"
+    try:
+        with psycopg.connect(stack.database_url, autocommit=True) as connection:
+            connection.execute(f"SELECT 'bench-start-{marker}'")
+        created = 0
+        for _ in range(requests):
+            response = client.send(
+                client.build(
+                    "POST",
+                    path,
+                    json=body(chooser, accounts),
+                    idempotency_key=secrets.token_hex(16),
+                )
+            )
+            created += response.status_code == 201
+        with psycopg.connect(stack.database_url, autocommit=True) as connection:
+            connection.execute(f"SELECT 'bench-end-{marker}'")
+    finally:
+        _set_statement_log(stack.database_url, "none")
+    with log_path.open("rb") as log:
+        log.seek(start)
+        text = log.read().decode(errors="replace")
+    window = text.split(f"bench-start-{marker}", 1)[-1].split(f"bench-end-{marker}", 1)[0]
+    statements = len(re.findall(r"LOG:  (?:statement|execute [^:]*):", window))
+    # The end marker's own connection may log its set-up statements; they are few and
+    # are not the ledger's, so count only what the API sent: the window holds nothing else.
+    return statements / max(1, created * (BATCH_SIZE if batch else 1))
 
 
 def _pgbench(database_url: str, seconds: float, clients: int) -> float:
@@ -254,7 +328,7 @@ def main() -> int:
             assert stack.database_url is not None
             database_url = stack.database_url
             factory = ClientFactory(database_url, httpx.Client(base_url=stack.api_url))
-            https = [httpx.Client(base_url=stack.api_url, timeout=30) for _ in range(args.clients)]
+            https = [httpx.Client(base_url=stack.api_url, timeout=60) for _ in range(args.clients)]
             clients = [factory(scopes=["ledger:write", "ledger:read"], http=http) for http in https]
             for client in clients:
                 client.token()
@@ -262,28 +336,46 @@ def main() -> int:
                 f"ledger benchmark: {args.clients} HTTP clients, {args.api_workers} uvicorn "
                 f"workers, {args.seconds:.0f} s per run, request signing ACTIVE "
                 "(bearer token + RFC 9421 ed25519 + nonce, checked by the server; clients "
-                f"pre-sign {args.presigned} requests each), PostgreSQL fsync=on",
+                f"pre-sign {args.presigned} requests each), PostgreSQL fsync=on; "
+                f"load average at the start: {os.getloadavg()}",
                 flush=True,
             )
             results: dict[str, tuple[Outcome, float]] = {}
-            for name, count in (("uncontended", args.accounts), ("hot", 2)):
+            scenarios = (
+                ("uncontended", args.accounts, False),
+                ("hot", 2, False),
+                ("batch", args.accounts, True),
+            )
+            for name, count, batch in scenarios:
                 accounts = asyncio.run(_open_accounts(database_url, count))
-                api_pid = stack.processes["api"].pid
-                db_pid = stack.processes["postgres"].pid
-                api_before, db_before = _tree_cpu_s(api_pid), _tree_cpu_s(db_pid)
-                outcome = _drive(clients, accounts, args.seconds, args.presigned)
-                done = max(1, outcome.statuses[201])
-                outcome.api_cpu_ms_per_transfer = (_tree_cpu_s(api_pid) - api_before) * 1000 / done
-                outcome.db_cpu_ms_per_transfer = (_tree_cpu_s(db_pid) - db_before) * 1000 / done
+                pids = {part: stack.processes[part].pid for part in ("api", "postgres", "opa")}
+                cpu_before = {part: _tree_cpu_s(pid) for part, pid in pids.items()}
+                presigned = max(1, args.presigned // BATCH_SIZE) if batch else args.presigned
+                outcome = _drive(clients, accounts, args.seconds, presigned, batch=batch)
+                done = max(1, outcome.statuses[201] * (BATCH_SIZE if batch else 1))
+                spent = {
+                    part: (_tree_cpu_s(pid) - cpu_before[part]) * 1000 / done
+                    for part, pid in pids.items()
+                }
+                outcome.api_cpu_ms_per_transfer = spent["api"]
+                outcome.db_cpu_ms_per_transfer = spent["postgres"]
+                outcome.opa_cpu_ms_per_transfer = spent["opa"]
+                outcome.statements_per_transfer = _round_trips(
+                    stack, clients[0], accounts, batch=batch
+                )
                 tps = _pgbench(database_url, args.seconds, args.pgbench_clients)
                 results[name] = (outcome, tps)
+                unit = f"batches of {BATCH_SIZE}" if batch else "one transfer per request"
                 print(
-                    f"{name:>11} ({count} accounts): {outcome.transfers_per_s:8.1f} posted "
-                    f"transfers/s  | pgbench TPC-B {tps:8.1f} tps | ratio "
+                    f"{name:>11} ({count} accounts, {unit}): {outcome.transfers_per_s:8.1f} "
+                    f"posted transfers/s | pgbench TPC-B {tps:8.1f} tps | ratio "
                     f"{outcome.transfers_per_s / tps:.3f} | p50 {outcome.p50_ms:.1f} ms "
-                    f"p99 {outcome.p99_ms:.1f} ms | CPU per transfer: API "
-                    f"{outcome.api_cpu_ms_per_transfer:.1f} ms, PostgreSQL "
-                    f"{outcome.db_cpu_ms_per_transfer:.1f} ms | statuses {dict(outcome.statuses)}",
+                    f"p99 {outcome.p99_ms:.1f} ms (per request) | CPU per transfer: API "
+                    f"{outcome.api_cpu_ms_per_transfer:.2f} ms, PostgreSQL "
+                    f"{outcome.db_cpu_ms_per_transfer:.2f} ms, OPA "
+                    f"{outcome.opa_cpu_ms_per_transfer:.2f} ms | SQL statements (round trips) "
+                    f"per transfer {outcome.statements_per_transfer:.2f} | statuses "
+                    f"{dict(outcome.statuses)}",
                     flush=True,
                 )
             hot = results["hot"][0].transfers_per_s

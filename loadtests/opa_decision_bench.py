@@ -1,4 +1,5 @@
-"""OPA authorization decision latency, p50/p99, through the app's own `Opa` client.
+"""OPA authorization decision latency, p50/p99, through the app's own `Opa` client
+(opa-python-client's AsyncOpaClient, as on the request path).
 
 Starts a real OPA on a free port with the repository's policies (or uses OPA_URL), then
 asks `data.moneypath.authz` N times, one request at a time, the way the request pipeline

@@ -83,6 +83,11 @@ class EvidenceClient:
         # Every record this client appended, for the run's evidence bundle.
         self.appended: list[Appended] = []
 
+    @property
+    def client_id(self) -> str:
+        """The service client this writes as: the evidence service records it as the writer."""
+        return self._client_id
+
     def close(self) -> None:
         self._evidence.close()
         self._issuer.close()

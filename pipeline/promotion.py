@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.platform.utc import rfc3339
 from pipeline import provenance
 from pipeline.evidence_client import EvidenceClient, client_from_env
 from pipeline.policy import PolicyError, evaluate
@@ -30,10 +31,6 @@ MAX_LINKED_RECORDS = 50
 DSSE_ATTACHMENT = "build/provenance.dsse.json"
 PROOF_WAIT_S = 60.0
 PROOF_POLL_S = 0.5
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def gather(client: EvidenceClient, commit: str) -> dict[str, Any]:
@@ -102,8 +99,8 @@ def promote(
         },
         "tool": {"name": "moneypath-pipeline", "version": "1"},
         "actor": actor,
-        "started_at": _rfc3339(started_at),
-        "finished_at": _rfc3339(datetime.now(UTC)),
+        "started_at": rfc3339(started_at),
+        "finished_at": rfc3339(datetime.now(UTC)),
         "details": {
             "environment": environment[:64],
             "artifact_digest": artifact_digest[:80],

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from app.platform.utc import rfc3339
 from pipeline.gates import GATES, GateResult, Tool, attach
 from pipeline.policy import PolicyError, bundle_digest, evaluate
 from pipeline.summary import progress, publish, table
@@ -95,10 +96,6 @@ def worktree_clean(root: Path) -> bool | None:
     return run.stdout.strip() == ""
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 MAX_WAIVERS_IN_RECORD = 20
 
 
@@ -143,8 +140,8 @@ def gate_record(
             "config_digest": result.tool.config_digest,
         },
         "actor": actor,
-        "started_at": _rfc3339(result.started_at),
-        "finished_at": _rfc3339(result.finished_at),
+        "started_at": rfc3339(result.started_at),
+        "finished_at": rfc3339(result.finished_at),
         "details": {
             "gate": result.gate,
             "run_id": run_id,
@@ -195,7 +192,7 @@ def decide_gate(
         "gate": result.gate,
         "facts": result.facts,
         "waivers": waivers,
-        "now": _rfc3339(datetime.now(UTC)),
+        "now": rfc3339(datetime.now(UTC)),
         "mode": mode,
     }
     try:
@@ -328,8 +325,8 @@ def run_pipeline(
         },
         "tool": {"name": "moneypath-pipeline", "version": "1", "config_digest": policy_digest},
         "actor": actor,
-        "started_at": _rfc3339(started_at),
-        "finished_at": _rfc3339(datetime.now(UTC)),
+        "started_at": rfc3339(started_at),
+        "finished_at": rfc3339(datetime.now(UTC)),
         "details": {
             "run_id": run_id,
             "mode": mode,

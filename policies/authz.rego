@@ -19,6 +19,7 @@ action_scopes := {
 	"ledger.accounts.read": "ledger:read",
 	"ledger.entries.read": "ledger:read",
 	"ledger.transactions.create": "ledger:write",
+	"ledger.transactions.batch": "ledger:write",
 	"ledger.transactions.post": "ledger:write",
 	"ledger.transactions.void": "ledger:write",
 	"ledger.transactions.reverse": "ledger:write",
@@ -30,7 +31,11 @@ action_scopes := {
 	"payments.read": "payments:read",
 	"refunds.create": "refunds:write",
 	"payouts.create": "payouts:write",
+	"payouts.read": "payouts:write",
 	"webhook_endpoints.create": "payments:write",
+	"risk.reviews.list": "risk:read",
+	"risk.reviews.read": "risk:read",
+	"risk.reviews.decide": "risk:write",
 	"evidence.create": "evidence:write",
 	"evidence.read": "evidence:read",
 	"evidence.list": "evidence:read",
@@ -44,7 +49,18 @@ action_scopes := {
 	"evidence.attachments.read": "evidence:read",
 }
 
-# Resources that belong to one API client: only that client may touch them.
+# Resources that belong to one API client: only that client may touch them, and to any
+# other client they do not exist (404 not_found, never 403, so ids cannot be probed).
+#
+# To make a new resource owned (payments, refunds, payouts, webhook endpoints):
+#   1. list its resource type here;
+#   2. give every Endpoint whose path names one (`{id}`) that resource_type and an
+#      `owner_of(session, id)` lookup returning the creating client's id, or None when no
+#      such resource exists (see app/identity/customers.py owner_of);
+#   3. store the creating client id (`principal.client_id`) with the resource.
+# The pipeline then sends {type, id, owner} here, and `conceal` turns a refusal into 404.
+# Ledger resources are deliberately not owned: ledger clients are the operator's own
+# services and see the whole ledger (README, "Who sees what").
 owned_types := {"customer", "payment", "refund", "payout", "webhook_endpoint"}
 
 has_scope if {
@@ -54,9 +70,10 @@ has_scope if {
 
 owner_ok if not owned_types[input.resource.type]
 
+# A create names no existing resource yet: there is nothing to own.
 owner_ok if {
 	owned_types[input.resource.type]
-	input.resource.owner == null
+	object.get(input.resource, "id", null) == null
 }
 
 owner_ok if {
@@ -68,6 +85,14 @@ allow if {
 	input.principal.client_id
 	has_scope
 	owner_ok
+}
+
+# A named owned resource that is not the caller's, or does not exist (owner null): the
+# answer is 404 whatever the caller's scopes, so "someone else's" and "missing" look alike.
+conceal if {
+	owned_types[input.resource.type]
+	object.get(input.resource, "id", null) != null
+	input.resource.owner != input.principal.client_id
 }
 
 reasons contains "unknown action" if not action_scopes[input.action]

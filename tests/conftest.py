@@ -18,6 +18,10 @@ from app.entrypoints.devstack import Ports, Stack
 from app.platform.settings import Settings
 from tests.support.api_client import ClientFactory
 
+# Settings default to production; everything a test starts in this process or below it is
+# a test deployment, said explicitly.
+os.environ["MONEYPATH_ENV"] = "test"
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -27,6 +31,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ports=Ports.free(),
         database_url=os.environ.get("DATABASE_URL") or None,
         watch_policies=False,
+        sim_hold_s=5.0,
     )
     with services.running(apps=False):
         yield services
@@ -38,11 +43,13 @@ def settings(stack: Stack) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def api(settings: Settings) -> Iterator[TestClient]:
+def api(stack: Stack, settings: Settings) -> Iterator[TestClient]:
     """The API app in-process (ASGI), talking to the real services."""
     from app.entrypoints.asgi import create_app
+    from app.providers.api import ProviderSettings
 
-    with TestClient(create_app(settings), base_url=settings.public_base_url) as client:
+    app = create_app(settings, ProviderSettings.from_env(stack.app_env()))
+    with TestClient(app, base_url=settings.public_base_url) as client:
         yield client
 
 

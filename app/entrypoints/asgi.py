@@ -11,14 +11,20 @@ from starlette.applications import Starlette
 from app.domains import DOMAINS, ROUTES_MODULE
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
+from app.payments import api as payments_api
+from app.platform import outbox
+from app.platform.auth_limits import FailureLimiter
+from app.platform.cost_model import CostModel
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
 from app.platform.logging import configure_logging
+from app.platform.metrics import configure_cost_model
 from app.platform.opa import Opa, OpaAuthorizer
 from app.platform.request_auth import Rfc9421Verifier
 from app.platform.service_app import build_service_app
 from app.platform.settings import Settings, SettingsError
-from app.platform.vault import Vault
+from app.platform.vault import DatabaseNotConfiguredError, Vault
 from app.platform.web import Endpoint, Services
+from app.providers import api as providers_api
 
 API_VERSION = "1.0.0"
 
@@ -28,6 +34,8 @@ class ApiServices(Services):
     """The API's services: the pipeline's, plus the identity runtime (token issuer)."""
 
     identity: identity_api.IdentityRuntime
+    providers: providers_api.ProviderClients
+    payments: payments_api.Runtime
 
 
 def all_endpoints() -> list[Endpoint]:
@@ -43,31 +51,43 @@ def all_endpoints() -> list[Endpoint]:
     return endpoints
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None,
+    provider_settings: providers_api.ProviderSettings | None = None,
+) -> Starlette:
     try:
         settings = settings or Settings.from_env()
+        provider_settings = provider_settings or providers_api.ProviderSettings.from_env()
     except SettingsError as error:
         raise SystemExit(f"invalid settings: {error}") from None
     configure_logging(settings.log_level)
+    configure_cost_model(
+        CostModel.from_file(settings.cost_model_file) if settings.cost_model_file else CostModel()
+    )
     vault = Vault.login(settings.vault_addr, settings.vault_login)
     vault.ensure_engines()
-    secret = vault.read_secret(DATABASE_SECRET)
-    if secret is None or "url" not in secret:
-        raise SystemExit(f"Vault has no kv/{DATABASE_SECRET}: run `moneypath bootstrap` first")
-    engine = create_engine(str(secret["url"]), pool_size=settings.db_pool_size)
+    try:
+        database_url = vault.database_url(DATABASE_SECRET)
+    except DatabaseNotConfiguredError as error:
+        raise SystemExit(str(error)) from None
+    engine = create_engine(database_url, pool_size=settings.db_pool_size)
     sessions = session_factory(engine)
     # Single-statement claims and lookups (nonce, idempotency key, is_active) autocommit.
-    autocommit_engine = create_autocommit_engine(
-        str(secret["url"]), pool_size=settings.db_pool_size
-    )
+    autocommit_engine = create_autocommit_engine(database_url, pool_size=settings.db_pool_size)
     autocommit_sessions = session_factory(autocommit_engine)
     opa = Opa(settings.opa_url, settings.opa_timeout_ms)
+    try:
+        provider_secrets = providers_api.read_provider_secrets(vault)
+    except SettingsError as error:
+        raise SystemExit(str(error)) from None
+    providers = providers_api.ProviderClients(provider_settings, provider_secrets)
     identity = identity_api.start_identity(
         vault, sessions, settings.public_base_url, lookup_sessions=autocommit_sessions
     )
     services = ApiServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
+        failure_limiter=FailureLimiter(autocommit_sessions),
         authenticator=identity.authenticator,
         signatures=Rfc9421Verifier(
             public_base_url=settings.public_base_url, sessions=autocommit_sessions
@@ -78,6 +98,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         idempotency_stale_claim_s=settings.idempotency_stale_claim_s,
         vault=vault,
         identity=identity,
+        providers=providers,
+        payments=payments_api.start_payments(sessions, providers, vault=vault, opa=opa),
     )
     return build_service_app(
         title="moneypath API",
@@ -88,6 +110,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         other_engines=(autocommit_engine,),
         opa=opa,
         vault=vault,
-        extra_routes=identity_api.plain_routes(identity),
-        extra_paths=identity_api.openapi_paths(),
+        extra_routes=[*identity_api.plain_routes(identity), *payments_api.plain_routes()],
+        extra_paths={**identity_api.openapi_paths(), **payments_api.openapi_paths()},
+        on_stop=providers.aclose,
+        on_scrape=lambda: outbox.sample_backlog(sessions),
     )

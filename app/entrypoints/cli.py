@@ -9,8 +9,11 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from app.entrypoints.devstack import REPO_ROOT, Ports, Stack, StackError
+from app.entrypoints.drills.catalog import add_drill_parser
+from app.entrypoints.operator_call import add_call_parser
 
 
 def _ports_from_env() -> Ports:
@@ -21,6 +24,7 @@ def _ports_from_env() -> Ports:
         opa=int(os.environ.get("OPA_PORT", defaults.opa)),
         api=int(os.environ.get("API_PORT", defaults.api)),
         evidence=int(os.environ.get("EVIDENCE_PORT", defaults.evidence)),
+        sim=int(os.environ.get("SIM_PORT", defaults.sim)),
     )
 
 
@@ -45,7 +49,8 @@ def up(args: argparse.Namespace) -> int:
         stack.start_all()
         print(
             f"moneypath is up: api {stack.api_url}  evidence {stack.evidence_url}  "
-            f"opa {stack.opa_url}  vault {stack.vault_addr}  logs {stack.log_dir}",
+            f"opa {stack.opa_url}  vault {stack.vault_addr}  provider-sim {stack.sim_url}  "
+            f"logs {stack.log_dir}",
             flush=True,
         )
         while not stopping:
@@ -86,6 +91,39 @@ def worker(args: argparse.Namespace) -> int:
     )
 
 
+def _payments_sessions() -> Any:
+    from app.entrypoints import worker as maintenance
+    from app.platform.settings import Settings
+
+    _, sessions = maintenance._sessions(Settings.from_env())
+    return sessions
+
+
+def webhooks_dead_letters(_: argparse.Namespace) -> int:
+    """List merchant webhook deliveries that exhausted their attempts (JSON lines)."""
+    import asyncio
+    import json
+
+    from app.payments import api as payments_api
+
+    for item in asyncio.run(payments_api.list_dead_letters(_payments_sessions())):
+        print(json.dumps(item, default=str))
+    return 0
+
+
+def webhooks_replay(args: argparse.Namespace) -> int:
+    """Send a dead-lettered delivery again: a fresh set of attempts, same event id."""
+    import asyncio
+
+    from app.payments import api as payments_api
+
+    if not asyncio.run(payments_api.replay_dead_letter(_payments_sessions(), args.delivery_id)):
+        print(f"moneypath webhooks replay: no dead letter {args.delivery_id}", file=sys.stderr)
+        return 1
+    print(f"delivery {args.delivery_id} queued again")
+    return 0
+
+
 def migrate(_: argparse.Namespace) -> int:
     from app.platform.migrate import upgrade
 
@@ -107,7 +145,9 @@ def clients_create(args: argparse.Namespace) -> int:
 
     Prints the client id, the secret (shown this once) and the key id as JSON. Without
     --public-key, a new Ed25519 key pair is made and its private key written to
-    --private-key-out (mode 0600); the private key is never printed.
+    --private-key-out (mode 0600); the private key is never printed. With --out, the id,
+    secret, key id and key path go to that credentials file (mode 0600, for `moneypath
+    call`) instead of the screen; the key goes next to it unless --private-key-out says.
     """
     import asyncio
     import json
@@ -116,14 +156,29 @@ def clients_create(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from app.entrypoints.bootstrap import DATABASE_SECRET
+    from app.entrypoints.operator_call import write_credentials
     from app.identity import api as identity_api
     from app.platform.db import create_engine, session_factory
     from app.platform.errors import DomainError
     from app.platform.settings import Settings, SettingsError
-    from app.platform.vault import Vault
+    from app.platform.vault import DatabaseNotConfiguredError, Vault
 
+    if args.out is not None:
+        if args.public_key is not None:
+            print(
+                "moneypath clients create: --out needs a generated key, not --public-key",
+                file=sys.stderr,
+            )
+            return 2
+        if Path(args.out).exists():
+            print(f"moneypath clients create: {args.out} exists", file=sys.stderr)
+            return 2
+        args.private_key_out = args.private_key_out or str(Path(args.out).with_suffix(".pem"))
     if args.public_key is None and args.private_key_out is None:
-        print("moneypath clients create: give --public-key or --private-key-out", file=sys.stderr)
+        print(
+            "moneypath clients create: give --out, --public-key or --private-key-out",
+            file=sys.stderr,
+        )
         return 2
     try:
         settings = Settings.from_env()
@@ -131,9 +186,10 @@ def clients_create(args: argparse.Namespace) -> int:
         print(f"moneypath clients create: {error}", file=sys.stderr)
         return 2
     vault = Vault.login(settings.vault_addr, settings.vault_login)
-    secret = vault.read_secret(DATABASE_SECRET)
-    if secret is None or "url" not in secret:
-        print("moneypath clients create: run the bootstrap first", file=sys.stderr)
+    try:
+        database_url = vault.database_url(DATABASE_SECRET)
+    except DatabaseNotConfiguredError as error:
+        print(f"moneypath clients create: {error}", file=sys.stderr)
         return 1
     if args.public_key is not None:
         public_pem = Path(args.public_key).read_text()
@@ -157,7 +213,7 @@ def clients_create(args: argparse.Namespace) -> int:
         )
 
     async def create() -> identity_api.CreatedClient:
-        engine = create_engine(str(secret["url"]), pool_size=1)
+        engine = create_engine(database_url, pool_size=1)
         try:
             async with session_factory(engine)() as session, session.begin():
                 return await identity_api.create_client(
@@ -171,6 +227,18 @@ def clients_create(args: argparse.Namespace) -> int:
     except DomainError as error:
         print(f"moneypath clients create: {error.detail}", file=sys.stderr)
         return 1
+    if args.out is not None:
+        write_credentials(
+            Path(args.out),
+            api_url=settings.public_base_url,
+            client_id=created.client.id,
+            client_secret=created.client_secret,
+            key_id=created.key_id,
+            key_path=Path(args.private_key_out),
+        )
+        summary = {"client_id": created.client.id, "key_id": created.key_id}
+        print(json.dumps({**summary, "credentials_file": args.out}))
+        return 0
     print(
         json.dumps(
             {
@@ -205,17 +273,18 @@ def keys_rotate_pii(_: argparse.Namespace) -> int:
     from app.identity import api as identity_api
     from app.platform.db import create_engine, session_factory
     from app.platform.settings import Settings
-    from app.platform.vault import Vault
+    from app.platform.vault import DatabaseNotConfiguredError, Vault
 
     settings = Settings.from_env()
     vault = Vault.login(settings.vault_addr, settings.vault_login)
-    secret = vault.read_secret(DATABASE_SECRET)
-    if secret is None or "url" not in secret:
-        print("moneypath keys rotate-pii: run the bootstrap first", file=sys.stderr)
+    try:
+        database_url = vault.database_url(DATABASE_SECRET)
+    except DatabaseNotConfiguredError as error:
+        print(f"moneypath keys rotate-pii: {error}", file=sys.stderr)
         return 1
 
     async def rotate() -> identity_api.RotationReport:
-        engine = create_engine(str(secret["url"]), pool_size=2)
+        engine = create_engine(database_url, pool_size=2)
         try:
             return await identity_api.rotate_pii_key(vault, session_factory(engine))
         finally:
@@ -272,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--scopes", nargs="+", required=True)
     create.add_argument("--public-key", help="Ed25519 public key PEM file")
     create.add_argument("--private-key-out", help="where to write a generated private key")
+    create.add_argument(
+        "--out", help="write a credentials file for `moneypath call` (mode 0600) instead"
+    )
     create.set_defaults(run=clients_create)
     keys = commands.add_parser("keys", help="rotate keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
@@ -286,6 +358,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker_parser.add_argument("--interval", type=float, default=5.0, help="seconds between cycles")
     worker_parser.add_argument("--max-cycles", type=int, default=None)
     worker_parser.set_defaults(run=worker)
+    webhooks = commands.add_parser("webhooks", help="merchant webhook dead letters")
+    webhooks_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    dead = webhooks_commands.add_parser("dead-letters", help="list dead-lettered deliveries")
+    dead.set_defaults(run=webhooks_dead_letters)
+    replay = webhooks_commands.add_parser("replay", help="deliver a dead letter again")
+    replay.add_argument("delivery_id", type=int)
+    replay.set_defaults(run=webhooks_replay)
+    add_call_parser(commands)
+    add_drill_parser(commands)
     return parser
 
 

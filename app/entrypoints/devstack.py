@@ -25,6 +25,7 @@ from typing import IO
 
 import httpx
 import psycopg
+from opa_client import OpaClient
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OPA_VERSION = "v1.22.3"
@@ -46,10 +47,11 @@ class Ports:
     opa: int = 8181
     api: int = 8000
     evidence: int = 8081
+    sim: int = 8090
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(5)))
+        return cls(*(free_port() for _ in range(6)))
 
 
 def free_port() -> int:
@@ -216,10 +218,15 @@ class Stack:
     watch_policies: bool = True
     api_workers: int = 1
     log_to_console: bool = False
+    # How long the simulator holds a "timeout" or "lost response" open before giving up.
+    sim_hold_s: float = 30.0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
+    # Whether DATABASE_URL named a server we do not run; the embedded one can be restarted.
+    external_database: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
+        self.external_database = self.database_url is not None
         self.root = self.root.resolve()
         self.log_dir = self.root / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -242,6 +249,10 @@ class Stack:
     def evidence_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.evidence}"
 
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.sim}"
+
     def app_env(self) -> dict[str, str]:
         """The environment the API and evidence processes get: addresses and the dev token."""
         env = {
@@ -250,7 +261,8 @@ class Stack:
             if k not in {"DATABASE_URL", "EVIDENCE_DATABASE_URL"}
         }
         env.update(
-            MONEYPATH_ENV=env.get("MONEYPATH_ENV", "dev"),
+            # The dev stack hands out the root token: it is dev (or test), never production.
+            MONEYPATH_ENV="test" if env.get("MONEYPATH_ENV") == "test" else "dev",
             VAULT_ADDR=self.vault_addr,
             VAULT_TOKEN=DEV_ROOT_TOKEN,
             OPA_URL=self.opa_url,
@@ -259,6 +271,7 @@ class Stack:
             EVIDENCE_PUBLIC_BASE_URL=self.evidence_url,
             API_ISSUER_URL=self.api_url,
             MONEYPATH_DATA_DIR=str(self.root),
+            PROVIDER_SIM_URL=self.sim_url,
         )
         return env
 
@@ -307,6 +320,15 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=STOP_GRACE_S)
 
+    def kill(self, name: str) -> None:
+        """SIGKILL a service's whole process group, as a crash would (drills use this)."""
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=STOP_GRACE_S)
+
     def stop_all(self) -> None:
         # Reverse start order: the apps first, the databases they use last.
         for name in reversed(list(self.processes)):
@@ -317,8 +339,11 @@ class Stack:
 
     # ---- PostgreSQL ----------------------------------------------------------------
     def start_postgres(self, timeout_s: float = 60) -> str:
-        """Use DATABASE_URL if given (checked within 10 s), else run the embedded server."""
-        if self.database_url is not None:
+        """Use DATABASE_URL if given (checked within 10 s), else run the embedded server.
+
+        Calling it again after `kill("postgres")` restarts the embedded server on the same
+        data directory and port (crash recovery replays the WAL)."""
+        if self.external_database and self.database_url is not None:
             check_database(self.database_url, timeout_s=8)
             self._ensure_database(self.database_url, EVIDENCE_DATABASE_NAME)
             return self.database_url
@@ -473,14 +498,20 @@ class Stack:
         if _port_open(self.ports.opa):
             raise StackError(f"port {self.ports.opa} is taken: stop the other OPA server")
         process = self._spawn("opa", argv)
-        wait_until(
-            lambda: httpx.get(f"{self.opa_url}/health", timeout=1).status_code == 200,
-            timeout_s=timeout_s,
-            what="opa",
-            fix=f"run `opa check {self.policies_dir}`",
-            process=process,
-            log_path=self.log_path("opa"),
-        )
+        # The design card's client asks /health; wait_until adds the early exit when the
+        # process dies and the log line that says why.
+        probe = OpaClient(host="127.0.0.1", port=self.ports.opa, timeout=1, retries=0)
+        try:
+            wait_until(
+                lambda: bool(probe.check_health()),
+                timeout_s=timeout_s,
+                what="opa",
+                fix=f"run `opa check {self.policies_dir}`",
+                process=process,
+                log_path=self.log_path("opa"),
+            )
+        finally:
+            probe.close_connection()
 
     # ---- the apps ------------------------------------------------------------------
     def bootstrap(self) -> None:
@@ -557,6 +588,40 @@ class Stack:
             log_path=self.log_path("evidence"),
         )
 
+    def start_simulator(self, timeout_s: float = 30) -> None:
+        """The provider simulator (the outside world), with the secrets the bootstrap put in
+        Vault, sending its webhooks to the API's address. Its state file under the data
+        directory keeps what the providers did across restarts."""
+        from app.platform.settings import VaultLogin
+        from app.platform.vault import Vault
+        from app.providers import api as providers_api
+
+        if _port_open(self.ports.sim):
+            raise StackError(
+                f"port {self.ports.sim} is taken: stop the other simulator or set SIM_PORT"
+            )
+        vault = Vault.login(self.vault_addr, VaultLogin(token=DEV_ROOT_TOKEN))
+        secrets = providers_api.read_provider_secrets(vault)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIM_")}
+        env.update(
+            SIM_PORT=str(self.ports.sim),
+            SIM_WEBHOOK_URL=self.api_url,
+            SIM_STATE_FILE=str(self.root / "provider-sim.jsonl"),
+            SIM_HOLD_S=str(self.sim_hold_s),
+        )
+        for name, secret in secrets.items():
+            env[f"SIM_{name.upper()}_API_KEY"] = secret.api_key
+            env[f"SIM_{name.upper()}_WEBHOOK_SECRET"] = secret.webhook_secret
+        process = self._spawn("provider-sim", [sys.executable, "-m", "provider_sim"], env=env)
+        wait_until(
+            lambda: httpx.get(f"{self.sim_url}/_sim/health", timeout=1).status_code == 200,
+            timeout_s=timeout_s,
+            what="provider simulator",
+            fix=f"see {self.log_path('provider-sim')}",
+            process=process,
+            log_path=self.log_path("provider-sim"),
+        )
+
     def start_worker(self) -> None:
         """The maintenance loop (hold expiry, partitions, idempotency-key cleanup)."""
         argv = [sys.executable, "-m", "app.entrypoints.cli", "worker"]
@@ -568,6 +633,7 @@ class Stack:
         self.start_postgres()
         self.start_opa()
         self.bootstrap()
+        self.start_simulator()
 
     def start_all(self) -> None:
         self.start_services()

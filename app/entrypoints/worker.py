@@ -1,9 +1,10 @@
 """Background maintenance: `moneypath worker` (loop) or `moneypath worker --once`.
 
 One cycle expires overdue ledger holds, creates the coming months' postings and audit-log
-partitions, and deletes expired idempotency keys. Each step is bounded per cycle, and every step is
-safe to run from several processes at once (SKIP LOCKED, idempotent DDL, batched deletes),
-so running one worker per API replica is fine.
+partitions, deletes expired idempotency keys and prunes risk velocity rows past their
+window. Each step is bounded per cycle, and every step is safe to run from several
+processes at once (SKIP LOCKED, idempotent DDL, batched deletes), so running one worker
+per API replica is fine.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ import contextlib
 import signal
 from dataclasses import dataclass
 
+import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.entrypoints.bootstrap import DATABASE_SECRET
+from app.entrypoints.bootstrap import WORKER_DATABASE_SECRET as DATABASE_SECRET
 from app.ledger import api as ledger_api
-from app.platform import audit, idempotency
+from app.payments import api as payments_api
+from app.platform import audit, auth_limits, idempotency
 from app.platform.db import create_engine, session_factory
 from app.platform.settings import Settings
-from app.platform.vault import Vault
+from app.platform.vault import DatabaseNotConfiguredError, Vault
+from app.providers import api as providers_api
+from app.risk import api as risk_api
 
 log = structlog.get_logger("moneypath.worker")
 
@@ -34,14 +39,45 @@ class CycleReport:
     holds_expired: int
     partitions_created: int
     idempotency_keys_deleted: int
+    payments: payments_api.PaymentsCycle | None = None
+    velocity_rows_pruned: int = 0
 
 
-async def run_cycle(sessions: async_sessionmaker[AsyncSession]) -> CycleReport:
-    """One bounded pass of every maintenance step."""
+@dataclass(slots=True)
+class PaymentsWorker:
+    """What the payments steps need: the saga runtime and the delivery HTTP client."""
+
+    runtime: payments_api.Runtime
+    http: httpx.AsyncClient
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.runtime.providers.aclose()
+
+
+def start_payments_worker(
+    vault: Vault, sessions: async_sessionmaker[AsyncSession]
+) -> PaymentsWorker:
+    providers = providers_api.ProviderClients(
+        providers_api.ProviderSettings.from_env(), providers_api.read_provider_secrets(vault)
+    )
+    runtime = payments_api.start_payments(sessions, providers, vault=vault)
+    return PaymentsWorker(runtime, payments_api.webhook_http_client())
+
+
+async def run_cycle(
+    sessions: async_sessionmaker[AsyncSession], payments: PaymentsWorker | None = None
+) -> CycleReport:
+    """One bounded pass of every maintenance step (and the payments steps, when given)."""
     expired = await ledger_api.expire_holds(sessions)
     async with sessions() as session, session.begin():
         created = await ledger_api.ensure_posting_partitions(session, MONTHS_AHEAD)
         created += await audit.ensure_partitions(session, MONTHS_AHEAD)
+    async with sessions() as session, session.begin():
+        # Floods of failed authentications are audited here, one summary per window.
+        summaries = await auth_limits.flush_finished_windows(session)
+    if summaries:
+        log.info("auth_failure_summaries", written=summaries)
     deleted = 0
     for _ in range(MAX_CLEANUP_BATCHES_PER_CYCLE):
         async with sessions() as session, session.begin():
@@ -49,29 +85,43 @@ async def run_cycle(sessions: async_sessionmaker[AsyncSession]) -> CycleReport:
         deleted += batch
         if batch < idempotency.CLEANUP_BATCH_SIZE:
             break
-    report = CycleReport(expired, created, deleted)
+    pruned = 0
+    for _ in range(MAX_CLEANUP_BATCHES_PER_CYCLE):
+        async with sessions() as session, session.begin():
+            batch = await risk_api.prune_velocity(session)
+        pruned += batch
+        if batch < risk_api.PRUNE_BATCH_SIZE:
+            break
+    payments_cycle = None
+    if payments is not None:
+        payments_cycle = await payments_api.run_worker_cycle(payments.runtime, payments.http)
+    report = CycleReport(expired, created, deleted, payments_cycle, pruned)
     log.info(
         "worker_cycle",
         holds_expired=expired,
         partitions_created=created,
         idempotency_keys_deleted=deleted,
+        velocity_rows_pruned=pruned,
     )
     return report
 
 
-def _sessions(settings: Settings) -> async_sessionmaker[AsyncSession]:
+def _sessions(settings: Settings) -> tuple[Vault, async_sessionmaker[AsyncSession]]:
     vault = Vault.login(settings.vault_addr, settings.vault_login)
-    secret = vault.read_secret(DATABASE_SECRET)
-    if secret is None or "url" not in secret:
-        raise SystemExit(f"Vault has no kv/{DATABASE_SECRET}: run the bootstrap first")
-    return session_factory(create_engine(str(secret["url"]), pool_size=2))
+    try:
+        database_url = vault.database_url(DATABASE_SECRET)
+    except DatabaseNotConfiguredError as error:
+        raise SystemExit(str(error)) from None
+    return vault, session_factory(create_engine(database_url, pool_size=4))
 
 
 async def run_once(settings: Settings) -> CycleReport:
-    sessions = _sessions(settings)
+    vault, sessions = _sessions(settings)
+    payments = start_payments_worker(vault, sessions)
     try:
-        return await run_cycle(sessions)
+        return await run_cycle(sessions, payments)
     finally:
+        await payments.aclose()
         bind = sessions.kw.get("bind")
         if bind is not None:
             await bind.dispose()
@@ -79,7 +129,8 @@ async def run_once(settings: Settings) -> CycleReport:
 
 async def run_forever(settings: Settings, *, interval_s: float, max_cycles: int | None) -> int:
     """Run cycles every `interval_s` until SIGTERM/SIGINT (or `max_cycles`)."""
-    sessions = _sessions(settings)
+    vault, sessions = _sessions(settings)
+    payments = start_payments_worker(vault, sessions)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -88,13 +139,14 @@ async def run_forever(settings: Settings, *, interval_s: float, max_cycles: int 
     try:
         while not stopping.is_set() and (max_cycles is None or cycles < max_cycles):
             try:
-                await run_cycle(sessions)
+                await run_cycle(sessions, payments)
             except Exception as error:  # noqa: BLE001 - one failed cycle must not stop the loop
                 log.error("worker_cycle_failed", error_type=type(error).__name__)
             cycles += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=interval_s)
     finally:
+        await payments.aclose()
         bind = sessions.kw.get("bind")
         if bind is not None:
             await bind.dispose()

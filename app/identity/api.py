@@ -18,6 +18,7 @@ from app.identity.customers import (
     CustomerNotFoundError,
     InvalidKycTransitionError,
     KycState,
+    RiskProfile,
     RotationReport,
 )
 from app.identity.domain import Client, ClientKey, CreatedClient, InvalidPublicKeyError
@@ -37,11 +38,13 @@ __all__ = [
     "InvalidKycTransitionError",
     "InvalidPublicKeyError",
     "KycState",
+    "RiskProfile",
     "RotationReport",
     "UnknownScopeError",
     "add_key",
     "create_client",
     "customer_kyc_state",
+    "customer_risk_profile",
     "disable_client",
     "get_client",
     "openapi_paths",
@@ -186,6 +189,15 @@ async def customer_kyc_state(session: AsyncSession, customer_id: str) -> KycStat
     Raises CustomerNotFoundError.
     """
     return await customers.kyc_state(session, customer_id)
+
+
+async def customer_risk_profile(session: AsyncSession, customer_id: str) -> RiskProfile:
+    """The customer's country, KYC status, whether a date of birth is on file, and when
+    the customer was created: what risk rules use, and no PII.
+
+    Raises CustomerNotFoundError.
+    """
+    return await customers.risk_profile(session, customer_id)
 
 
 async def rotate_pii_key(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import hvac
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform import audit
 from app.platform.errors import ConflictError, NotFoundError
+from app.platform.utc import rfc3339
 from app.platform.vault import TRANSIT_MOUNT, Vault
 from app.platform.web import Call, Endpoint, Result, client_ip
 
@@ -96,8 +97,16 @@ class KycState:
     kyc_status: str
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+@dataclass(frozen=True, slots=True)
+class RiskProfile:
+    """What risk rules may know about a customer: no PII, only facts about the relationship."""
+
+    customer_id: str
+    owner: str
+    country: str
+    kyc_status: str
+    has_date_of_birth: bool
+    created_at: datetime
 
 
 def _vault(call: Call) -> Vault:
@@ -125,8 +134,8 @@ def _public_view(row: Any) -> dict[str, Any]:
         "country": row.country,
         "kyc_status": row.kyc_status,
         "kyc_reason": row.kyc_reason,
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
     }
 
 
@@ -150,6 +159,31 @@ async def owner_of(session: AsyncSession, customer_id: str) -> str | None:
 async def kyc_state(session: AsyncSession, customer_id: str) -> KycState:
     row = await _row(session, customer_id)
     return KycState(customer_id=row.id, owner=row.owner, kyc_status=row.kyc_status)
+
+
+async def risk_profile(session: AsyncSession, customer_id: str) -> RiskProfile:
+    row = (
+        await session.execute(
+            text(
+                """
+                SELECT id, owner, country, kyc_status, created_at,
+                       date_of_birth_ciphertext IS NOT NULL AS has_date_of_birth
+                FROM identity.customers WHERE id = :id
+                """
+            ),
+            {"id": customer_id},
+        )
+    ).first()
+    if row is None:
+        raise CustomerNotFoundError(f"no customer {customer_id}")
+    return RiskProfile(
+        customer_id=row.id,
+        owner=row.owner,
+        country=row.country,
+        kyc_status=row.kyc_status,
+        has_date_of_birth=row.has_date_of_birth,
+        created_at=row.created_at,
+    )
 
 
 async def create_customer_handler(call: Call, session: AsyncSession) -> Result:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,20 @@ class UnknownScopeError(ValidationError):
 
 class InvalidPublicKeyError(ValidationError):
     title = "Invalid public key"
+
+
+# The shapes ids are issued in (with room to spare). Anything else never reaches SQL or
+# the audit log: it cannot name a client or key, so it is refused by its shape alone.
+CLIENT_ID_PATTERN = re.compile(r"^cli_[A-Za-z0-9]{1,60}$")
+KEY_ID_PATTERN = re.compile(r"^key_[A-Za-z0-9]{1,60}$")
+
+
+def is_client_id(value: str) -> bool:
+    return CLIENT_ID_PATTERN.fullmatch(value) is not None
+
+
+def is_key_id(value: str) -> bool:
+    return KEY_ID_PATTERN.fullmatch(value) is not None
 
 
 def new_client_id() -> str:

@@ -20,8 +20,9 @@ from starlette.routing import Route
 
 from app.identity import customers, domain, service
 from app.identity.tokens import TokenIssuer
-from app.platform import audit
+from app.platform import audit, auth_limits
 from app.platform.errors import DomainError, ValidationError
+from app.platform.utc import rfc3339_or_none
 from app.platform.web import (
     REJECTIONS,
     Call,
@@ -39,6 +40,8 @@ TOKEN_PATH = "/v1/oauth/token"  # noqa: S105 - a path
 JWKS_PATH = "/.well-known/jwks.json"
 TOKEN_BODY_LIMIT_BYTES = 8192
 MAX_FORM_FIELDS = 10
+# How much of a malformed client_id the audit record quotes (escaped by audit.safe_text).
+MAX_CLAIMED_ID_LENGTH = 64
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -108,8 +111,17 @@ async def _issue(
     if grant_type != "client_credentials":
         raise OAuthError("unsupported_grant_type", "only client_credentials is supported")
     client_id, client_secret = _client_credentials(request, form)
-    if not client_id or not client_secret or len(client_id) > 64 or len(client_secret) > 256:
+    if not client_id or not client_secret or len(client_secret) > 256:
         raise OAuthError("invalid_client", "client_id and client_secret are required")
+    if not domain.is_client_id(client_id):
+        raise OAuthError("invalid_client", "client authentication failed")
+    limiter = services.failure_limiter
+    if limiter is not None:
+        # Before scrypt: a client id or address that used up its failures costs nothing.
+        await limiter.check(auth_limits.subjects(client_id, client_ip(request)))
+    requested_key = form.get("key_id") or None
+    if requested_key is not None and not domain.is_key_id(requested_key):
+        raise OAuthError("invalid_request", "the client has no such active key")
     await issuer.refresh_if_due()
     async with services.sessions() as session:
         client = await service.authenticate_client(session, client_id, client_secret)
@@ -118,7 +130,7 @@ async def _issue(
     scopes = domain.requested_scopes(form.get("scope"), client.scopes)
     if scopes is None:
         raise OAuthError("invalid_scope", "the requested scope exceeds the client's scopes")
-    key = service.pick_key(client, form.get("key_id") or None, datetime.now(UTC))
+    key = service.pick_key(client, requested_key, datetime.now(UTC))
     if key is None:
         raise OAuthError("invalid_request", "the client has no such active key")
     token = issuer.issue(
@@ -139,6 +151,8 @@ async def token_endpoint(request: Request, issuer: TokenIssuer) -> Response:
         raw = await read_body(request, TOKEN_BODY_LIMIT_BYTES)
         form = _form(raw, request.headers.get("content-type", ""))
         body = await _issue(request, services, issuer, form)
+    except auth_limits.RateLimitedError as error:
+        return _rate_limited(error)
     except DomainError as error:
         if error.status >= 500:
             raise
@@ -162,13 +176,30 @@ async def token_endpoint(request: Request, issuer: TokenIssuer) -> Response:
     return JSONResponse(body, headers=_NO_STORE)
 
 
+def _rate_limited(error: auth_limits.RateLimitedError) -> Response:
+    REJECTIONS.labels(code=error.code).inc()
+    return JSONResponse(
+        {"error": error.code, "error_description": error.detail},
+        status_code=error.status,
+        headers={**_NO_STORE, "Retry-After": str(error.retry_after_s)},
+    )
+
+
 async def _refuse(
     request: Request, services: Services, error: OAuthError, client_id: str | None
 ) -> Response:
     REJECTIONS.labels(code=error.error).inc()
-    log.warning("token_refused", error=error.error, client_id=client_id)
-    # The claimed client id is recorded as given (bounded), never the secret.
-    claimed = client_id[:64] if client_id else None
+    if error.error == "invalid_client" and services.failure_limiter is not None:
+        await services.failure_limiter.failed(auth_limits.subjects(client_id, client_ip(request)))
+    log.warning("token_refused", error=error.error, client_id=audit.safe_text(client_id))
+    # The claimed client id is recorded only when it has a client id's shape (audit.safe_text
+    # bounds and escapes anything else anyway); never the secret.
+    claimed = client_id if client_id and domain.is_client_id(client_id) else None
+    details = (
+        {"claimed_client_id": client_id[:MAX_CLAIMED_ID_LENGTH]}
+        if client_id and claimed is None
+        else {}
+    )
     await audit.record_alone(
         services.sessions,
         audit.AuditEvent(
@@ -180,6 +211,7 @@ async def _refuse(
             origin_ip=client_ip(request),
             resource_type="client",
             resource_id=claimed,
+            details=details,
         ),
     )
     headers = dict(_NO_STORE)
@@ -224,6 +256,7 @@ def openapi_paths() -> dict[str, Any]:
                     "invalid_scope",
                     "invalid_request",
                     "unsupported_grant_type",
+                    "rate_limited",
                 ],
             },
             "error_description": {"type": "string"},
@@ -283,6 +316,12 @@ def openapi_paths() -> dict[str, Any]:
                     },
                     "401": {
                         "description": "invalid_client",
+                        "content": {"application/json": {"schema": oauth_error}},
+                    },
+                    "429": {
+                        "description": "rate_limited: too many failed authentications from "
+                        "this client id or address; see Retry-After",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                         "content": {"application/json": {"schema": oauth_error}},
                     },
                 },
@@ -370,17 +409,13 @@ CLIENT_SCHEMA: dict[str, Any] = {
 }
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
-
-
 def key_view(key: domain.ClientKey) -> dict[str, Any]:
     return {
         "key_id": key.key_id,
         "public_jwk": key.public_jwk,
-        "created_at": _iso(key.created_at),
-        "not_before": _iso(key.not_before),
-        "not_after": _iso(key.not_after),
+        "created_at": rfc3339_or_none(key.created_at),
+        "not_before": rfc3339_or_none(key.not_before),
+        "not_after": rfc3339_or_none(key.not_after),
     }
 
 
@@ -391,7 +426,7 @@ def client_view(client: domain.Client) -> dict[str, Any]:
         "scopes": list(client.scopes),
         "disabled": client.disabled,
         "owner": client.owner,
-        "created_at": _iso(client.created_at),
+        "created_at": rfc3339_or_none(client.created_at),
         "keys": [key_view(key) for key in client.keys],
     }
 

@@ -167,18 +167,9 @@ def pick_key(client: Client, key_id: str | None, now: datetime) -> ClientKey | N
     return active[0] if active else None
 
 
+# One definition of "usable", shared with the evidence service (identity migration 0002).
 _IS_ACTIVE = text(
-    """
-    SELECT NOT c.disabled AND (
-        CAST(:key_id AS text) IS NULL OR EXISTS (
-            SELECT 1 FROM identity.client_keys k
-            WHERE k.key_id = :key_id AND k.client_id = c.id
-              AND k.not_before <= now()
-              AND (k.not_after IS NULL OR now() < k.not_after)
-        )
-    ) AS active
-    FROM identity.clients c WHERE c.id = :client_id
-    """
+    "SELECT identity.key_is_active(CAST(:client_id AS text), CAST(:key_id AS text)) AS active"
 )
 
 

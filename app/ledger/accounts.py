@@ -18,7 +18,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import chain, domain, events
-from app.ledger.data import Account, Balances, Entry, EntryPage
+from app.ledger.data import Account, BadBalance, BalanceReport, Balances, Entry, EntryPage
 from app.ledger.domain import AccountState
 from app.ledger.errors import (
     AccountNotFoundError,
@@ -27,6 +27,50 @@ from app.ledger.errors import (
 )
 from app.platform import outbox
 from app.platform.errors import ValidationError
+
+# An account's balances summed from its postings: the definition every stored balance must
+# agree with (as_of reads and `check_balances` both use it). `{normal}` is the account's
+# normal side, a bind parameter or a column; the covering index makes it index-only.
+_SUMS = """
+    coalesce(sum(CASE WHEN p.effect = 'posted' AND p.direction = {normal}
+                      THEN p.amount_minor::numeric
+                      WHEN p.effect = 'posted' THEN -p.amount_minor::numeric END), 0) AS posted,
+    coalesce(sum(CASE WHEN p.direction = 'debit' AND p.effect = 'hold'
+                      THEN p.amount_minor::numeric
+                      WHEN p.direction = 'debit' AND p.effect = 'release'
+                      THEN -p.amount_minor::numeric END), 0) AS debits,
+    coalesce(sum(CASE WHEN p.direction = 'credit' AND p.effect = 'hold'
+                      THEN p.amount_minor::numeric
+                      WHEN p.direction = 'credit' AND p.effect = 'release'
+                      THEN -p.amount_minor::numeric END), 0) AS credits
+"""
+_BALANCES_AS_OF = text(
+    "SELECT "  # noqa: S608 - a constant fragment, no input
+    + _SUMS.format(normal=":normal")
+    + " FROM ledger.postings p WHERE p.account_id = :id AND p.created_at <= :as_of"
+)
+# One statement, so the stored rows and the postings come from one snapshot: a writer
+# changes both in one transaction, and a concurrent commit cannot show as a mismatch.
+_STORED_AND_RECOMPUTED = text(
+    """
+    SELECT b.account_id, a.normal_balance,
+           b.posted_minor, b.pending_debits_minor, b.pending_credits_minor,
+           s.posted, s.debits, s.credits
+    FROM ledger.balances b
+    JOIN ledger.accounts a ON a.id = b.account_id
+    CROSS JOIN LATERAL (
+        SELECT """  # noqa: S608 - a constant fragment, no input
+    + _SUMS.format(normal="a.normal_balance")
+    + """
+        FROM ledger.postings p WHERE p.account_id = b.account_id
+    ) s
+    WHERE b.account_id > :after
+    ORDER BY b.account_id
+    LIMIT :limit
+    """
+)
+BALANCE_CHECK_BATCH_SIZE = 500
+MAX_BALANCE_CHECK_ACCOUNTS = 10_000_000
 
 _LOCK_ACCOUNTS = text(
     """
@@ -157,30 +201,11 @@ async def get_account(
 async def _balances_as_of(
     session: AsyncSession, account_id: str, normal_balance: str, as_of: datetime
 ) -> tuple[int, int, int]:
-    # Summed from the postings themselves (the covering index makes it an index-only
-    # scan), so a point-in-time balance never depends on the mutable balances row.
+    # Summed from the postings themselves, so a point-in-time balance never depends on
+    # the mutable balances row.
     row = (
         await session.execute(
-            text(
-                """
-                SELECT
-                  coalesce(sum(CASE WHEN effect = 'posted' AND direction = :normal
-                                    THEN amount_minor::numeric
-                                    WHEN effect = 'posted' THEN -amount_minor::numeric END), 0)
-                    AS posted,
-                  coalesce(sum(CASE WHEN direction = 'debit' AND effect = 'hold'
-                                    THEN amount_minor::numeric
-                                    WHEN direction = 'debit' AND effect = 'release'
-                                    THEN -amount_minor::numeric END), 0) AS debits,
-                  coalesce(sum(CASE WHEN direction = 'credit' AND effect = 'hold'
-                                    THEN amount_minor::numeric
-                                    WHEN direction = 'credit' AND effect = 'release'
-                                    THEN -amount_minor::numeric END), 0) AS credits
-                FROM ledger.postings
-                WHERE account_id = :id AND created_at <= :as_of
-                """
-            ),
-            {"id": account_id, "normal": normal_balance, "as_of": as_of},
+            _BALANCES_AS_OF, {"id": account_id, "normal": normal_balance, "as_of": as_of}
         )
     ).one()
     return int(row.posted), int(row.debits), int(row.credits)
@@ -256,3 +281,52 @@ def account_states(rows: Sequence[Row[Any]], wanted: Sequence[str]) -> dict[str,
     if missing:
         raise UnknownAccountError(f"no account {missing[0]}", account_id=missing[0])
     return found
+
+
+async def check_balances(
+    session: AsyncSession,
+    *,
+    after_account: str = "",
+    max_accounts: int = MAX_BALANCE_CHECK_ACCOUNTS,
+    batch_size: int = BALANCE_CHECK_BATCH_SIZE,
+) -> BalanceReport:
+    """Recompute every account's balances (ids after `after_account`, at most
+    `max_accounts`) from its postings and name the first that disagrees with its row."""
+    checked = 0
+    after = after_account
+    while checked < max_accounts:
+        wanted = min(batch_size, max_accounts - checked)
+        rows = (
+            await session.execute(_STORED_AND_RECOMPUTED, {"after": after, "limit": wanted})
+        ).all()
+        for row in rows:
+            stored = _balances(
+                row.normal_balance,
+                row.posted_minor,
+                row.pending_debits_minor,
+                row.pending_credits_minor,
+            )
+            recomputed = _balances(row.normal_balance, row.posted, row.debits, row.credits)
+            if stored != recomputed:
+                return BalanceReport(False, checked, BadBalance(row.account_id, stored, recomputed))
+            checked += 1
+            after = row.account_id
+        if len(rows) < wanted:
+            return BalanceReport(True, checked, None)
+    more = (
+        await session.execute(
+            text("SELECT 1 FROM ledger.balances WHERE account_id > :after LIMIT 1"),
+            {"after": after},
+        )
+    ).first()
+    return BalanceReport(True, checked, None, next_after_account=after if more else None)
+
+
+def _balances(normal_balance: str, posted: Any, debits: Any, credits: Any) -> Balances:
+    posted_minor, debits_minor, credits_minor = int(posted), int(debits), int(credits)
+    return Balances(
+        posted_minor,
+        debits_minor,
+        credits_minor,
+        domain.available(normal_balance, posted_minor, debits_minor, credits_minor),
+    )

@@ -13,7 +13,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.ledger import accounts, journal, maintenance, transactions
 from app.ledger.currencies import EXPONENTS
-from app.ledger.data import Account, BadEntry, Balances, ChainReport, Entry, EntryPage, Transaction
+from app.ledger.data import (
+    Account,
+    AnchorReport,
+    BadBalance,
+    BadEntry,
+    BalanceReport,
+    Balances,
+    ChainHead,
+    ChainReport,
+    Entry,
+    EntryPage,
+    LedgerReport,
+    NewTransaction,
+    Transaction,
+)
 from app.ledger.domain import (
     CLOSING_STATUSES,
     MAX_AMOUNT_MINOR,
@@ -38,16 +52,27 @@ from app.ledger.errors import (
     UnknownAccountError,
     UnknownCurrencyError,
 )
+from app.ledger.journal import MAX_VERIFY_ENTRIES
+from app.platform.errors import ValidationError
+
+# API.md: a batch carries 1 to 1,000 transactions.
+MAX_BATCH_TRANSACTIONS = 1000
 
 __all__ = [
     "CLOSING_STATUSES",
     "MAX_AMOUNT_MINOR",
+    "MAX_BATCH_TRANSACTIONS",
     "MAX_POSTINGS",
+    "MAX_VERIFY_ENTRIES",
     "OPENING_STATUSES",
     "Account",
     "AccountNotFoundError",
+    "AnchorReport",
+    "BadBalance",
     "BadEntry",
+    "BalanceReport",
     "Balances",
+    "ChainHead",
     "ChainReport",
     "CurrencyMismatchError",
     "Direction",
@@ -56,7 +81,9 @@ __all__ = [
     "EntryPage",
     "InsufficientFundsError",
     "InvalidStateError",
+    "LedgerReport",
     "Leg",
+    "NewTransaction",
     "PartialPostUnsupportedError",
     "Transaction",
     "TransactionExpiredError",
@@ -65,8 +92,10 @@ __all__ = [
     "UnbalancedTransactionError",
     "UnknownAccountError",
     "UnknownCurrencyError",
+    "chain_head",
     "create_account",
     "create_transaction",
+    "create_transactions",
     "currencies",
     "currency_exponent",
     "ensure_posting_partitions",
@@ -78,6 +107,7 @@ __all__ = [
     "post_transaction",
     "reverse_transaction",
     "verify_chain",
+    "verify_ledger",
     "void_transaction",
 ]
 
@@ -157,6 +187,18 @@ async def create_transaction(
     )
 
 
+async def create_transactions(
+    session: AsyncSession, items: Sequence[NewTransaction]
+) -> list[Transaction]:
+    """Write a batch, all or nothing: each item validated, balanced, chained and published
+    exactly as `create_transaction` would. The refusal of an item raises that item's
+    error (as create_transaction) with `index`: its position in `items`.
+    """
+    if not 1 <= len(items) <= MAX_BATCH_TRANSACTIONS:
+        raise ValidationError(f"a batch holds 1 to {MAX_BATCH_TRANSACTIONS} transactions")
+    return await transactions.create_transactions(session, items)
+
+
 async def post_transaction(
     session: AsyncSession, transaction_id: str, *, amount_minor: int | None = None
 ) -> Transaction:
@@ -196,6 +238,39 @@ async def get_transaction(session: AsyncSession, transaction_id: str) -> Transac
 async def verify_chain(session: AsyncSession) -> ChainReport:
     """Recompute the journal hash chain from the stored rows; names the first bad entry."""
     return await journal.verify_chain(session)
+
+
+async def verify_ledger(
+    session: AsyncSession,
+    *,
+    from_seq: int | None = 1,
+    after_account: str | None = "",
+    limit: int = journal.MAX_VERIFY_ENTRIES,
+    anchored: ChainHead | None = None,
+    anchor_record_id: str | None = None,
+) -> LedgerReport:
+    """The chain from `from_seq` and the balances of the accounts after `after_account`,
+    at most `limit` of each; the report says where a check cut short goes on. None skips
+    that part (a continuation whose part is already done). `anchored`, the latest chain
+    head in the evidence log (`anchor_record_id` its record), is compared with the live
+    chain; a contradiction makes the report not ok."""
+    chain_report = (
+        ChainReport(True, 0, None)
+        if from_seq is None
+        else await journal.verify_chain(session, from_seq=from_seq, max_entries=limit)
+    )
+    balance_report = (
+        BalanceReport(True, 0, None)
+        if after_account is None
+        else await accounts.check_balances(session, after_account=after_account, max_accounts=limit)
+    )
+    anchor_report = await journal.check_anchor(session, anchored, anchor_record_id)
+    return LedgerReport(chain_report, balance_report, anchor_report)
+
+
+async def chain_head(session: AsyncSession) -> ChainHead:
+    """The chain's last entry (seq and hash), to anchor in the evidence log."""
+    return await journal.chain_head(session)
 
 
 async def expire_holds(

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import rfc8785
 
+from app.platform.utc import rfc3339_fixed
+
 GENESIS_HASH = "0" * 64
 
 
-def format_time(moment: datetime) -> str:
-    """One fixed rendering (microseconds, Z) so a re-read timestamp hashes the same."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+# One fixed rendering (microseconds, Z) so a re-read timestamp hashes the same.
+format_time = rfc3339_fixed
 
 
 def canonical_entry(

@@ -8,69 +8,50 @@ makes the chain linear; it is the last lock a writer takes (see `transactions`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import chain
-from app.ledger.data import BadEntry, ChainReport
-from app.ledger.domain import Applied, JournalKind, Movement
-from app.platform.db import at_commit
+from app.ledger.data import AnchorReport, BadEntry, ChainHead, ChainReport
+from app.ledger.domain import AccountState, JournalKind, Movement
+from app.platform.db import at_commit, fetch_rows
 from app.platform.errors import InvariantViolation
 
 VERIFY_BATCH_SIZE = 500
 MAX_VERIFY_ENTRIES = 10_000_000
 
-_MOVE_AND_POST = text(
+# Migration ledger_0002: sets the balances, inserts the postings, then takes the chain head
+# lock and appends the entries in order; one round trip at commit for any number.
+_WRITE_ENTRIES: LiteralString = """
+    SELECT ledger.write_entries(
+        CAST(%(b_ids)s AS text[]), CAST(%(b_posted)s AS numeric[]), CAST(%(b_debits)s AS numeric[]),
+        CAST(%(b_credits)s AS numeric[]), CAST(%(updated)s AS timestamptz),
+        CAST(%(p_entries)s AS text[]), CAST(%(p_transactions)s AS text[]),
+        CAST(%(p_legs)s AS smallint[]), CAST(%(p_accounts)s AS text[]),
+        CAST(%(p_directions)s AS text[]), CAST(%(p_amounts)s AS bigint[]),
+        CAST(%(p_currencies)s AS text[]), CAST(%(p_effects)s AS text[]),
+        CAST(%(p_after)s AS numeric[]), CAST(%(p_occurred)s AS timestamptz[]),
+        CAST(%(e_ids)s AS text[]), CAST(%(e_transactions)s AS text[]), CAST(%(e_kinds)s AS text[]),
+        CAST(%(e_occurred)s AS timestamptz[]), CAST(%(e_canonicals)s AS bytea[])
+    ) AS last_seq
     """
-    WITH moved AS (
-        UPDATE ledger.balances b
-        SET posted_minor = v.posted, pending_debits_minor = v.debits,
-            pending_credits_minor = v.credits, updated_at = :occurred_at
-        FROM unnest(CAST(:b_ids AS text[]), CAST(:b_posted AS numeric[]),
-                    CAST(:b_debits AS numeric[]), CAST(:b_credits AS numeric[]))
-             AS v(id, posted, debits, credits)
-        WHERE b.account_id = v.id
-        RETURNING 1
-    ), written AS (
-        INSERT INTO ledger.postings
-            (created_at, entry_id, transaction_id, leg, account_id, direction,
-             amount_minor, currency, effect, balance_after_minor)
-        SELECT :occurred_at, :id, :transaction_id, v.leg, v.account_id, v.direction,
-               v.amount_minor, v.currency, v.effect, v.balance_after
-        FROM unnest(CAST(:p_legs AS smallint[]), CAST(:p_accounts AS text[]),
-                    CAST(:p_directions AS text[]), CAST(:p_amounts AS bigint[]),
-                    CAST(:p_currencies AS text[]), CAST(:p_effects AS text[]),
-                    CAST(:p_after AS numeric[]))
-             WITH ORDINALITY
-             AS v(leg, account_id, direction, amount_minor, currency, effect, balance_after, n)
-        ORDER BY v.n
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM moved) AS moved, (SELECT count(*) FROM written) AS written
-    """
-)
-_APPEND_TO_CHAIN = text(
-    """
-    WITH old AS (
-        SELECT last_seq, last_hash FROM ledger.chain_head WHERE id = 1 FOR UPDATE
-    ), head AS (
-        UPDATE ledger.chain_head h
-        SET last_seq = old.last_seq + 1,
-            last_hash = encode(sha256(decode(old.last_hash, 'hex') || :canonical), 'hex')
-        FROM old
-        WHERE h.id = 1
-        RETURNING h.last_seq, h.last_hash, old.last_hash AS prev_hash
-    )
-    INSERT INTO ledger.journal_entries
-        (seq, id, transaction_id, kind, occurred_at, prev_hash, hash)
-    SELECT last_seq, :id, :transaction_id, :kind, :occurred_at, prev_hash, last_hash
-    FROM head
-    RETURNING seq
-    """
-)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDraft:
+    """One journal entry to write: its postings with their running balances."""
+
+    transaction_id: str
+    entry_id: str
+    kind: JournalKind
+    occurred_at: datetime
+    detail: Mapping[str, Any]
+    movements: Sequence[Movement]
+    balance_after_minor: Sequence[int]
 
 
 def creation_detail(
@@ -107,89 +88,106 @@ def _posting_fields(movement: Movement, created_at: datetime) -> dict[str, Any]:
     }
 
 
-async def write_entry(
-    session: AsyncSession,
-    *,
-    transaction_id: str,
-    entry_id: str,
-    kind: JournalKind,
-    occurred_at: datetime,
-    detail: Mapping[str, Any],
-    movements: Sequence[Movement],
-    applied: Applied,
+async def write_entries(
+    session: AsyncSession, drafts: Sequence[EntryDraft], balances: Mapping[str, AccountState]
 ) -> None:
-    """Insert the postings, move the balances and append the entry to the hash chain.
+    """Set the touched accounts' balances to `balances`, insert the entries' postings and
+    append the entries to the hash chain, in order: one call of `ledger.write_entries()`.
 
-    The postings and balances are one statement (the account rows are locked by the
-    caller). The chain append runs at commit (`db.at_commit`): the chain head row
-    serializes every journal write of the whole ledger, so it is taken last, after the
-    caller's audit record and idempotency completion, and held for that one statement
-    plus the COMMIT. Entries are thereby chained in commit order. hash = sha256(prev_hash
-    || JCS(entry)) is computed by PostgreSQL over the exact canonical bytes we send, and
-    `verify` recomputes it in Python.
+    The call runs at commit (`db.at_commit`), after the caller's audit record and
+    idempotency completion: the account rows are locked since the caller read them, so
+    nothing can change them meanwhile, and the chain head row, which serializes every
+    journal write of the whole ledger, is taken last inside the call and held only for the
+    append plus the COMMIT. Entries are thereby chained in commit order. hash =
+    sha256(prev_hash || JCS(entry)) is computed by PostgreSQL over the exact canonical
+    bytes we send, and `verify` recomputes it in Python.
     """
-    if len(applied.balance_after_minor) != len(movements):
-        raise InvariantViolation("ledger.running_balance", "one running balance per posting")
-    touched = sorted({movement.account_id for movement in movements})
-    canonical = chain.canonical_entry(
-        entry_id=entry_id,
-        transaction_id=transaction_id,
-        kind=str(kind),
-        occurred_at=occurred_at,
-        detail=detail,
-        postings=[_posting_fields(movement, occurred_at) for movement in movements],
-    )
-    row = (
-        await session.execute(
-            _MOVE_AND_POST,
-            {
-                "b_ids": touched,
-                "b_posted": [str(applied.balances[a].posted_minor) for a in touched],
-                "b_debits": [str(applied.balances[a].pending_debits_minor) for a in touched],
-                "b_credits": [str(applied.balances[a].pending_credits_minor) for a in touched],
-                "p_legs": [m.leg for m in movements],
-                "p_accounts": [m.account_id for m in movements],
-                "p_directions": [m.direction for m in movements],
-                "p_amounts": [m.amount_minor for m in movements],
-                "p_currencies": [m.currency for m in movements],
-                "p_effects": [m.effect for m in movements],
-                "p_after": [str(after) for after in applied.balance_after_minor],
-                "id": entry_id,
-                "transaction_id": transaction_id,
-                "occurred_at": occurred_at,
-            },
+    if not drafts:
+        raise InvariantViolation("ledger.entry_written", "nothing to write")
+    postings: list[tuple[EntryDraft, Movement, int]] = []
+    for draft in drafts:
+        if len(draft.balance_after_minor) != len(draft.movements):
+            raise InvariantViolation("ledger.running_balance", "one running balance per posting")
+        postings.extend(
+            (draft, movement, after)
+            for movement, after in zip(draft.movements, draft.balance_after_minor, strict=True)
         )
-    ).one()
-    if row.moved != len(touched) or row.written != len(movements):
-        raise InvariantViolation("ledger.entry_written", "balances or postings went missing")
-    chained = {
-        "canonical": canonical,
-        "id": entry_id,
-        "transaction_id": transaction_id,
-        "kind": str(kind),
-        "occurred_at": occurred_at,
+    touched = sorted({movement.account_id for _, movement, _ in postings})
+    written = {
+        "b_ids": touched,
+        "b_posted": [str(balances[a].posted_minor) for a in touched],
+        "b_debits": [str(balances[a].pending_debits_minor) for a in touched],
+        "b_credits": [str(balances[a].pending_credits_minor) for a in touched],
+        "updated": max(d.occurred_at for d in drafts),
+        "p_entries": [d.entry_id for d, _, _ in postings],
+        "p_transactions": [d.transaction_id for d, _, _ in postings],
+        "p_legs": [m.leg for _, m, _ in postings],
+        "p_accounts": [m.account_id for _, m, _ in postings],
+        "p_directions": [m.direction for _, m, _ in postings],
+        "p_amounts": [m.amount_minor for _, m, _ in postings],
+        "p_currencies": [m.currency for _, m, _ in postings],
+        "p_effects": [m.effect for _, m, _ in postings],
+        "p_after": [str(after) for _, _, after in postings],
+        "p_occurred": [d.occurred_at for d, _, _ in postings],
+        "e_ids": [d.entry_id for d in drafts],
+        "e_transactions": [d.transaction_id for d in drafts],
+        "e_kinds": [str(d.kind) for d in drafts],
+        "e_occurred": [d.occurred_at for d in drafts],
+        "e_canonicals": [
+            chain.canonical_entry(
+                entry_id=d.entry_id,
+                transaction_id=d.transaction_id,
+                kind=str(d.kind),
+                occurred_at=d.occurred_at,
+                detail=d.detail,
+                postings=[_posting_fields(m, d.occurred_at) for m in d.movements],
+            )
+            for d in drafts
+        ],
     }
 
-    async def append_to_chain(session: AsyncSession) -> None:
-        if (await session.execute(_APPEND_TO_CHAIN, chained)).first() is None:
-            raise InvariantViolation("ledger.chain_appended", "the chain head row is missing")
+    async def write(session: AsyncSession) -> None:
+        rows = await fetch_rows(session, _WRITE_ENTRIES, written)
+        if len(rows) != 1 or rows[0].last_seq is None:
+            raise InvariantViolation("ledger.chain_appended", "no entry was chained")
 
-    await at_commit(session, append_to_chain)
+    await at_commit(session, write)
 
 
 async def verify_chain(
-    session: AsyncSession, *, batch_size: int = VERIFY_BATCH_SIZE
+    session: AsyncSession,
+    *,
+    from_seq: int = 1,
+    max_entries: int = MAX_VERIFY_ENTRIES,
+    batch_size: int = VERIFY_BATCH_SIZE,
 ) -> ChainReport:
-    """Recompute every entry from the stored rows and compare with the chain."""
+    """Recompute entries `from_seq`.. (at most `max_entries`) from the stored rows.
+
+    A check that starts past 1 links its first entry to the stored hash of the one before,
+    which the previous, cut-short check verified.
+    """
+    if from_seq < 1 or max_entries < 1:
+        raise InvariantViolation("ledger.verify_range", "from_seq and max_entries start at 1")
     head = (
         await session.execute(
             text("SELECT last_seq, last_hash FROM ledger.chain_head WHERE id = 1")
         )
     ).one()
-    last_seq = min(int(head.last_seq), MAX_VERIFY_ENTRIES)
+    head_seq = int(head.last_seq)
+    last_seq = min(head_seq, from_seq - 1 + max_entries)
     running = chain.GENESIS_HASH
+    if from_seq > 1:
+        before = (
+            await session.execute(
+                text("SELECT hash FROM ledger.journal_entries WHERE seq = :seq"),
+                {"seq": from_seq - 1},
+            )
+        ).first()
+        if before is None:
+            return ChainReport(False, 0, BadEntry(from_seq - 1, None, None, "missing"))
+        running = before.hash
     checked = 0
-    expected_seq = 1
+    expected_seq = from_seq
     while expected_seq <= last_seq:
         entries = (
             await session.execute(
@@ -215,9 +213,48 @@ async def verify_chain(
             running = entry.hash
             checked += 1
             expected_seq += 1
-    if last_seq == int(head.last_seq) and running != head.last_hash:
+    if last_seq < head_seq:
+        return ChainReport(True, checked, None, next_from_seq=last_seq + 1)
+    if running != head.last_hash:
         return ChainReport(False, checked, BadEntry(last_seq, None, None, "head_mismatch"))
     return ChainReport(True, checked, None)
+
+
+async def chain_head(session: AsyncSession) -> ChainHead:
+    row = (
+        await session.execute(
+            text("SELECT last_seq, last_hash FROM ledger.chain_head WHERE id = 1")
+        )
+    ).one()
+    return ChainHead(int(row.last_seq), str(row.last_hash))
+
+
+async def check_anchor(
+    session: AsyncSession, anchored: ChainHead | None, record_id: str | None = None
+) -> AnchorReport:
+    """Compare the live chain with a head anchored in the evidence log.
+
+    The anchored hash commits to every entry up to its seq, so a chain rewritten
+    consistently (rows, hashes and head, as the database owner could) still disagrees
+    here: the evidence log lives in another database and its records are signed and
+    Merkle-proven.
+    """
+    if anchored is None:
+        return AnchorReport("none", None)
+    row = (
+        await session.execute(
+            text("SELECT hash FROM ledger.journal_entries WHERE seq = :seq"),
+            {"seq": anchored.seq},
+        )
+    ).first()
+    if anchored.seq == 0:
+        live = chain.GENESIS_HASH
+    elif row is None:
+        return AnchorReport("anchored_entry_missing", anchored, record_id)
+    else:
+        live = str(row.hash)
+    status = "consistent" if live == anchored.hash else "hash_mismatch"
+    return AnchorReport(status, anchored, record_id, live)
 
 
 async def _entry_rows(

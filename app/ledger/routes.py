@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import api
-from app.platform import web
-from app.platform.errors import ValidationError
+from app.platform import audit, jsonbody, web
+from app.platform.errors import DomainError, ValidationError
+from app.platform.utc import rfc3339_or_none
 from app.platform.web import Call, Endpoint, Result
 
 _READ = ("ledger:read",)
@@ -75,6 +76,25 @@ NEW_TRANSACTION_SCHEMA: dict[str, Any] = {
     },
 }
 
+# Each item is checked against NEW_TRANSACTION_SCHEMA by the handler, so that a refusal
+# can name the item's index.
+BATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["transactions"],
+    "properties": {
+        "transactions": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": api.MAX_BATCH_TRANSACTIONS,
+            "items": {"type": "object"},
+        }
+    },
+}
+# 1,000 items of up to 100 postings would not fit; 1,000 ordinary ones (a few hundred
+# bytes each) do, with room.
+BATCH_BODY_LIMIT_BYTES = 2 * 1024 * 1024
+
 POST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -125,6 +145,11 @@ TRANSACTION_SCHEMA: dict[str, Any] = {
         "status_changed_at": {"type": ["string", "null"], "format": "date-time"},
     },
 }
+BATCH_RESULT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["transactions"],
+    "properties": {"transactions": {"type": "array", "items": TRANSACTION_SCHEMA}},
+}
 ENTRIES_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["data", "next_cursor"],
@@ -146,14 +171,53 @@ ENTRIES_SCHEMA: dict[str, Any] = {
             },
         },
         "next_cursor": {"type": ["string", "null"]},
+        "anchor": {
+            "type": "object",
+            "description": "The live chain against the latest head anchored in the evidence "
+            "log: consistent, none (nothing anchored), unavailable, or a contradiction "
+            "(hash_mismatch, anchored_entry_missing).",
+            "properties": {
+                "status": {"type": "string"},
+                "record_id": {"type": ["string", "null"]},
+                "seq": {"type": ["integer", "null"]},
+                "hash": {"type": ["string", "null"]},
+                "live_hash": {"type": ["string", "null"]},
+            },
+        },
+    },
+}
+_VERIFY_BALANCES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "posted": {"type": "integer"},
+        "pending_debits": {"type": "integer"},
+        "pending_credits": {"type": "integer"},
+        "available": {"type": "integer"},
     },
 }
 VERIFY_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["ok", "entries_checked"],
+    "required": ["ok", "complete", "entries_checked", "accounts_checked"],
     "properties": {
         "ok": {"type": "boolean"},
+        "complete": {"type": "boolean"},
         "entries_checked": {"type": "integer"},
+        "accounts_checked": {"type": "integer"},
+        "next_from_seq": {"type": ["integer", "null"]},
+        "next_cursor": {"type": ["string", "null"]},
+        "anchor": {
+            "type": "object",
+            "description": "The live chain against the latest head anchored in the evidence "
+            "log: consistent, none (nothing anchored), unavailable, or a contradiction "
+            "(hash_mismatch, anchored_entry_missing).",
+            "properties": {
+                "status": {"type": "string"},
+                "record_id": {"type": ["string", "null"]},
+                "seq": {"type": ["integer", "null"]},
+                "hash": {"type": ["string", "null"]},
+                "live_hash": {"type": ["string", "null"]},
+            },
+        },
         "first_bad_entry": {
             "type": "object",
             "properties": {
@@ -163,15 +227,16 @@ VERIFY_SCHEMA: dict[str, Any] = {
                 "reason": {"type": "string"},
             },
         },
+        "first_bad_balance": {
+            "type": "object",
+            "properties": {
+                "account_id": {"type": "string"},
+                "stored": _VERIFY_BALANCES_SCHEMA,
+                "recomputed": _VERIFY_BALANCES_SCHEMA,
+            },
+        },
     },
 }
-
-
-def _time(value: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a Z, as API.md asks for every time."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def account_json(account: api.Account) -> dict[str, Any]:
@@ -185,8 +250,8 @@ def account_json(account: api.Account) -> dict[str, Any]:
         "overdraft_limit_minor": account.overdraft_limit_minor,
         "customer_id": account.customer_id,
         "metadata": dict(account.metadata),
-        "created_at": _time(account.created_at),
-        "as_of": _time(account.as_of),
+        "created_at": rfc3339_or_none(account.created_at),
+        "as_of": rfc3339_or_none(account.as_of),
         "balances": {
             "posted": balances.posted_minor,
             "pending_debits": balances.pending_debits_minor,
@@ -209,14 +274,14 @@ def transaction_json(transaction: api.Transaction) -> dict[str, Any]:
             }
             for leg in transaction.postings
         ],
-        "expires_at": _time(transaction.expires_at),
+        "expires_at": rfc3339_or_none(transaction.expires_at),
         "description": transaction.description,
         "external_ref": transaction.external_ref,
         "reverses": transaction.reverses,
         "reversed_by": transaction.reversed_by,
         "posted_amount_minor": transaction.posted_amount_minor,
-        "created_at": _time(transaction.created_at),
-        "status_changed_at": _time(transaction.status_changed_at),
+        "created_at": rfc3339_or_none(transaction.created_at),
+        "status_changed_at": rfc3339_or_none(transaction.status_changed_at),
     }
 
 
@@ -259,7 +324,7 @@ async def list_entries(call: Call, session: AsyncSession) -> Result:
             "amount_minor": entry.amount_minor,
             "currency": entry.currency,
             "effect": entry.effect,
-            "created_at": _time(entry.created_at),
+            "created_at": rfc3339_or_none(entry.created_at),
             "balance_after_minor": entry.balance_after_minor,
         }
         for entry in page.entries
@@ -288,6 +353,52 @@ async def create_transaction(call: Call, session: AsyncSession) -> Result:
     return Result(201, transaction_json(transaction), resource_id=transaction.id)
 
 
+def _new_transaction(item: dict[str, Any]) -> api.NewTransaction:
+    raw_expiry = item.get("expires_at")
+    return api.NewTransaction(
+        legs=tuple(
+            api.Leg(leg["account_id"], leg["direction"], leg["amount_minor"], leg["currency"])
+            for leg in item["postings"]
+        ),
+        status=item["status"],
+        expires_at=api.parse_time(raw_expiry, "expires_at") if raw_expiry is not None else None,
+        description=item.get("description"),
+        external_ref=item.get("external_ref"),
+    )
+
+
+async def create_transactions(call: Call, session: AsyncSession) -> Result:
+    items: list[api.NewTransaction] = []
+    for index, item in enumerate(call.body["transactions"]):
+        try:
+            jsonbody.validate(item, NEW_TRANSACTION_SCHEMA)
+            items.append(_new_transaction(item))
+        except DomainError as error:
+            error.extra["index"] = index
+            raise
+    created = await api.create_transactions(session, items)
+    # Each item is audited as its own create, in this transaction, besides the request's
+    # own record (written by the pipeline).
+    await audit.record_many(
+        session,
+        [
+            audit.AuditEvent(
+                actor=call.principal.client_id if call.principal else None,
+                event_type="ledger.transactions.create",
+                outcome="success",
+                request_id=call.request_id,
+                origin_ip=web.client_ip(call.request),
+                resource_type="ledger_transaction",
+                resource_id=transaction.id,
+                decision_id=call.decision_id,
+                details={"batch_index": index},
+            )
+            for index, transaction in enumerate(created)
+        ],
+    )
+    return Result(201, {"transactions": [transaction_json(t) for t in created]})
+
+
 async def post_transaction(call: Call, session: AsyncSession) -> Result:
     transaction = await api.post_transaction(
         session, call.path["id"], amount_minor=call.body.get("amount_minor")
@@ -310,16 +421,102 @@ async def read_transaction(call: Call, session: AsyncSession) -> Result:
     return Result(200, transaction_json(transaction), resource_id=transaction.id)
 
 
+def _balances_json(balances: api.Balances) -> dict[str, int]:
+    return {
+        "posted": balances.posted_minor,
+        "pending_debits": balances.pending_debits_minor,
+        "pending_credits": balances.pending_credits_minor,
+        "available": balances.available_minor,
+    }
+
+
+def _verify_query(query: Mapping[str, str]) -> tuple[int | None, str | None, int]:
+    """Where to start (a cursor we issued, or from_seq) and the limit per call.
+
+    None for a part means it is done: the cursor of a check cut short in one part only
+    goes on with that part.
+    """
+    limit = _positive(query, "limit", api.MAX_VERIFY_ENTRIES)
+    cursor = web.decode_cursor(query)
+    if cursor is None:
+        return _positive(query, "from_seq", 1), "", limit
+    seq, after = cursor.get("seq"), cursor.get("after")
+    if not (seq is None or (isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1)):
+        raise ValidationError("cursor is not one we issued")
+    if not (after is None or (isinstance(after, str) and len(after) <= 64)):
+        raise ValidationError("cursor is not one we issued")
+    return seq, after, limit
+
+
+def _positive(query: Mapping[str, str], name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 12 or not 1 <= int(raw) <= api.MAX_VERIFY_ENTRIES:
+        raise ValidationError(f"{name} must be an integer from 1 to {api.MAX_VERIFY_ENTRIES}")
+    return int(raw)
+
+
+class AnchorSource(Protocol):
+    """Where verify finds the latest chain head anchored in the evidence log (the
+    composition root's services carry it as a `ledger_anchors` field, or None)."""
+
+    async def latest(self) -> tuple[api.ChainHead, str] | None:
+        """The anchored head and its evidence record id. Raises ConnectionError."""
+
+
 async def verify(call: Call, session: AsyncSession) -> Result:
-    report = await api.verify_chain(session)
-    body: dict[str, Any] = {"ok": report.ok, "entries_checked": report.entries_checked}
-    if report.first_bad_entry is not None:
-        bad = report.first_bad_entry
+    from_seq, after_account, limit = _verify_query(call.query)
+    anchors: AnchorSource | None = getattr(call.services, "ledger_anchors", None)
+    found: tuple[api.ChainHead, str] | None = None
+    unavailable = False
+    if anchors is not None:
+        try:
+            found = await anchors.latest()
+        except ConnectionError:
+            unavailable = True
+    report = await api.verify_ledger(
+        session,
+        from_seq=from_seq,
+        after_account=after_account,
+        limit=limit,
+        anchored=found[0] if found else None,
+        anchor_record_id=found[1] if found else None,
+    )
+    anchor = report.anchor
+    anchor_json: dict[str, Any] = {
+        "status": "unavailable" if unavailable else anchor.status,
+        "record_id": anchor.record_id,
+        "seq": anchor.anchored.seq if anchor.anchored else None,
+        "hash": anchor.anchored.hash if anchor.anchored else None,
+        "live_hash": anchor.live_hash,
+    }
+    chain, balances = report.chain, report.balances
+    body: dict[str, Any] = {
+        "ok": report.ok,
+        "complete": report.complete,
+        "entries_checked": chain.entries_checked,
+        "accounts_checked": balances.accounts_checked,
+        "next_from_seq": chain.next_from_seq,
+        "anchor": anchor_json,
+        "next_cursor": None
+        if report.complete
+        else web.encode_cursor({"seq": chain.next_from_seq, "after": balances.next_after_account}),
+    }
+    if chain.first_bad_entry is not None:
+        bad = chain.first_bad_entry
         body["first_bad_entry"] = {
             "seq": bad.seq,
             "id": bad.entry_id,
             "transaction_id": bad.transaction_id,
             "reason": bad.reason,
+        }
+    if balances.first_bad_balance is not None:
+        mismatch = balances.first_bad_balance
+        body["first_bad_balance"] = {
+            "account_id": mismatch.account_id,
+            "stored": _balances_json(mismatch.stored),
+            "recomputed": _balances_json(mismatch.recomputed),
         }
     return Result(200, body)
 
@@ -339,6 +536,29 @@ _PAGE = (
         "schema": {"type": "integer", "minimum": 1, "maximum": web.MAX_PAGE_SIZE},
     },
     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+)
+_VERIFY_QUERY = (
+    {
+        "name": "from_seq",
+        "in": "query",
+        "required": False,
+        "description": "Check the chain from this journal seq on (and every balance).",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "Go on where a cut-short check stopped (its next_cursor).",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "At most this many entries and this many accounts in one call.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
 )
 
 
@@ -406,6 +626,28 @@ def endpoints() -> list[Endpoint]:
                 api.InsufficientFundsError,
             ),
             tag="ledger",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/ledger/transactions/batch",
+            handler=create_transactions,
+            action="ledger.transactions.batch",
+            resource_type="ledger_transaction",
+            summary="Write up to 1,000 balanced transactions, all or nothing",
+            scopes=_WRITE,
+            success_status=201,
+            request_schema=BATCH_SCHEMA,
+            response_schema=BATCH_RESULT_SCHEMA,
+            idempotent=True,
+            errors=(
+                api.UnknownCurrencyError,
+                api.UnbalancedTransactionError,
+                api.UnknownAccountError,
+                api.CurrencyMismatchError,
+                api.InsufficientFundsError,
+            ),
+            tag="ledger",
+            body_limit_bytes=BATCH_BODY_LIMIT_BYTES,
         ),
         Endpoint(
             method="POST",
@@ -481,9 +723,10 @@ def endpoints() -> list[Endpoint]:
             handler=verify,
             action="ledger.verify",
             resource_type="ledger",
-            summary="Recompute the journal hash chain and name the first bad entry",
+            summary="Recompute the hash chain and every balance; name the first bad one",
             scopes=_READ,
             response_schema=VERIFY_SCHEMA,
+            query_parameters=_VERIFY_QUERY,
             tag="ledger",
         ),
     ]

@@ -11,44 +11,51 @@ Locking protocol (every writer follows it, so there is no deadlock cycle):
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import LiteralString
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import accounts, chain, domain, events, journal
-from app.ledger.data import Transaction
+from app.ledger.data import NewTransaction, Transaction
 from app.ledger.domain import Leg, TransactionFacts, TransactionStatus
-from app.ledger.errors import TransactionNotFoundError
+from app.ledger.errors import TransactionNotFoundError, UnknownAccountError
 from app.platform import outbox
-from app.platform.errors import InvariantViolation
+from app.platform.db import fetch_rows
+from app.platform.errors import DomainError, InvariantViolation
 
-# A new transaction's rows (and its hold, when pending) go in with the account locks, in
+# New transactions' rows (and their holds, when pending) go in with the account locks, in
 # one round trip: they do not depend on the balances, and a refusal later rolls them back
 # with everything else.
-_INSERT_TRANSACTION_AND_LOCK_ACCOUNTS = text(
-    """
+_INSERT_TRANSACTIONS_AND_LOCK_ACCOUNTS: LiteralString = """
     WITH created AS (
         INSERT INTO ledger.transactions
             (id, entry_id, status, expires_at, description, external_ref, reverses,
              posting_count, created_at)
-        VALUES (:id, :entry_id, :status, :expires_at, :description, :external_ref,
-                :reverses, :posting_count, :created_at)
-        RETURNING id, expires_at
+        SELECT v.id, v.entry_id, v.status, v.expires_at, v.description, v.external_ref,
+               v.reverses, v.posting_count, %(created_at)s
+        FROM unnest(CAST(%(ids)s AS text[]), CAST(%(entry_ids)s AS text[]),
+                    CAST(%(statuses)s AS text[]), CAST(%(expires)s AS timestamptz[]),
+                    CAST(%(descriptions)s AS text[]), CAST(%(external_refs)s AS text[]),
+                    CAST(%(reverses)s AS text[]), CAST(%(posting_counts)s AS smallint[]))
+             AS v(id, entry_id, status, expires_at, description, external_ref, reverses,
+                  posting_count)
+        RETURNING id, status, expires_at
     ), held AS (
         INSERT INTO ledger.open_holds (transaction_id, expires_at)
-        SELECT id, expires_at FROM created WHERE CAST(:holds AS boolean)
+        SELECT id, expires_at FROM created WHERE status = %(pending)s
     )
     SELECT a.id, a.currency, a.normal_balance, a.overdraft_limit_minor,
            b.posted_minor, b.pending_debits_minor, b.pending_credits_minor
     FROM ledger.balances b JOIN ledger.accounts a ON a.id = b.account_id
-    WHERE b.account_id = ANY(:ids)
+    WHERE b.account_id = ANY(%(accounts)s)
     ORDER BY b.account_id
     FOR UPDATE OF b
     """
-)
 
 
 def _new_id(prefix: str) -> str:
@@ -76,74 +83,141 @@ async def create_transaction(
     external_ref: str | None,
     reverses: str | None = None,
 ) -> Transaction:
+    created = await create_transactions(
+        session,
+        [NewTransaction(tuple(legs), status, expires_at, description, external_ref, reverses)],
+        name_index=False,
+    )
+    return created[0]
+
+
+async def create_transactions(
+    session: AsyncSession, items: Sequence[NewTransaction], *, name_index: bool = True
+) -> list[Transaction]:
+    """Write `items` in order, all or nothing, each exactly as a single create.
+
+    A refusal raises the item's own DomainError; with `name_index` it carries the item's
+    `index` (its position in `items`).
+    """
     received_at = _now()
-    change = domain.transition(None, domain.Create(status, tuple(legs), expires_at), received_at)
-    transaction_id = _new_id("txn")
-    entry_id = _new_id("jrn")
-    pending = change.status is TransactionStatus.PENDING
+    changes: list[domain.Change] = []
+    for index, item in enumerate(items):
+        with _naming(index, name_index):
+            changes.append(
+                domain.transition(
+                    None, domain.Create(item.status, item.legs, item.expires_at), received_at
+                )
+            )
+    transaction_ids = [_new_id("txn") for _ in items]
+    entry_ids = [_new_id("jrn") for _ in items]
     when = chain.format_time(received_at)
-    if not pending:
-        await outbox.emit(
-            session,
-            events.LedgerTransactionPosted(transaction_id, _lines(change.legs), reverses, when),
+    published: list[object] = []
+    for transaction_id, item, change in zip(transaction_ids, items, changes, strict=True):
+        if change.status is TransactionStatus.POSTED:
+            published.append(
+                events.LedgerTransactionPosted(
+                    transaction_id, _lines(change.legs), item.reverses, when
+                )
+            )
+        else:
+            if change.expires_at is None:
+                raise InvariantViolation("ledger.pending_expiry", "a hold without expires_at")
+            published.append(
+                events.LedgerTransactionPending(
+                    transaction_id,
+                    _lines(change.legs),
+                    chain.format_time(change.expires_at),
+                    when,
+                )
+            )
+    await outbox.emit_many(session, published)
+    wanted = sorted({leg.account_id for change in changes for leg in change.legs})
+    rows = await fetch_rows(
+        session,
+        _INSERT_TRANSACTIONS_AND_LOCK_ACCOUNTS,
+        {
+            "ids": transaction_ids,
+            "entry_ids": entry_ids,
+            "statuses": [str(change.status) for change in changes],
+            "expires": [change.expires_at for change in changes],
+            "descriptions": [item.description for item in items],
+            "external_refs": [item.external_ref for item in items],
+            "reverses": [item.reverses for item in items],
+            "posting_counts": [len(change.legs) for change in changes],
+            "created_at": received_at,
+            "pending": str(TransactionStatus.PENDING),
+            "accounts": wanted,
+        },
+    )
+    try:
+        states = accounts.account_states(rows, wanted)
+    except UnknownAccountError as error:
+        missing = error.extra["account_id"]
+        index = next(
+            i
+            for i, change in enumerate(changes)
+            if any(leg.account_id == missing for leg in change.legs)
         )
-    else:
-        if change.expires_at is None:
-            raise InvariantViolation("ledger.pending_expiry", "a hold without expires_at")
-        await outbox.emit(
-            session,
-            events.LedgerTransactionPending(
-                transaction_id, _lines(change.legs), chain.format_time(change.expires_at), when
-            ),
-        )
-    wanted = sorted({leg.account_id for leg in change.legs})
-    rows = (
-        await session.execute(
-            _INSERT_TRANSACTION_AND_LOCK_ACCOUNTS,
-            {
-                "id": transaction_id,
-                "entry_id": entry_id,
-                "status": str(change.status),
-                "expires_at": change.expires_at,
-                "description": description,
-                "external_ref": external_ref,
-                "reverses": reverses,
-                "posting_count": len(change.legs),
-                "created_at": received_at,
-                "holds": pending,
-                "ids": wanted,
-            },
-        )
-    ).all()
-    applied = domain.apply_movements(accounts.account_states(rows, wanted), change.movements)
+        with _naming(index, name_index):
+            raise
     # Taken under the locks, so postings of one account are time-ordered like their ids
     # and an as_of sum always matches some running balance.
     occurred_at = _now()
-    await journal.write_entry(
-        session,
-        transaction_id=transaction_id,
-        entry_id=entry_id,
-        kind=domain.JournalKind.CREATE,
-        occurred_at=occurred_at,
-        detail=journal.creation_detail(
-            change.status, change.expires_at, description, external_ref, reverses
-        ),
-        movements=change.movements,
-        applied=applied,
-    )
-    return Transaction(
-        id=transaction_id,
-        status=change.status,
-        postings=change.legs,
-        expires_at=change.expires_at,
-        description=description,
-        external_ref=external_ref,
-        reverses=reverses,
-        reversed_by=None,
-        posted_amount_minor=None,
-        created_at=received_at,
-        status_changed_at=None,
-    )
+    drafts: list[journal.EntryDraft] = []
+    for index, (transaction_id, entry_id, item, change) in enumerate(
+        zip(transaction_ids, entry_ids, items, changes, strict=True)
+    ):
+        touched = {
+            movement.account_id: states[movement.account_id] for movement in change.movements
+        }
+        with _naming(index, name_index):
+            applied = domain.apply_movements(touched, change.movements)
+        states.update(applied.balances)
+        drafts.append(
+            journal.EntryDraft(
+                transaction_id=transaction_id,
+                entry_id=entry_id,
+                kind=domain.JournalKind.CREATE,
+                occurred_at=occurred_at,
+                detail=journal.creation_detail(
+                    change.status,
+                    change.expires_at,
+                    item.description,
+                    item.external_ref,
+                    item.reverses,
+                ),
+                movements=change.movements,
+                balance_after_minor=applied.balance_after_minor,
+            )
+        )
+    await journal.write_entries(session, drafts, states)
+    return [
+        Transaction(
+            id=transaction_id,
+            status=change.status,
+            postings=change.legs,
+            expires_at=change.expires_at,
+            description=item.description,
+            external_ref=item.external_ref,
+            reverses=item.reverses,
+            reversed_by=None,
+            posted_amount_minor=None,
+            created_at=received_at,
+            status_changed_at=None,
+        )
+        for transaction_id, item, change in zip(transaction_ids, items, changes, strict=True)
+    ]
+
+
+@contextlib.contextmanager
+def _naming(index: int, name_index: bool) -> Iterator[None]:
+    """Add the failing item's position to a refusal of a batch."""
+    try:
+        yield
+    except DomainError as error:
+        if name_index:
+            error.extra["index"] = index
+        raise
 
 
 async def _original_legs(session: AsyncSession, entry_id: str, created_at: datetime) -> list[Leg]:
@@ -262,16 +336,16 @@ async def _change_status(
     applied = domain.apply_movements(locked, change.movements)
     if change.journal_kind is None:
         raise InvariantViolation("ledger.journal_kind", "a status change is journaled")
-    await journal.write_entry(
-        session,
+    draft = journal.EntryDraft(
         transaction_id=transaction_id,
         entry_id=entry_id,
         kind=change.journal_kind,
         occurred_at=_now(),
         detail=journal.change_detail(change.status, posted_amount),
         movements=change.movements,
-        applied=applied,
+        balance_after_minor=applied.balance_after_minor,
     )
+    await journal.write_entries(session, [draft], applied.balances)
     return Transaction(
         id=original.id,
         status=change.status,
@@ -302,10 +376,15 @@ async def expire_transaction(session: AsyncSession, transaction_id: str) -> Tran
 
 
 async def reverse_transaction(session: AsyncSession, transaction_id: str) -> Transaction:
+    # Concurrent reversals of one transaction queue on a transaction-scoped advisory lock:
+    # a row lock (FOR UPDATE) would need UPDATE privilege on an append-only table, which
+    # the service role does not hold (app/platform/roles.py).
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": transaction_id}
+    )
     locked = (
         await session.execute(
-            text("SELECT id FROM ledger.transactions WHERE id = :id FOR UPDATE"),
-            {"id": transaction_id},
+            text("SELECT id FROM ledger.transactions WHERE id = :id"), {"id": transaction_id}
         )
     ).first()
     if locked is None:

@@ -10,10 +10,13 @@ from typing import Any
 
 import structlog
 
+from app.platform.tracing import add_trace_context
+
 # Field names whose values never reach a log line, whatever a caller passes.
 _SECRET_FIELDS = re.compile(
     r"(secret|password|token|authorization|signature|private|ciphertext|plaintext|email|"
-    r"date_of_birth|name_on|pan|cvv)",
+    # `pan` only as a whole word of the name (card_pan), so `span_id` stays readable.
+    r"date_of_birth|name_on|(?:^|_)pan(?:_|$)|cvv)",
     re.IGNORECASE,
 )
 
@@ -34,6 +37,7 @@ def configure_logging(level: str = "info") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_context,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,

@@ -1,25 +1,27 @@
-"""OPA decisions over OPA's REST data API.
+"""OPA decisions, health and readiness through the design card's client, opa-python-client.
 
-We call the REST API ourselves instead of using opa-python-client because we need the
-`decision_id` that OPA returns with each decision (for the audit log) and a strict
-per-call timeout. The client is aiohttp: every signed request makes one OPA call, and
-aiohttp's C HTTP parser costs about a third of the CPU of httpx's pure-Python h11 per
-call (loadtests/bench_ledger.py), over the same keep-alive connections.
+Its v3 `AsyncOpaClient` runs on aiohttp (a C HTTP parser and keep-alive connections, which
+is why the request path could use it) and `query_rule` returns OPA's whole response, so the
+`decision_id` the audit log needs comes with every decision. On the request path it is
+built with `retries=0`: a request fails closed at once rather than spending its deadline on
+retries, and `timeout` is the per-call limit (`OPA_TIMEOUT_MS`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+from opa_client import AsyncOpaClient
 
 from app.platform.errors import DependencyUnavailableError
-
-MAX_CONNECTIONS = 64
+from app.platform.metrics import record_dependency_unavailable, record_opa_decision
 
 
 class OpaUnavailableError(DependencyUnavailableError):
@@ -31,43 +33,66 @@ class Decision:
     allowed: bool
     decision_id: str | None
     reasons: tuple[str, ...]
+    # A refusal to be answered 404: the resource is owned by another client, or missing.
+    conceal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OpaAddress:
+    """Where OPA listens, in the parts the client takes."""
+
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, base_url: str) -> OpaAddress:
+        parts = urlsplit(base_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"{base_url!r} is not an http(s) URL")
+        tls = parts.scheme == "https"
+        return cls(parts.hostname, parts.port or (443 if tls else 80), tls)
+
+    def client(self, timeout_s: float, retries: int = 0) -> AsyncOpaClient:
+        return AsyncOpaClient(
+            host=self.host, port=self.port, ssl=self.tls, timeout=timeout_s, retries=retries
+        )
 
 
 class Opa:
     """Asks OPA for decisions. Every failure to get an answer fails closed."""
 
     def __init__(self, base_url: str, timeout_ms: int) -> None:
-        self._base_url = base_url.rstrip("/")
-        self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
-        # aiohttp binds a session to the running event loop, so it is made on first use.
-        self._session: aiohttp.ClientSession | None = None
+        self._address = OpaAddress.parse(base_url)
+        self._timeout_s = timeout_ms / 1000
+        # The client's aiohttp session binds to the running event loop: made on first use,
+        # and made anew when a different loop calls (tests run apps on their own loops).
+        self._client: AsyncOpaClient | None = None
+        self._opened: contextlib.AsyncExitStack | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
+    async def _session(self) -> AsyncOpaClient:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session.closed or self._loop is not loop:
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
-                json_serialize=json.dumps,
+        if self._client is None or self._loop is not loop:
+            opened = contextlib.AsyncExitStack()
+            self._client = await opened.enter_async_context(
+                self._address.client(self._timeout_s, retries=0)
             )
-            self._loop = loop
-        return self._session
+            self._opened, self._loop = opened, loop
+        return self._client
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._opened is not None:
+            await self._opened.aclose()
+        self._client = self._opened = self._loop = None
 
     async def evaluate(self, package_path: str, input_document: dict[str, Any]) -> dict[str, Any]:
         """Evaluate `data.<package_path>` and return OPA's whole response document."""
+        client = await self._session()
         try:
-            async with self._client().post(
-                f"{self._base_url}/v1/data/{package_path}", json={"input": input_document}
-            ) as response:
-                if response.status != 200:
-                    raise OpaUnavailableError(f"OPA answered {response.status}")
-                document = json.loads(await response.read())
+            document = await client.query_rule(input_document, package_path)
+        except aiohttp.ClientResponseError as error:
+            raise OpaUnavailableError(f"OPA answered {error.status}") from None
         except (aiohttp.ClientError, TimeoutError) as error:
             raise OpaUnavailableError(f"OPA is unreachable: {type(error).__name__}") from None
         except ValueError:
@@ -78,20 +103,29 @@ class Opa:
 
     async def decide(self, package_path: str, input_document: dict[str, Any]) -> Decision:
         """Ask `<package_path>` for `{allow, reasons}`. An undefined result is a deny."""
-        document = await self.evaluate(package_path, input_document)
+        started = time.perf_counter()
+        try:
+            document = await self.evaluate(package_path, input_document)
+        except OpaUnavailableError:
+            record_opa_decision("error", time.perf_counter() - started)
+            record_dependency_unavailable("opa")
+            raise
         result = document.get("result") or {}
         allowed = result.get("allow") is True
+        record_opa_decision("allow" if allowed else "deny", time.perf_counter() - started)
         reasons = tuple(str(reason) for reason in result.get("reasons", []) or [])
-        return Decision(allowed=allowed, decision_id=document.get("decision_id"), reasons=reasons)
+        return Decision(
+            allowed=allowed,
+            decision_id=document.get("decision_id"),
+            reasons=reasons,
+            conceal=not allowed and result.get("conceal") is True,
+        )
 
     async def healthy(self) -> bool:
-        try:
-            async with self._client().get(
-                f"{self._base_url}/health", params={"bundles": "true"}
-            ) as response:
-                return response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
-            return False
+        """Readiness: OPA is up and has activated its policy bundles."""
+        client = await self._session()
+        healthy: bool = await client.check_health(query={"bundles": "true"})
+        return healthy
 
 
 class OpaAuthorizer:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
 class IntegrationEvent(Protocol):
@@ -29,18 +32,121 @@ _INSERT = text(
 )
 
 
+def _row(event: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = dataclasses.asdict(event)
+    return {
+        "event_id": "evt_" + secrets.token_hex(12),
+        "event_type": event.EVENT_TYPE,
+        "event_version": event.EVENT_VERSION,
+        "aggregate_id": event.aggregate_id,
+        "payload": json.dumps(payload, default=str),
+    }
+
+
 async def emit(session: AsyncSession, event: Any) -> str:
     """Append `event` (a frozen dataclass from some `events.py`) to the outbox; return its id."""
-    event_id = "evt_" + secrets.token_hex(12)
-    payload: dict[str, Any] = dataclasses.asdict(event)
-    await session.execute(
-        _INSERT,
-        {
-            "event_id": event_id,
-            "event_type": event.EVENT_TYPE,
-            "event_version": event.EVENT_VERSION,
-            "aggregate_id": event.aggregate_id,
-            "payload": json.dumps(payload, default=str),
-        },
-    )
-    return event_id
+    row = _row(event)
+    await session.execute(_INSERT, row)
+    return str(row["event_id"])
+
+
+_INSERT_MANY = text(
+    """
+    INSERT INTO platform.outbox (event_id, event_type, event_version, aggregate_id, payload)
+    SELECT v.event_id, v.event_type, v.event_version, v.aggregate_id, v.payload
+    FROM unnest(CAST(:event_id AS text[]), CAST(:event_type AS text[]),
+                CAST(:event_version AS integer[]), CAST(:aggregate_id AS text[]),
+                CAST(:payload AS jsonb[]))
+         WITH ORDINALITY AS v(event_id, event_type, event_version, aggregate_id, payload, n)
+    ORDER BY v.n
+    """
+)
+
+
+async def emit_many(session: AsyncSession, events: Sequence[Any]) -> list[str]:
+    """Append `events` in order, in one statement (a batch costs one round trip)."""
+    rows = [_row(event) for event in events]
+    if len(rows) == 1:
+        await session.execute(_INSERT, rows[0])
+    elif rows:
+        await session.execute(_INSERT_MANY, {name: [row[name] for row in rows] for name in rows[0]})
+    return [str(row["event_id"]) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One outbox row as a relay sees it: the payload snapshotted when its effect committed."""
+
+    id: int
+    event_id: str
+    event_type: str
+    event_version: int
+    aggregate_id: str
+    payload: dict[str, Any]
+    occurred_at: datetime
+
+
+# Only the oldest unpublished event of each aggregate is eligible, so one aggregate's
+# events leave in commit order even with several relays: while a relay holds an
+# aggregate's head event locked, the next one of that aggregate is not its head, and
+# SKIP LOCKED lets the other relays move on to other aggregates instead of waiting.
+_CLAIM = text(
+    """
+    SELECT o.id, o.event_id, o.event_type, o.event_version, o.aggregate_id, o.payload,
+           o.occurred_at
+    FROM platform.outbox o
+    WHERE o.published_at IS NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM platform.outbox earlier
+          WHERE earlier.aggregate_id = o.aggregate_id
+            AND earlier.published_at IS NULL
+            AND earlier.id < o.id
+      )
+    ORDER BY o.id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+    """
+)
+_BACKLOG = text(
+    """
+    SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(occurred_at)), 0)::float8
+    FROM platform.outbox WHERE published_at IS NULL
+    """
+)
+
+
+async def claim_heads(session: AsyncSession, limit: int) -> list[StoredEvent]:
+    """Lock up to `limit` unpublished events, at most the oldest one per aggregate."""
+    rows = await session.execute(_CLAIM, {"limit": limit})
+    return [
+        StoredEvent(
+            id=int(row.id),
+            event_id=row.event_id,
+            event_type=row.event_type,
+            event_version=int(row.event_version),
+            aggregate_id=row.aggregate_id,
+            payload=dict(row.payload),
+            occurred_at=row.occurred_at,
+        )
+        for row in rows
+    ]
+
+
+async def mark_published(session: AsyncSession, ids: Sequence[int]) -> None:
+    if ids:
+        await session.execute(
+            text(
+                "UPDATE platform.outbox SET published_at = now(), attempts = attempts + 1"
+                " WHERE id = ANY(:ids)"
+            ),
+            {"ids": list(ids)},
+        )
+
+
+async def sample_backlog(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Set the outbox depth and oldest-age gauges (the partial index keeps this cheap)."""
+    from app.platform.metrics import set_outbox
+
+    async with sessions() as session:
+        depth, oldest_age_s = (await session.execute(_BACKLOG)).one()
+    set_outbox(int(depth), float(oldest_age_s))

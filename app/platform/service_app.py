@@ -6,12 +6,14 @@ metrics, the served OpenAPI document and error rendering behave identically in b
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -19,9 +21,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from app.platform.db_outage import database_error_handler
 from app.platform.errors import DomainError
+from app.platform.instrumentation import OutcomeMetricsMiddleware, instrument
 from app.platform.opa import Opa
 from app.platform.openapi import build_document
+from app.platform.tracing import configure_tracing, instrument_app
 from app.platform.vault import Vault
 from app.platform.web import (
     Endpoint,
@@ -34,14 +39,21 @@ from app.platform.web import (
 )
 
 Hook = Callable[[], Awaitable[None]]
+READINESS_DB_TIMEOUT_S = 2.0
+SCRAPE_SAMPLE_TIMEOUT_S = 1.0
 
 
 async def readiness(engine: AsyncEngine, opa: Opa, vault: Vault) -> tuple[int, dict[str, Any]]:
     """Check the database, OPA and Vault; 503 names whichever is down."""
     checks: dict[str, str] = {}
-    try:
+
+    async def ping() -> None:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
+
+    try:
+        # Bounded: a probe must answer before the orchestrator's own probe timeout.
+        await asyncio.wait_for(ping(), READINESS_DB_TIMEOUT_S)
         checks["db"] = "ok"
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         checks["db"] = "down"
@@ -91,7 +103,9 @@ def build_service_app(
     on_start: Hook | None = None,
     on_stop: Hook | None = None,
     other_engines: Sequence[AsyncEngine] = (),
+    on_scrape: Hook | None = None,
 ) -> Starlette:
+    configure_tracing(title)
     openapi_document = build_document(
         title, version, endpoints, {**operational_paths(), **(extra_paths or {})}
     )
@@ -104,6 +118,11 @@ def build_service_app(
         return JSONResponse(body, status_code=status)
 
     async def metrics(_: Request) -> Response:
+        if on_scrape is not None:
+            # A gauge read from the database (outbox depth) is sampled when scraped; a
+            # failed sample leaves the last value rather than failing the scrape.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(on_scrape(), SCRAPE_SAMPLE_TIMEOUT_S)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(_: Request) -> Response:
@@ -136,10 +155,15 @@ def build_service_app(
         exception_handlers={
             HTTPException: http_exception_handler,
             DomainError: domain_error_handler,
+            SQLAlchemyError: database_error_handler,
             Exception: unhandled_error_handler,
         },
     )
+    app.add_middleware(OutcomeMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    instrument(services)
+    # Outermost, so the server span covers the other middleware and the exception handlers.
+    instrument_app(app, [engine, *other_engines])
     app.state.services = services
     app.state.openapi = openapi_document
     return app

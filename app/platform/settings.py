@@ -6,7 +6,9 @@ Only addresses, ports, limits and the Vault login come from the environment. Sec
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,20 +19,25 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable and the fix."""
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+# ---- the parsers every service's settings use (the API's here, evidence/config.py) ------
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def integer_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer in [low, high]: ASCII digits with an optional minus, nothing else."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if not _INTEGER.fullmatch(raw.strip()):
+        raise SettingsError(f"{name}={raw!r} is not an integer")
+    value = int(raw)
     if not low <= value <= high:
         raise SettingsError(f"{name}={value} must lie in [{low}, {high}]")
     return value
 
 
-def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+def boolean_setting(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -42,12 +49,36 @@ def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
-def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
+def url_setting(env: Mapping[str, str], name: str, default: str) -> str:
+    """An http(s) URL with a host, without its trailing slash."""
     value = env.get(name) or default
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise SettingsError(f"{name}={value!r} is not an http(s) URL")
     return value.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def tls_in_production(environment: str, name: str, url: str) -> str:
+    """Refuse a plain-http `url` in production.
+
+    Vault hands out every secret and the issuer's JWKS decides which tokens are genuine,
+    so in production both are reached over TLS. The one exception is a loopback address
+    (a Vault agent or sidecar on the same host), whose traffic never leaves the machine.
+    """
+    parts = urlsplit(url)
+    plain = parts.scheme != "https" and not _is_loopback(parts.hostname or "")
+    if environment == "production" and plain:
+        raise SettingsError(f"{name}={url!r} must be an https URL in production")
+    return url
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +104,16 @@ class Settings:
     request_body_limit_bytes: int
     outbound_timeout_ms: int
     opa_timeout_ms: int
+    # The payment risk decision's time box; past it the payment goes to review.
+    risk_timeout_ms: int
     idempotency_ttl_s: int
     idempotency_stale_claim_s: int
     db_pool_size: int
     allow_insecure_webhook_urls: bool
     data_dir: Path
     log_level: str
+    # A JSON cost model (app/platform/cost_model.py); None uses the placeholder defaults.
+    cost_model_file: Path | None = None
 
     @property
     def is_dev(self) -> bool:
@@ -88,7 +123,10 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and validate the environment. Raises SettingsError naming the bad variable."""
         source = os.environ if env is None else env
-        environment = source.get("MONEYPATH_ENV", "dev")
+        # Production unless told otherwise: a forgotten variable must not fall back to the
+        # dev root token and insecure webhooks. `make run`, `moneypath up` and the tests
+        # say dev or test explicitly.
+        environment = source.get("MONEYPATH_ENV", "production")
         if environment not in {"dev", "test", "production"}:
             raise SettingsError(
                 f"MONEYPATH_ENV={environment!r} must be one of dev, test, production"
@@ -115,22 +153,37 @@ class Settings:
         return cls(
             environment=environment,
             database_url=database_url,
-            vault_addr=_http_url(source, "VAULT_ADDR", "http://127.0.0.1:8200"),
+            vault_addr=tls_in_production(
+                environment,
+                "VAULT_ADDR",
+                url_setting(source, "VAULT_ADDR", "http://127.0.0.1:8200"),
+            ),
             vault_login=login,
-            opa_url=_http_url(source, "OPA_URL", "http://127.0.0.1:8181"),
-            public_base_url=_http_url(source, "PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
-            evidence_url=_http_url(source, "EVIDENCE_URL", "http://127.0.0.1:8081"),
-            request_body_limit_bytes=_integer(
+            opa_url=url_setting(source, "OPA_URL", "http://127.0.0.1:8181"),
+            # The API's public base URL is also the issuer of its access tokens.
+            public_base_url=tls_in_production(
+                environment,
+                "PUBLIC_BASE_URL",
+                url_setting(source, "PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+            ),
+            evidence_url=url_setting(source, "EVIDENCE_URL", "http://127.0.0.1:8081"),
+            request_body_limit_bytes=integer_setting(
                 source, "REQUEST_BODY_LIMIT_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024
             ),
-            outbound_timeout_ms=_integer(source, "OUTBOUND_TIMEOUT_MS", 2000, 50, 60_000),
-            opa_timeout_ms=_integer(source, "OPA_TIMEOUT_MS", 500, 10, 10_000),
-            idempotency_ttl_s=_integer(source, "IDEMPOTENCY_TTL_S", 86_400, 60, 30 * 86_400),
-            idempotency_stale_claim_s=_integer(source, "IDEMPOTENCY_STALE_CLAIM_S", 60, 1, 3600),
-            db_pool_size=_integer(source, "DB_POOL_SIZE", 10, 1, 200),
-            allow_insecure_webhook_urls=_boolean(
+            outbound_timeout_ms=integer_setting(source, "OUTBOUND_TIMEOUT_MS", 2000, 50, 60_000),
+            opa_timeout_ms=integer_setting(source, "OPA_TIMEOUT_MS", 500, 10, 10_000),
+            risk_timeout_ms=integer_setting(source, "RISK_TIMEOUT_MS", 250, 10, 5000),
+            idempotency_ttl_s=integer_setting(source, "IDEMPOTENCY_TTL_S", 86_400, 60, 30 * 86_400),
+            idempotency_stale_claim_s=integer_setting(
+                source, "IDEMPOTENCY_STALE_CLAIM_S", 60, 1, 3600
+            ),
+            db_pool_size=integer_setting(source, "DB_POOL_SIZE", 10, 1, 200),
+            allow_insecure_webhook_urls=boolean_setting(
                 source, "ALLOW_INSECURE_WEBHOOK_URLS", environment != "production"
             ),
             data_dir=Path(source.get("MONEYPATH_DATA_DIR", ".data")),
             log_level=log_level,
+            cost_model_file=Path(source["COST_MODEL_FILE"])
+            if source.get("COST_MODEL_FILE")
+            else None,
         )

@@ -25,6 +25,10 @@ class VaultUnavailableError(DependencyUnavailableError):
     """Vault (OpenBao) could not be reached or refused to answer in time."""
 
 
+class DatabaseNotConfiguredError(RuntimeError):
+    """Vault holds no database URL at the path; the bootstrap (`moneypath up`) writes it."""
+
+
 class Vault:
     """A logged-in Vault client. Build it with `Vault.login(addr, login)`."""
 
@@ -78,6 +82,18 @@ class Vault:
             return None
         data: dict[str, Any] = response["data"]["data"]
         return data
+
+    def database_url(self, path: str) -> str:
+        """The `url` stored at kv/`path`: how every service finds its database.
+
+        Raises DatabaseNotConfiguredError when there is none.
+        """
+        secret = self.read_secret(path)
+        if secret is None or not secret.get("url"):
+            raise DatabaseNotConfiguredError(
+                f"Vault has no kv/{path}: run `moneypath up` or the bootstrap first"
+            )
+        return str(secret["url"])
 
     def write_secret(self, path: str, data: dict[str, Any]) -> None:
         self._client.secrets.kv.v2.create_or_update_secret(

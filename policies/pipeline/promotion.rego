@@ -28,6 +28,14 @@ from_pipeline(record) if {
 	not record.submitted_by
 }
 
+# A writer that policies/evidence/trust.rego trusts for the record's type counts too (the
+# reviewed policies/trust/evidence_submitters.json). Asked through its verdicts rule, not a
+# function, so this package still compiles where policies/evidence is not loaded.
+from_pipeline(record) if {
+	pair := {"type": record.type, "client_id": record.submitted_by.client_id}
+	data.moneypath.evidence.trust.verdicts == [true] with input as {"pairs": [pair]}
+}
+
 # Passing runs of the commit; each is then held against the rules below.
 candidate_runs contains run if {
 	some run in input.runs

@@ -17,6 +17,7 @@ from app.entrypoints.devstack import free_port
 
 def test_up_reaches_ready_and_ctrl_c_stops_every_child(tmp_path: Path, repo_root: Path) -> None:
     api_port = free_port()
+    sim_port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
         "PG_PORT": str(free_port()),
@@ -24,6 +25,7 @@ def test_up_reaches_ready_and_ctrl_c_stops_every_child(tmp_path: Path, repo_root
         "OPA_PORT": str(free_port()),
         "API_PORT": str(api_port),
         "EVIDENCE_PORT": str(free_port()),
+        "SIM_PORT": str(sim_port),
     }
     output = (tmp_path / "up.out").open("wb")
     process = subprocess.Popen(
@@ -49,6 +51,8 @@ def test_up_reaches_ready_and_ctrl_c_stops_every_child(tmp_path: Path, repo_root
         assert ready is not None, (tmp_path / "up.out").read_text()
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"db": "ok", "opa": "ok", "vault": "ok"}
+        sim = httpx.get(f"http://127.0.0.1:{sim_port}/_sim/health", timeout=2)
+        assert sim.status_code == 200
         descendants = psutil.Process(process.pid).children(recursive=True)
         names = {child.name() for child in descendants}
         assert {"postgres", "opa"} <= names

@@ -16,13 +16,13 @@ from app.entrypoints.asgi import all_endpoints
 from app.entrypoints.devstack import REPO_ROOT, Ports, Stack
 from app.platform.opa import Opa, OpaAuthorizer
 from app.platform.web import Endpoint, Principal
-from evidence import routes as evidence_routes
+from evidence import endpoints as evidence_endpoints
 
 CALLER = "cli_endpoint_policy"
 
 
 def _declared() -> list[Endpoint]:
-    return [e for e in (*all_endpoints(), *evidence_routes.endpoints()) if e.authenticated]
+    return [e for e in (*all_endpoints(), *evidence_endpoints.endpoints()) if e.authenticated]
 
 
 def _disagreements(opa_url: str, endpoints: Sequence[Endpoint]) -> list[str]:

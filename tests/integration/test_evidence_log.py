@@ -32,12 +32,13 @@ from trestle.oscal.assessment_results import AssessmentResults
 from app.entrypoints.devstack import Stack
 from app.platform.settings import VaultLogin
 from app.platform.vault import Vault
-from evidence import checkpoints, exports, merkle, records, service
+from evidence import attachments, checkpoints, exports, merkle, records, service, tree
 from evidence.checkpointer import Checkpointer
 from evidence.signing import TransitSigner
 from evidence.verify import verify_bundle
 from tests.support.evidence_data import (
     BASE_TIME,
+    SUBMITTER,
     collected_time,
     fresh_database,
     run_with_sessions,
@@ -106,7 +107,9 @@ async def _fill(sessions: async_sessionmaker[AsyncSession], start: int, end: int
     for batch in range(start, end, 500):
         async with sessions() as session, session.begin():
             for i in range(batch, min(batch + 500, end)):
-                await service.append(session, submission(i), now=collected_time(i))
+                await service.append(
+                    session, submission(i), submitter=SUBMITTER, now=collected_time(i)
+                )
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +118,9 @@ def log(stack: Stack) -> Iterator[Log]:
 
     async def build(sessions: async_sessionmaker[AsyncSession]) -> None:
         await _fill(sessions, 0, FIRST_CHECKPOINT)
-        made.first = await service.issue_checkpoint(sessions, made.signer, ORIGIN)
+        made.first = await tree.issue_checkpoint(sessions, made.signer, ORIGIN)
         await _fill(sessions, FIRST_CHECKPOINT, LOG_SIZE)
-        made.second = await service.issue_checkpoint(sessions, made.signer, ORIGIN)
+        made.second = await tree.issue_checkpoint(sessions, made.signer, ORIGIN)
 
     run_with_sessions(made.url, build)
     return made
@@ -157,7 +160,7 @@ def test_every_record_proves_inclusion_against_the_signed_checkpoint_when_log_ha
         async with sessions() as session:
             for start in range(0, LOG_SIZE, 2000):
                 indexes = list(range(start, min(start + 2000, LOG_SIZE)))
-                proofs.update(await service.inclusion_proofs(session, indexes, LOG_SIZE))
+                proofs.update(await tree.inclusion_proofs(session, indexes, LOG_SIZE))
         return proofs
 
     proofs = run_with_sessions(log.url, prove)
@@ -182,7 +185,7 @@ def test_consistency_proof_between_two_checkpoints_checks_when_log_grew(log: Log
 
     async def prove(sessions: async_sessionmaker[AsyncSession]) -> list[bytes]:
         async with sessions() as session:
-            return await service.consistency(session, FIRST_CHECKPOINT, LOG_SIZE)
+            return await tree.consistency(session, FIRST_CHECKPOINT, LOG_SIZE)
 
     proof = run_with_sessions(log.url, prove)
     merkle.verify_consistency(FIRST_CHECKPOINT, LOG_SIZE, first_root, second_root, proof)
@@ -193,9 +196,9 @@ def test_consistency_proof_between_two_checkpoints_checks_when_log_grew(log: Log
 def test_consistency_is_refused_when_second_exceeds_latest_checkpoint(log: Log) -> None:
     async def prove(sessions: async_sessionmaker[AsyncSession]) -> list[bytes]:
         async with sessions() as session:
-            return await service.consistency(session, 10, LOG_SIZE + 1)
+            return await tree.consistency(session, 10, LOG_SIZE + 1)
 
-    with pytest.raises(service.TreeSizeError):
+    with pytest.raises(tree.TreeSizeError):
         run_with_sessions(log.url, prove)
 
 
@@ -322,8 +325,11 @@ def test_oscal_export_validates_with_trestle_when_range_has_many_records(log: Lo
             )
 
     items = run_with_sessions(log.url, read)
+    # Every record but every fifth counts; the untrusted ones must not decide a finding.
+    trusted = {record["id"] for record in items if record["seq"] % 5 != 0}
     document = exports.oscal_assessment_results(
         items,
+        trusted=trusted,
         generated_at=BASE_TIME + timedelta(days=1),
         collected_from=collected_time(100),
         collected_to=collected_time(400),
@@ -338,11 +344,11 @@ def test_oscal_export_validates_with_trestle_when_range_has_many_records(log: Lo
     assert observation["methods"] == ["TEST"]
     assert observation["relevant-evidence"][0]["href"] == f"/v1/evidence/{items[0]['id']}"
     assert observation["uuid"] == exports.derived_uuid("observation", items[0]["id"])
-    # One finding per control, holding the control's latest decisive result.
+    # One finding per control, holding the control's latest decisive trusted result.
     latest: dict[str, str] = {}
     for record in items:
         for ref in record["control_refs"]:
-            if record["result"] != "info":
+            if record["result"] != "info" and record["id"] in trusted:
                 latest[ref] = record["result"]
     findings = {
         finding["title"]: finding["target"]["status"]["state"]
@@ -355,7 +361,12 @@ def test_oscal_export_validates_with_trestle_when_range_has_many_records(log: Lo
 
 def test_oscal_export_fails_trestle_when_a_required_field_is_missing(log: Log) -> None:
     document = exports.oscal_assessment_results(
-        [], generated_at=BASE_TIME, collected_from=None, collected_to=None, origin=ORIGIN
+        [],
+        trusted=(),
+        generated_at=BASE_TIME,
+        collected_from=None,
+        collected_to=None,
+        origin=ORIGIN,
     )
     del document["assessment-results"]["results"][0]["reviewed-controls"]
     with pytest.raises(ValueError):
@@ -383,6 +394,15 @@ def test_bundle_verifies_offline_when_untouched(log: Log) -> None:
     assert report.records_checked == 600
     assert bundle["boundary"]["before"]["record"]["seq"] == 1999
     assert bundle["boundary"]["after"]["record"]["seq"] == 2600
+
+
+def test_verify_detects_a_record_passed_off_as_another_writers(log: Log) -> None:
+    bundle = _export(log, 2000, 2100)
+    assert verify_bundle(bundle).ok
+    bundle["records"][3]["record"]["submitted_by"]["client_id"] = "cli_someone_else"
+    report = verify_bundle(bundle)
+    assert not report.ok
+    assert any("record #3" in problem for problem in report.problems)
 
 
 def test_verify_detects_a_modified_record(log: Log) -> None:
@@ -469,7 +489,7 @@ def test_seq_has_no_gaps_when_appends_run_concurrently(stack: Stack) -> None:
     async def hammer(sessions: async_sessionmaker[AsyncSession]) -> list[int]:
         async def one(i: int) -> int:
             async with sessions() as session, session.begin():
-                return (await service.append(session, submission(i))).seq
+                return (await service.append(session, submission(i), submitter=SUBMITTER)).seq
 
         return list(await asyncio.gather(*(one(i) for i in range(60))))
 
@@ -492,11 +512,11 @@ def test_checkpointer_signs_when_n_records_are_pending_and_when_t_elapses(stack:
             await asyncio.sleep(0.3)  # the first tick finds an empty log
             async with sessions() as session, session.begin():
                 for i in range(5):
-                    seq = (await service.append(session, submission(i))).seq
+                    seq = (await service.append(session, submission(i), submitter=SUBMITTER)).seq
             by_count.appended(seq)
             for _ in range(50):
                 async with sessions() as session:
-                    latest = await service.latest_checkpoint(session)
+                    latest = await tree.latest_checkpoint(session)
                 if latest is not None:
                     break
                 await asyncio.sleep(0.1)
@@ -507,10 +527,10 @@ def test_checkpointer_signs_when_n_records_are_pending_and_when_t_elapses(stack:
         by_time.start()
         try:
             async with sessions() as session, session.begin():
-                await service.append(session, submission(5))
+                await service.append(session, submission(5), submitter=SUBMITTER)
             await asyncio.sleep(1.0)
             async with sessions() as session:
-                latest = await service.latest_checkpoint(session)
+                latest = await tree.latest_checkpoint(session)
                 size_now = await service.log_size(session)
         finally:
             await by_time.stop()
@@ -531,8 +551,8 @@ def test_checkpoints_signed_before_and_after_key_rotation_both_verify(stack: Sta
         issued: list[checkpoints.Checkpoint | None] = []
         for round_ in range(2):
             async with sessions() as session, session.begin():
-                await service.append(session, submission(round_))
-            issued.append(await service.issue_checkpoint(sessions, made, ORIGIN))
+                await service.append(session, submission(round_), submitter=SUBMITTER)
+            issued.append(await tree.issue_checkpoint(sessions, made, ORIGIN))
             if round_ == 0:
                 made.rotate()
         return issued
@@ -557,24 +577,24 @@ def test_attachment_is_stored_by_digest_and_refused_when_too_large(stack: Stack)
 
     async def scenario(sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
         async with sessions() as session, session.begin():
-            stored = await service.store_attachment(
+            stored = await attachments.store_attachment(
                 session, "application/json", base64.b64encode(content).decode(), 1024
             )
-            again = await service.store_attachment(
+            again = await attachments.store_attachment(
                 session, "application/json", base64.b64encode(content).decode(), 1024
             )
             assert again == stored
             with_attachment = submission(1, attachments=[{"name": "r", "digest": stored["digest"]}])
-            await service.append(session, with_attachment)
-            with pytest.raises(service.AttachmentTooLargeError):
-                await service.store_attachment(
+            await service.append(session, with_attachment, submitter=SUBMITTER)
+            with pytest.raises(attachments.AttachmentTooLargeError):
+                await attachments.store_attachment(
                     session, "text/plain", base64.b64encode(b"x" * 1025).decode(), 1024
                 )
             unknown = submission(2, attachments=[{"name": "r", "digest": "sha256:" + "0" * 64}])
             with pytest.raises(service.UnknownAttachmentError):
-                await service.append(session, unknown)
+                await service.append(session, unknown, submitter=SUBMITTER)
         async with sessions() as session:
-            return await service.get_attachment(session, stored["digest"])
+            return await attachments.get_attachment(session, stored["digest"])
 
     fetched = run_with_sessions(url, scenario)
     assert fetched["digest"] == "sha256:" + hashlib.sha256(content).hexdigest()
@@ -589,15 +609,13 @@ def test_cli_export_then_verify_round_trips_and_fails_on_tampering(
 ) -> None:
     # The CLI finds the service's own database through OpenBao, as the service does.
     vault = Vault.login(stack.vault_addr, VaultLogin(token="moneypath-dev-root"))
+    # The bootstrap migrated it as the owner; the service's role could not.
     url = str((vault.read_secret("moneypath/evidence-database") or {})["url"])
-    from evidence import database
-
-    database.upgrade(url)
 
     async def fill(sessions: async_sessionmaker[AsyncSession]) -> None:
         async with sessions() as session, session.begin():
             for i in range(3):
-                await service.append(session, submission(i))
+                await service.append(session, submission(i), submitter=SUBMITTER)
 
     run_with_sessions(url, fill)
     env = {**stack.app_env(), "PATH": "/usr/bin:/bin"}

@@ -84,16 +84,29 @@ def test_pii_never_lands_in_the_idempotency_store(kyc: ApiClient, stack: Stack) 
     assert leaked == [(0,)]
 
 
-def test_client_reads_only_its_own_customers(kyc: ApiClient, client_factory: ClientFactory) -> None:
+def test_other_clients_customer_answers_404_like_a_missing_one_when_probed(
+    kyc: ApiClient, client_factory: ClientFactory
+) -> None:
     created = _create_customer(kyc)
-    stranger = client_factory(scopes=["kyc:write"])
-    response = stranger.get(f"/v1/customers/{created['id']}")
-    assert response.status_code == 403
-    assert response.json()["code"] == "forbidden"
-    decision = stranger.post(
-        f"/v1/customers/{created['id']}/kyc", json={"status": "verified"}, idempotency_key=_key()
-    )
-    assert decision.status_code == 403
+    missing_id = "cus_" + "0" * 24
+    for scopes in (["kyc:write"], ["ledger:read"]):
+        stranger = client_factory(scopes=scopes)
+        response = stranger.get(f"/v1/customers/{created['id']}")
+        missing = stranger.get(f"/v1/customers/{missing_id}")
+        assert response.status_code == missing.status_code == 404
+        assert response.json()["code"] == missing.json()["code"] == "not_found"
+        assert response.json()["detail"] == missing.json()["detail"]
+        decision = stranger.post(
+            f"/v1/customers/{created['id']}/kyc",
+            json={"status": "verified"},
+            idempotency_key=_key(),
+        )
+        assert decision.status_code == 404
+        assert decision.json()["code"] == "not_found"
+    # The owner still sees it, and the stranger's attempt changed nothing.
+    own = kyc.get(f"/v1/customers/{created['id']}")
+    assert own.status_code == 200
+    assert own.json()["kyc_status"] == "pending"
 
 
 def test_kyc_transition_is_applied_and_audited_with_its_decision_id(

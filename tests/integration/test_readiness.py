@@ -78,6 +78,7 @@ def test_start_fails_fast_with_one_line_cause_when_database_url_port_is_closed(
             "OPA_PORT": str(free_port()),
             "API_PORT": str(free_port()),
             "EVIDENCE_PORT": str(free_port()),
+            "SIM_PORT": str(free_port()),
         },
         cwd=repo_root,
         capture_output=True,

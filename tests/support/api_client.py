@@ -1,8 +1,9 @@
 """A real API client for tests: client credentials, EdDSA token, RFC 9421 signed requests.
 
-Signing uses the independent `http-message-signatures` library (HTTPMessageSigner) with
-RFC 9530 Content-Digest and a fresh nonce per request, exactly as an outside integrator
-would, so a test that passes through this client proves interoperability.
+Signing is `app.platform.signed_client`, the one client-side signer, which uses the
+independent `http-message-signatures` library (HTTPMessageSigner) with RFC 9530
+Content-Digest and a fresh nonce per request, exactly as an outside integrator would, so a
+test that passes through this client proves interoperability.
 
 It works over any `httpx.Client`: the in-process Starlette `TestClient` (the `api`
 fixture) or a plain `httpx.Client(base_url=live_stack.api_url)`. The base URL must be
@@ -12,79 +13,31 @@ the API's configured public base URL, because `@target-uri` is signed from it.
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 
 from app.identity import api as identity_api
 from app.platform.db import create_engine, session_factory
+from app.platform.signed_client import ClientCredentials, SignedClient, public_pem
 
-TOKEN_REFRESH_MARGIN_S = 30
-SIGNED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+__all__ = ["ApiClient", "ClientFactory", "new_private_key", "public_pem"]
 
 
 def new_private_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def public_pem(private_key: Ed25519PrivateKey) -> str:
-    return (
-        private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
-@dataclass
-class _SignableRequest:
-    """The message shape HTTPMessageSigner reads and writes: method, url, headers."""
-
-    method: str
-    url: str
-    headers: httpx.Headers
-
-
-def sign_request(
-    request: httpx.Request,
-    *,
-    key_id: str,
-    private_key: Ed25519PrivateKey,
-    body: bytes,
-    created: datetime | None = None,
-    nonce: str | None = None,
-    expires: datetime | None = None,
-) -> None:
-    """Sign `request` in place (label sig1, ed25519, Content-Digest when there is a body)."""
-    covered = ["@method", "@target-uri"]
-    if "idempotency-key" in request.headers:
-        covered.append("idempotency-key")
-    signer = HTTPMessageSigner(
-        signature_algorithm=algorithms.ED25519,
-        key_resolver=MappingKeyResolver(public_keys={}, private_keys={key_id: private_key}),
-    )
-    message = _SignableRequest(request.method, str(request.url), request.headers)
-    signer.sign(
-        message,
-        key_id=key_id,
-        created=created,
-        expires=expires,
-        nonce=nonce or secrets.token_urlsafe(24),
-        label="sig1",
-        covered_component_ids=covered,
-        body=body if body else None,
-    )
-
-
 class ApiClient:
-    """One API client with its own Ed25519 key. Mutating requests are signed."""
+    """One API client with its own Ed25519 key. Mutating requests are signed.
+
+    A thin test-facing face on `app.platform.signed_client.SignedClient`: it never adds an
+    Idempotency-Key by itself (tests check what happens without one), and its token binds
+    whichever key the server picks, as a client that sends no `key_id` would get.
+    """
 
     def __init__(
         self,
@@ -96,42 +49,37 @@ class ApiClient:
         private_key: Ed25519PrivateKey,
         scopes: Iterable[str] = (),
     ) -> None:
-        self.http = http
         self.client_id = client_id
         self.client_secret = client_secret
         self.key_id = key_id
         self.private_key = private_key
         self.scopes = tuple(scopes)
-        self._token: str | None = None
-        self._token_expires_at = 0.0
+        self._signed = SignedClient(
+            ClientCredentials(client_id, client_secret, key_id, private_key),
+            http=http,
+            auto_idempotency_key=False,
+            bind_key=False,
+        )
+
+    @property
+    def http(self) -> httpx.Client:
+        return self._signed.http
+
+    @http.setter
+    def http(self, http: httpx.Client) -> None:
+        # Tests point a client at the evidence service after it got its token from the API:
+        # requests go to the new client, tokens keep coming from the first.
+        self._signed.http = http
 
     # ---- tokens -----------------------------------------------------------------------
     def fetch_token(self, scope: str | None = None, key_id: str | None = None) -> httpx.Response:
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self.client_id,
-            "client_secret": self.client_secret,
-        }
-        if scope is not None:
-            form["scope"] = scope
-        if key_id is not None:
-            form["key_id"] = key_id
-        return self.http.post("/v1/oauth/token", data=form)
+        return self._signed.tokens.fetch(scope, key_id)
 
     def token(self) -> str:
-        if self._token is None or time.monotonic() > self._token_expires_at:
-            response = self.fetch_token()
-            if response.status_code != 200:
-                raise RuntimeError(f"token request failed: {response.status_code} {response.text}")
-            body = response.json()
-            self._token = str(body["access_token"])
-            self._token_expires_at = (
-                time.monotonic() + int(body["expires_in"]) - TOKEN_REFRESH_MARGIN_S
-            )
-        return self._token
+        return self._signed.tokens.get()
 
     def forget_token(self) -> None:
-        self._token = None
+        self._signed.tokens.forget()
 
     # ---- requests ---------------------------------------------------------------------
     def build(
@@ -151,25 +99,20 @@ class ApiClient:
         signing_key: tuple[str, Ed25519PrivateKey] | None = None,
     ) -> httpx.Request:
         """Build (and, for mutating methods, sign) a request without sending it."""
-        all_headers = {"Authorization": f"Bearer {self.token()}"}
-        if idempotency_key is not None:
-            all_headers["Idempotency-Key"] = idempotency_key
-        all_headers.update(headers or {})
-        request = self.http.build_request(
-            method, path, json=json, content=content, headers=all_headers, params=params
+        return self._signed.build(
+            method,
+            path,
+            json=json,
+            content=content,
+            idempotency_key=idempotency_key,
+            headers=headers,
+            params=params,
+            sign=sign,
+            created=created,
+            nonce=nonce,
+            expires=expires,
+            signing_key=signing_key,
         )
-        if sign if sign is not None else method.upper() in SIGNED_METHODS:
-            key_id, private_key = signing_key or (self.key_id, self.private_key)
-            sign_request(
-                request,
-                key_id=key_id,
-                private_key=private_key,
-                body=request.read(),
-                created=created,
-                nonce=nonce,
-                expires=expires,
-            )
-        return request
 
     def send(self, request: httpx.Request) -> httpx.Response:
         return self.http.send(request)

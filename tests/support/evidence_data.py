@@ -30,6 +30,8 @@ CONTROLS = (
 )
 RESULTS = ("pass", "fail", "error", "info")
 COMMITS = tuple(f"{i:040x}" for i in range(1, 8))
+# The verified writer the log-level tests append as (the HTTP path takes it from the token).
+SUBMITTER = records.Submitter(client_id="cli_" + "0" * 32, key_id="key_" + "0" * 32)
 
 
 def fresh_database(stack: Stack, prefix: str = "evidence_t") -> str:

@@ -91,7 +91,9 @@ def make_project(root: Path, pins: tuple[str, ...] = ("jinja2==3.1.6",)) -> Path
     shutil.copy(REPO / "Dockerfile", root / "Dockerfile")
     (root / ".github" / "workflows").mkdir(parents=True)
     shutil.copy(REPO / ".github" / "workflows" / "ci.yml", root / ".github" / "workflows")
-    shutil.copytree(REPO / "policies" / "pipeline", root / "policies" / "pipeline")
+    # Promotion asks the evidence trust policy (and its data) which writers count.
+    for name in ("pipeline", "evidence", "trust"):
+        shutil.copytree(REPO / "policies" / name, root / "policies" / name)
     # The repository's reviewed baseline, narrowed to the files copied above.
     baseline = json.loads((REPO / ".secrets.baseline").read_text())
     baseline["results"] = {

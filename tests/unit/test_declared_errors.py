@@ -15,7 +15,7 @@ from app.ledger import api as ledger_api
 from app.platform.errors import DomainError, NotFoundError, code_of
 from app.platform.openapi import build_document, declared_errors
 from app.platform.web import Endpoint, problem_response
-from evidence import routes as evidence_routes
+from evidence import endpoints as evidence_endpoints
 
 
 def _import_everything() -> None:
@@ -38,7 +38,7 @@ def _all_errors() -> list[type[DomainError]]:
 
 
 def _endpoints() -> list[Endpoint]:
-    return [*all_endpoints(), *evidence_routes.endpoints()]
+    return [*all_endpoints(), *evidence_endpoints.endpoints()]
 
 
 def test_code_is_the_class_name_in_snake_case_when_the_class_sets_none() -> None:
@@ -59,11 +59,21 @@ def test_subclass_keeps_the_shared_code_when_its_parent_shares_it() -> None:
     assert ledger_api.TransactionNotFoundError.code == "not_found"
 
 
-def test_class_that_spells_out_the_code_its_name_implies_is_refused_when_defined() -> None:
-    with pytest.raises(TypeError, match="drop `code`"):
+@pytest.mark.parametrize("error", _all_errors(), ids=lambda c: f"{c.__module__}.{c.__name__}")
+def test_no_error_class_spells_out_the_code_its_name_implies_when_declared(
+    error: type[DomainError],
+) -> None:
+    assert not (error.writes_code and error.code == code_of(error.__name__)), (
+        f"{error.__name__} repeats its name as a string: drop `code = {error.code!r}`"
+    )
 
-        class RefundTooLateError(DomainError):
-            code = "refund_too_late"
+
+def test_redundant_code_is_caught_when_a_class_spells_it_out() -> None:
+    class RefundTooLateError(DomainError):
+        code = "refund_too_late"
+
+    assert RefundTooLateError.writes_code
+    assert RefundTooLateError.code == code_of(RefundTooLateError.__name__)
 
 
 def test_every_error_class_of_the_code_base_loads_under_the_rule_when_imported() -> None:

@@ -10,7 +10,7 @@ from evidence.exports import control_token, in_toto_statement
 
 
 def test_defaults_match_the_contract_when_environment_is_empty() -> None:
-    settings = EvidenceSettings.from_env({})
+    settings = EvidenceSettings.from_env({"MONEYPATH_ENV": "test"})
     assert settings.checkpoint_every_records == 1000
     assert settings.checkpoint_interval_ms == 1000
     assert settings.public_base_url == "http://127.0.0.1:8081"
@@ -28,7 +28,7 @@ def test_defaults_match_the_contract_when_environment_is_empty() -> None:
 )
 def test_start_is_refused_when_a_setting_is_malformed(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
-        EvidenceSettings.from_env({name: value})
+        EvidenceSettings.from_env({"MONEYPATH_ENV": "test", name: value})
 
 
 def test_control_refs_become_oscal_tokens_when_they_hold_a_colon() -> None:

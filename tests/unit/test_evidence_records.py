@@ -86,9 +86,32 @@ def test_leaf_hash_is_sha256_of_zero_byte_and_jcs_when_record_is_ascii() -> None
         "evd_" + "0" * 32,
         7,
         datetime(2026, 11, 28, 18, 0, 6, tzinfo=UTC),
+        records.Submitter("cli_a", "key_a"),
     )
     # For ASCII strings and integers, JCS is sorted keys with no whitespace.
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
     assert records.record_leaf_hash(record) == hashlib.sha256(b"\x00" + canonical).digest()
     assert record["collected_at"] == "2026-11-28T18:00:06.000000Z"
     assert record["seq"] == 7
+    assert record["submitted_by"] == {"client_id": "cli_a", "key_id": "key_a"}
+
+
+def test_leaf_hash_changes_when_another_writer_is_named() -> None:
+    def leaf(submitter: records.Submitter) -> bytes:
+        built = records.build_record(
+            records.prepare_submission(parse(submission())),
+            "evd_" + "0" * 32,
+            7,
+            datetime(2026, 11, 28, 18, 0, 6, tzinfo=UTC),
+            submitter,
+        )
+        return records.record_leaf_hash(built)
+
+    assert leaf(records.Submitter("cli_a", "key_a")) != leaf(records.Submitter("cli_b", "key_a"))
+    assert leaf(records.Submitter("cli_a", "key_a")) != leaf(records.Submitter("cli_a", "key_b"))
+
+
+def test_submission_is_refused_when_it_names_its_own_submitter() -> None:
+    body = {**parse(submission()), "submitted_by": {"client_id": "cli_x", "key_id": "key_x"}}
+    with pytest.raises(ValidationError, match="submitted_by"):
+        records.prepare_submission(body)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
+from app.platform.auth_limits import FailureLimiter
 from app.platform.errors import DomainError, InvariantViolation
 from app.platform.opa import Decision
 from app.platform.vault import Vault
@@ -70,6 +71,8 @@ class Services:
     # Sessions on db.create_autocommit_engine: one round trip per statement and no WAL
     # flush wait, for the idempotency claim's fast path only (never for an effect).
     autocommit_sessions: async_sessionmaker[AsyncSession] | None = None
+    # Bounds failed authentications per client id and source address (429 rate_limited).
+    failure_limiter: FailureLimiter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,7 @@ class Endpoint:
     owner_of: OwnerLookup | None = None
     tag: str = "default"
     audit_reads: bool = False  # reads are audited only where a control demands it
+    body_limit_bytes: int | None = None  # None: the service-wide limit (settings)
 
     @property
     def audited(self) -> bool:

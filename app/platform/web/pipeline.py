@@ -14,6 +14,7 @@ security refusal, release a claimed key), then becomes a problem document.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +23,17 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.platform import idempotency
-from app.platform.errors import DomainError, ForbiddenError, InvariantViolation, ValidationError
+from app.platform import auth_limits, idempotency
+from app.platform.errors import (
+    DomainError,
+    ForbiddenError,
+    InvariantViolation,
+    NotFoundError,
+    ValidationError,
+)
 from app.platform.jsonbody import parse_and_validate
 from app.platform.opa import Decision
-from app.platform.web.auditing import record_rejection
+from app.platform.web.auditing import client_ip, record_rejection
 from app.platform.web.bodies import check_content_type, read_body
 from app.platform.web.declarations import Call, Endpoint, Principal, Services
 from app.platform.web.execution import RequestTarget, claim_key, execute, release_key
@@ -82,11 +89,17 @@ class Stage:
 
 async def authenticate(exchange: Exchange) -> None:
     if exchange.endpoint.authenticated:
+        limiter = exchange.services.failure_limiter
+        if limiter is not None:
+            await limiter.check(auth_limits.subjects(None, client_ip(exchange.request)))
         exchange.principal = await exchange.services.authenticator.authenticate(exchange.request)
 
 
 async def read_within_limit(exchange: Exchange) -> None:
-    exchange.raw = await read_body(exchange.request, exchange.services.body_limit_bytes)
+    exchange.raw = await read_body(
+        exchange.request,
+        exchange.endpoint.body_limit_bytes or exchange.services.body_limit_bytes,
+    )
 
 
 async def verify_signature(exchange: Exchange) -> None:
@@ -96,9 +109,16 @@ async def verify_signature(exchange: Exchange) -> None:
         )
 
 
+# Every id we issue fits this shape (prefixed ids, attachment digests); anything else names
+# no resource, so it is answered 404 before it reaches SQL, the policy or the audit log.
+RESOURCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
 async def authorize(exchange: Exchange) -> None:
     endpoint, services = exchange.endpoint, exchange.services
     resource_id = exchange.request.path_params.get("id")
+    if resource_id is not None and RESOURCE_ID.fullmatch(resource_id) is None:
+        raise NotFoundError("no such resource")
     owner: str | None = None
     if endpoint.owner_of is not None and resource_id is not None:
         async with services.sessions() as session:
@@ -114,6 +134,9 @@ async def authorize(exchange: Exchange) -> None:
         client_id=exchange.principal.client_id if exchange.principal else None,
     )
     if not decision.allowed:
+        if decision.conceal:
+            # Another client's owned resource answers exactly like a missing one (API.md).
+            raise NotFoundError("no such resource")
         raise ForbiddenError("the policy does not allow this request")
 
 
@@ -146,6 +169,10 @@ async def run_handler(exchange: Exchange) -> Response:
 
 
 async def audit_security_refusal(exchange: Exchange, error: DomainError) -> None:
+    # A 429 is only counted (the limiter's summary audits it): a flood writes no row each.
+    limiter = exchange.services.failure_limiter
+    if error.status == 401 and limiter is not None:
+        await limiter.failed(auth_limits.subjects(None, client_ip(exchange.request)))
     if error.status in (401, 403):
         await record_rejection(
             exchange.services, exchange.request, error, exchange.endpoint.action, exchange.principal

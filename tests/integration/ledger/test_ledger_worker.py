@@ -64,4 +64,5 @@ def test_worker_command_runs_one_cycle_and_prints_its_report(stack: Stack, repo_
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(report) == {"holds_expired", "partitions_created", "idempotency_keys_deleted"}
+    # Other domains' steps (payments, risk) add their own keys to the same report.
+    assert {"holds_expired", "partitions_created", "idempotency_keys_deleted"} <= set(report)

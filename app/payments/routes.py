@@ -1,0 +1,477 @@
+"""HTTP endpoints of payments (API.md "Payments"), declared for the platform pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.ledger import api as ledger_api
+from app.payments import refunds, service, store, webhooks_out
+from app.payments.config import PROVIDERS
+from app.payments.domain import (
+    CaptureExceedsAuthorizedError,
+    InvalidStateError,
+    RefundExceedsCapturedError,
+)
+from app.payments.routing import NoProviderAvailableError
+from app.payments.saga import ProviderDeclinedError, Runtime, run_capture, run_void
+from app.platform.errors import DomainError, InvariantViolation, NotFoundError
+from app.platform.web import Call, Endpoint, Result
+
+MAX_AMOUNT_MINOR = 2**63 - 1
+_AMOUNT: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT_MINOR}
+_CURRENCY: dict[str, Any] = {"type": "string", "pattern": "^[A-Z]{3}$"}
+_ID: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 64}
+_TOKEN: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 128,
+    "pattern": "^[A-Za-z0-9_-]+$",
+}
+
+NEW_PAYMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "amount_minor",
+        "currency",
+        "customer_id",
+        "payment_method",
+        "merchant_account_id",
+        "capture",
+    ],
+    "properties": {
+        "amount_minor": _AMOUNT,
+        "currency": _CURRENCY,
+        "customer_id": _ID,
+        "payment_method": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["token"],
+            "properties": {
+                # A named provider pins the payment there; "auto" (or none) lets the
+                # routing rules choose.
+                "provider": {"type": "string", "enum": [*PROVIDERS, "auto"]},
+                "token": _TOKEN,
+            },
+        },
+        "merchant_account_id": _ID,
+        "capture": {"type": "string", "enum": ["automatic", "manual"]},
+    },
+}
+CAPTURE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"amount_minor": _AMOUNT},
+}
+EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
+REFUND_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["amount_minor"],
+    "properties": {"amount_minor": _AMOUNT},
+}
+PAYOUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["account_id", "amount_minor", "currency", "destination"],
+    "properties": {
+        "account_id": _ID,
+        "amount_minor": _AMOUNT,
+        "currency": _CURRENCY,
+        "destination": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["provider", "bank_token"],
+            "properties": {
+                "provider": {"type": "string", "enum": list(PROVIDERS)},
+                "bank_token": _TOKEN,
+            },
+        },
+    },
+}
+WEBHOOK_ENDPOINT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["url", "event_types"],
+    "properties": {
+        "url": {"type": "string", "minLength": 8, "maxLength": 2048, "format": "uri"},
+        "event_types": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 20,
+            "items": {"type": "string", "enum": sorted(webhooks_out.KNOWN_EVENT_TYPES)},
+        },
+        "description": {"type": "string", "maxLength": 500},
+    },
+}
+WEBHOOK_ENDPOINT_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "url", "event_types", "enabled"],
+    "properties": {
+        "id": {"type": "string"},
+        "url": {"type": "string"},
+        "event_types": {"type": "array", "items": {"type": "string"}},
+        "description": {"type": ["string", "null"]},
+        "enabled": {"type": "boolean"},
+        "secret": {"type": "string", "description": "whsec_..., shown once"},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+STEP_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "status", "attempts"],
+    "properties": {
+        "name": {"type": "string"},
+        "status": {
+            "type": "string",
+            "enum": ["started", "succeeded", "failed", "compensated", "skipped"],
+        },
+        "attempts": {"type": "integer"},
+        "provider": {"type": ["string", "null"]},
+        "provider_reference": {"type": ["string", "null"]},
+        "amount_minor": {"type": ["integer", "null"]},
+        "subject_id": {"type": ["string", "null"]},
+        "detail": {"type": "object"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+PAYMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "id",
+        "status",
+        "amount_minor",
+        "captured_minor",
+        "refunded_minor",
+        "currency",
+        "ledger_transaction_ids",
+        "steps",
+    ],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {
+            "type": "string",
+            "enum": [
+                "pending",
+                "pending_review",
+                "authorized",
+                "captured",
+                "partially_refunded",
+                "refunded",
+                "voided",
+                "declined",
+                "failed",
+            ],
+        },
+        "amount_minor": {"type": "integer"},
+        "captured_minor": {"type": "integer"},
+        "refunded_minor": {"type": "integer"},
+        "currency": {"type": "string"},
+        "customer_id": {"type": "string"},
+        "merchant_account_id": {"type": "string"},
+        "capture": {"type": "string", "enum": ["automatic", "manual"]},
+        "provider": {"type": ["string", "null"]},
+        "provider_reference": {"type": ["string", "null"]},
+        "route_rule": {"type": ["string", "null"]},
+        "ledger_transaction_ids": {"type": "array", "items": {"type": "string"}},
+        "steps": {"type": "array", "items": STEP_SCHEMA},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"},
+    },
+}
+REFUND_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "payment_id", "amount_minor", "status"],
+    "properties": {
+        "id": {"type": "string"},
+        "payment_id": {"type": "string"},
+        "amount_minor": {"type": "integer"},
+        "status": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
+        "ledger_transaction_id": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+PAYOUT_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": [
+        "id",
+        "status",
+        "account_id",
+        "amount_minor",
+        "currency",
+        "ledger_transaction_ids",
+        "steps",
+    ],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "paid", "failed"]},
+        "account_id": {"type": "string"},
+        "amount_minor": {"type": "integer"},
+        "currency": {"type": "string"},
+        "provider": {"type": "string"},
+        "provider_reference": {"type": ["string", "null"]},
+        "ledger_transaction_ids": {"type": "array", "items": {"type": "string"}},
+        "steps": {"type": "array", "items": STEP_SCHEMA},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+
+def runtime(call: Call) -> Runtime:
+    # The composition root's services carry a `payments` field (ApiServices).
+    found = getattr(call.services, "payments", None)
+    if not isinstance(found, Runtime):
+        raise InvariantViolation("payments_runtime", "the composition root did not start payments")
+    return found
+
+
+def _owner(call: Call) -> str:
+    if call.principal is None:
+        raise InvariantViolation("authenticated", "payments endpoints need a principal")
+    return call.principal.client_id
+
+
+async def payment_owner(session: AsyncSession, payment_id: str) -> str | None:
+    found = await session.execute(
+        text("SELECT owner FROM payments.payments WHERE id = :id"), {"id": payment_id}
+    )
+    return found.scalar_one_or_none()
+
+
+async def payout_owner(session: AsyncSession, payout_id: str) -> str | None:
+    found = await session.execute(
+        text("SELECT owner FROM payments.payouts WHERE id = :id"), {"id": payout_id}
+    )
+    return found.scalar_one_or_none()
+
+
+async def _payment_view(session: AsyncSession, payment_id: str) -> dict[str, Any]:
+    return await service.payment_json(session, payment_id)
+
+
+async def create_payment_handler(call: Call, session: AsyncSession) -> Result:
+    key = call.request.headers.get("idempotency-key", "")
+    payment_id = await service.create_payment(runtime(call), _owner(call), key, call.body)
+    return Result(status=201, body=await _payment_view(session, payment_id), resource_id=payment_id)
+
+
+async def get_payment_handler(call: Call, session: AsyncSession) -> Result:
+    payment_id = call.path["id"]
+    if await payment_owner(session, payment_id) is None:
+        raise NotFoundError(f"no payment {payment_id}")
+    return Result(status=200, body=await _payment_view(session, payment_id))
+
+
+async def capture_handler(call: Call, session: AsyncSession) -> Result:
+    payment_id = call.path["id"]
+    if await payment_owner(session, payment_id) is None:
+        raise NotFoundError(f"no payment {payment_id}")
+    await run_capture(runtime(call), payment_id, call.body.get("amount_minor"))
+    return Result(status=200, body=await _payment_view(session, payment_id))
+
+
+async def void_handler(call: Call, session: AsyncSession) -> Result:
+    payment_id = call.path["id"]
+    if await payment_owner(session, payment_id) is None:
+        raise NotFoundError(f"no payment {payment_id}")
+    await run_void(runtime(call), payment_id)
+    return Result(status=200, body=await _payment_view(session, payment_id))
+
+
+async def refund_handler(call: Call, session: AsyncSession) -> Result:
+    payment_id = call.path["id"]
+    if await payment_owner(session, payment_id) is None:
+        raise NotFoundError(f"no payment {payment_id}")
+    refund_id = await refunds.start_refund(
+        runtime(call), payment_id, _owner(call), call.body["amount_minor"]
+    )
+    refund = await store.get_refund(session, refund_id)
+    return Result(status=201, body=refunds.refund_json(refund), resource_id=refund_id)
+
+
+async def payout_handler(call: Call, session: AsyncSession) -> Result:
+    body = call.body
+    payout_id = await refunds.start_payout(
+        runtime(call),
+        owner=_owner(call),
+        account_id=body["account_id"],
+        amount_minor=body["amount_minor"],
+        currency=body["currency"],
+        provider=body["destination"]["provider"],
+        bank_token=body["destination"]["bank_token"],
+    )
+    return Result(
+        status=201, body=await refunds.payout_json(session, payout_id), resource_id=payout_id
+    )
+
+
+async def get_payout_handler(call: Call, session: AsyncSession) -> Result:
+    payout_id = call.path["id"]
+    if await payout_owner(session, payout_id) is None:
+        raise NotFoundError(f"no payout {payout_id}")
+    return Result(status=200, body=await refunds.payout_json(session, payout_id))
+
+
+async def webhook_endpoint_handler(call: Call, session: AsyncSession) -> Result:
+    body = call.body
+    created = await webhooks_out.create_endpoint(
+        runtime(call),
+        session,
+        owner=_owner(call),
+        url=body["url"],
+        event_types=list(body["event_types"]),
+        description=body.get("description"),
+    )
+    # The secret is shown once: a replay of this request answers without it.
+    without_secret = {key: value for key, value in created.items() if key != "secret"}
+    return Result(status=201, body=created, resource_id=created["id"], replay_body=without_secret)
+
+
+_PAYMENT_ERRORS: tuple[type[DomainError], ...] = (
+    NotFoundError,
+    InvalidStateError,
+    ProviderDeclinedError,
+    NoProviderAvailableError,
+)
+
+
+def endpoints() -> list[Endpoint]:
+    return [
+        Endpoint(
+            method="POST",
+            path="/v1/payments",
+            handler=create_payment_handler,
+            action="payments.create",
+            resource_type="payment",
+            summary="Create a payment: risk check, route, authorize, ledger hold (and capture)",
+            scopes=("payments:write",),
+            success_status=201,
+            request_schema=NEW_PAYMENT_SCHEMA,
+            response_schema=PAYMENT_SCHEMA,
+            idempotent=True,
+            errors=(
+                service.KycRequiredError,
+                service.CurrencyMismatchError,
+                service.UnknownCustomerError,
+                service.UnknownAccountError,
+                NoProviderAvailableError,
+                ProviderDeclinedError,
+            ),
+            tag="payments",
+        ),
+        Endpoint(
+            method="GET",
+            path="/v1/payments/{id}",
+            handler=get_payment_handler,
+            action="payments.read",
+            resource_type="payment",
+            summary="Read a payment with its saga steps and ledger transaction ids",
+            scopes=("payments:read",),
+            response_schema=PAYMENT_SCHEMA,
+            errors=(NotFoundError,),
+            owner_of=payment_owner,
+            tag="payments",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/payments/{id}/capture",
+            handler=capture_handler,
+            action="payments.capture",
+            resource_type="payment",
+            summary="Capture an authorized payment, in full or in part (the rest is released)",
+            scopes=("payments:write",),
+            request_schema=CAPTURE_SCHEMA,
+            response_schema=PAYMENT_SCHEMA,
+            idempotent=True,
+            errors=(*_PAYMENT_ERRORS, CaptureExceedsAuthorizedError),
+            owner_of=payment_owner,
+            tag="payments",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/payments/{id}/void",
+            handler=void_handler,
+            action="payments.void",
+            resource_type="payment",
+            summary="Void an authorized payment and release its ledger hold",
+            scopes=("payments:write",),
+            request_schema=EMPTY_SCHEMA,
+            response_schema=PAYMENT_SCHEMA,
+            idempotent=True,
+            errors=_PAYMENT_ERRORS,
+            owner_of=payment_owner,
+            tag="payments",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/payments/{id}/refunds",
+            handler=refund_handler,
+            action="refunds.create",
+            resource_type="payment",
+            summary="Refund part or all of the captured amount (several refunds allowed)",
+            scopes=("refunds:write",),
+            success_status=201,
+            request_schema=REFUND_SCHEMA,
+            response_schema=REFUND_RESPONSE_SCHEMA,
+            idempotent=True,
+            errors=(
+                *_PAYMENT_ERRORS,
+                RefundExceedsCapturedError,
+                ledger_api.InsufficientFundsError,
+            ),
+            owner_of=payment_owner,
+            tag="payments",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/payouts",
+            handler=payout_handler,
+            action="payouts.create",
+            resource_type="payout",
+            summary="Pay out from a merchant account: ledger debit, then the provider payout",
+            scopes=("payouts:write",),
+            success_status=201,
+            request_schema=PAYOUT_SCHEMA,
+            response_schema=PAYOUT_RESPONSE_SCHEMA,
+            idempotent=True,
+            errors=(
+                ledger_api.InsufficientFundsError,
+                ledger_api.CurrencyMismatchError,
+                ledger_api.AccountNotFoundError,
+                NoProviderAvailableError,
+            ),
+            tag="payments",
+        ),
+        Endpoint(
+            method="POST",
+            path="/v1/webhook-endpoints",
+            handler=webhook_endpoint_handler,
+            action="webhook_endpoints.create",
+            resource_type="webhook_endpoint",
+            summary="Register a webhook endpoint; its signing secret is shown once",
+            scopes=("payments:write",),
+            success_status=201,
+            request_schema=WEBHOOK_ENDPOINT_SCHEMA,
+            response_schema=WEBHOOK_ENDPOINT_RESPONSE_SCHEMA,
+            idempotent=True,
+            errors=(webhooks_out.UnsafeWebhookUrlError,),
+            tag="payments",
+        ),
+        Endpoint(
+            method="GET",
+            path="/v1/payouts/{id}",
+            handler=get_payout_handler,
+            action="payouts.read",
+            resource_type="payout",
+            summary="Read a payout with its saga steps",
+            scopes=("payouts:write",),
+            response_schema=PAYOUT_RESPONSE_SCHEMA,
+            errors=(NotFoundError,),
+            owner_of=payout_owner,
+            tag="payments",
+        ),
+    ]

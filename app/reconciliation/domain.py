@@ -1,0 +1,221 @@
+"""Pure matching rules: provider settlement lines against our own records.
+
+No I/O: the service feeds it normalised lines (any provider's format, already in integer
+minor units) and the internal records that could settle on that day, and gets back one
+classification per group. The rules, in the order they apply:
+
+1. A line identical to one already seen in the file is a `duplicate` (the first copy is
+   matched normally, the copies are flagged).
+2. Lines are grouped by what they settle: a line listing several references (fees netted
+   against a batch: many to one) is one group with all of them; lines of the same type
+   naming the same single reference (partial captures: one to many) form one group.
+3. A group none of whose references we know is `missing_internally`.
+4. A group whose lines or records carry more than one currency is a `currency_mismatch`,
+   never a match, whatever the amounts.
+5. A group whose gross differs from our total by more than the amount tolerance is an
+   `amount_mismatch`; within it, `matched`.
+6. One of our records that no line names is `missing_at_provider` once it is at least the
+   date tolerance old (younger ones may still settle in a later file: `pending`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal
+
+from app.platform.errors import ValidationError
+
+LineClass = Literal[
+    "matched",
+    "missing_internally",
+    "missing_at_provider",
+    "amount_mismatch",
+    "currency_mismatch",
+    "duplicate",
+]
+DISCREPANCIES: frozenset[str] = frozenset(
+    {
+        "missing_internally",
+        "missing_at_provider",
+        "amount_mismatch",
+        "currency_mismatch",
+        "duplicate",
+    }
+)
+RecordKind = Literal["capture", "refund", "payout"]
+MAX_TOLERANCE_MINOR = 1_000_000
+MAX_TOLERANCE_DAYS = 31
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerances:
+    """How far a match may be off and still count: in minor units, and in days."""
+
+    amount_minor: int = 0
+    days: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.amount_minor <= MAX_TOLERANCE_MINOR:
+            raise ValidationError(f"amount tolerance must lie in [0, {MAX_TOLERANCE_MINOR}]")
+        if not 0 <= self.days <= MAX_TOLERANCE_DAYS:
+            raise ValidationError(f"date tolerance must lie in [0, {MAX_TOLERANCE_DAYS}] days")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderLine:
+    """One settlement line, normalised: amounts positive minor units, direction by kind."""
+
+    line_number: int
+    kind: str  # capture, refund, payout, fee, adjustment
+    references: tuple[str, ...]
+    operation_reference: str | None
+    gross_minor: int
+    fee_minor: int
+    currency: str
+
+    def identity(self) -> tuple[object, ...]:
+        """What makes two lines the same line (the line number is where, not what)."""
+        return (
+            self.kind,
+            self.references,
+            self.operation_reference,
+            self.gross_minor,
+            self.fee_minor,
+            self.currency,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InternalRecord:
+    """Money we moved through the provider: a capture, refund or payout, by its reference."""
+
+    reference: str  # the provider's id for it (charge id, refund or payout id)
+    kind: RecordKind
+    amount_minor: int
+    currency: str
+    occurred_on: date
+    payment_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """One outcome: the lines and records it covers, and by how much it is off."""
+
+    line_class: LineClass
+    line_numbers: tuple[int, ...]
+    references: tuple[str, ...]
+    provider_gross_minor: int | None
+    internal_minor: int | None
+    currencies: tuple[str, ...]
+    fee_minor: int = 0
+
+    @property
+    def is_discrepancy(self) -> bool:
+        return self.line_class in DISCREPANCIES
+
+
+@dataclass(slots=True)
+class Report:
+    results: list[Classified] = field(default_factory=list)
+    pending_references: list[str] = field(default_factory=list)
+
+    def count(self, line_class: LineClass) -> int:
+        return sum(1 for result in self.results if result.line_class == line_class)
+
+    @property
+    def discrepancies(self) -> list[Classified]:
+        return [result for result in self.results if result.is_discrepancy]
+
+
+# Settlement types that move money we record, and the internal kind each one settles.
+_SETTLES: dict[str, RecordKind] = {"capture": "capture", "refund": "refund", "payout": "payout"}
+
+
+def reconcile(
+    lines: Iterable[ProviderLine],
+    records: Sequence[InternalRecord],
+    *,
+    settlement_date: date,
+    tolerances: Tolerances,
+) -> Report:
+    """Classify every line of one provider's file for one day against our records."""
+    report = Report()
+    by_reference: dict[tuple[RecordKind, str], list[InternalRecord]] = defaultdict(list)
+    for record in records:
+        by_reference[(record.kind, record.reference)].append(record)
+
+    seen: set[tuple[object, ...]] = set()
+    groups: dict[tuple[str, tuple[str, ...]], list[ProviderLine]] = {}
+    for line in lines:
+        identity = line.identity()
+        if identity in seen:
+            report.results.append(
+                Classified(
+                    "duplicate",
+                    (line.line_number,),
+                    line.references,
+                    line.gross_minor,
+                    None,
+                    (line.currency,),
+                    line.fee_minor,
+                )
+            )
+            continue
+        seen.add(identity)
+        if line.kind not in _SETTLES:
+            continue  # fees and adjustments on their own settle nothing of ours
+        groups.setdefault((line.kind, line.references), []).append(line)
+
+    named: set[tuple[RecordKind, str]] = set()
+    for (kind, references), group in groups.items():
+        settles = _SETTLES[kind]
+        keys = [(settles, reference) for reference in references]
+        known = [record for key in keys for record in by_reference.get(key, [])]
+        named.update(keys)
+        report.results.append(_classify(group, references, known, tolerances))
+
+    for key, kept in by_reference.items():
+        if key in named:
+            continue
+        for record in kept:
+            if (settlement_date - record.occurred_on).days >= tolerances.days:
+                report.results.append(
+                    Classified(
+                        "missing_at_provider",
+                        (),
+                        (record.reference,),
+                        None,
+                        record.amount_minor,
+                        (record.currency,),
+                    )
+                )
+            else:
+                report.pending_references.append(record.reference)
+    return report
+
+
+def _classify(
+    group: list[ProviderLine],
+    references: tuple[str, ...],
+    known: list[InternalRecord],
+    tolerances: Tolerances,
+) -> Classified:
+    gross = sum(line.gross_minor for line in group)
+    fee = sum(line.fee_minor for line in group)
+    numbers = tuple(line.line_number for line in group)
+    currencies = sorted({line.currency for line in group} | {r.currency for r in known})
+    if not known:
+        return Classified(
+            "missing_internally", numbers, references, gross, None, tuple(currencies), fee
+        )
+    internal = sum(record.amount_minor for record in known)
+    if len(currencies) > 1:
+        line_class: LineClass = "currency_mismatch"
+    elif abs(gross - internal) > tolerances.amount_minor:
+        line_class = "amount_mismatch"
+    else:
+        line_class = "matched"
+    return Classified(line_class, numbers, references, gross, internal, tuple(currencies), fee)

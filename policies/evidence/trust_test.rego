@@ -1,0 +1,45 @@
+package moneypath.evidence.trust_test
+
+import rego.v1
+
+import data.moneypath.evidence.trust
+
+reviewed := {"ci.**": ["cli_pipeline"], "ledger.checkpoint": ["cli_worker"]}
+
+test_trusts_listed_writer_for_matching_types if {
+	trust.trusted("ci.run", "cli_pipeline") with data.trust.evidence_submitters as reviewed
+	trust.trusted("ci.gate", "cli_pipeline") with data.trust.evidence_submitters as reviewed
+	trust.trusted("ledger.checkpoint", "cli_worker") with data.trust.evidence_submitters as reviewed
+}
+
+test_refuses_other_writer_for_listed_type if {
+	not trust.trusted("ci.run", "cli_other") with data.trust.evidence_submitters as reviewed
+	not trust.trusted("ledger.checkpoint", "cli_pipeline") with data.trust.evidence_submitters as reviewed
+}
+
+test_refuses_every_writer_for_unlisted_type if {
+	not trust.trusted("manual.review", "cli_pipeline") with data.trust.evidence_submitters as reviewed
+}
+
+test_single_star_matches_one_segment_only if {
+	not trust.trusted("ci.gate.extra", "cli_a") with data.trust.evidence_submitters as {"ci.*": ["cli_a"]}
+	trust.trusted("ci.gate", "cli_a") with data.trust.evidence_submitters as {"ci.*": ["cli_a"]}
+}
+
+test_registered_writer_is_trusted_for_its_patterns if {
+	trust.trusted("ci.run", "cli_ci") with data.trust.registered_evidence_submitters as {"cli_ci": ["ci.**"]}
+	not trust.trusted("ledger.checkpoint", "cli_ci") with data.trust.registered_evidence_submitters as {"cli_ci": ["ci.**"]}
+}
+
+test_verdicts_answer_each_pair_in_order if {
+	trust.verdicts == [true, false, false] with data.trust.evidence_submitters as reviewed
+		with input as {"pairs": [
+			{"type": "ci.run", "client_id": "cli_pipeline"},
+			{"type": "ci.run", "client_id": "cli_other"},
+			{"type": "sast_scan", "client_id": "cli_pipeline"},
+		]}
+}
+
+test_shipped_document_trusts_nobody_until_configured if {
+	not trust.trusted("ci.run", "cli_anyone")
+}

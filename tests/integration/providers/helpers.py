@@ -1,0 +1,81 @@
+"""Helpers for tests against the real provider simulator process (started by `stack`)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import httpx
+
+from app.entrypoints.devstack import DEV_ROOT_TOKEN, Stack
+from app.platform.settings import VaultLogin
+from app.platform.vault import Vault
+from app.providers.api import ProviderClients, ProviderSettings, read_provider_secrets
+
+T = TypeVar("T")
+
+# Short limits so the failure paths run in seconds; the simulator holds a timeout or a
+# lost response for 5 s (the fixture's sim_hold_s), longer than any timeout here.
+FAST = {
+    "PROVIDER_AUTHORIZE_TIMEOUT_MS": "700",
+    "PROVIDER_CAPTURE_TIMEOUT_MS": "700",
+    "PROVIDER_VOID_TIMEOUT_MS": "700",
+    "PROVIDER_REFUND_TIMEOUT_MS": "700",
+    "PROVIDER_PAYOUT_TIMEOUT_MS": "700",
+    "PROVIDER_LOOKUP_TIMEOUT_MS": "700",
+    "PROVIDER_RETRY_ATTEMPTS": "3",
+    "PROVIDER_RETRY_BASE_MS": "20",
+    "PROVIDER_RETRY_CAP_MS": "100",
+    "PROVIDER_BREAKER_THRESHOLD": "5",
+    "PROVIDER_BREAKER_RESET_MS": "600",
+}
+
+
+def key(prefix: str = "k") -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def clients(stack: Stack, **overrides: str) -> ProviderClients:
+    vault = Vault.login(stack.vault_addr, VaultLogin(token=DEV_ROOT_TOKEN))
+    settings = ProviderSettings.from_env({**stack.app_env(), **FAST, **overrides})
+    return ProviderClients(settings, read_provider_secrets(vault))
+
+
+def run(make: Callable[[ProviderClients], Awaitable[T]], stack: Stack, **overrides: str) -> T:
+    """Run one coroutine with fresh clients (own breaker state), closing them after."""
+
+    async def main() -> T:
+        providers = clients(stack, **overrides)
+        try:
+            return await make(providers)
+        finally:
+            await providers.aclose()
+
+    return asyncio.run(main())
+
+
+def sim(stack: Stack, method: str, path: str, body: Any = None) -> Any:
+    response = httpx.request(method, f"{stack.sim_url}{path}", json=body, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+def requests_seen(stack: Stack, provider: str, operation: str) -> int:
+    stats = sim(stack, "GET", "/_sim/stats")
+    return int(stats[provider]["requests"].get(operation, 0))
+
+
+def charges(stack: Stack, provider: str) -> int:
+    return int(sim(stack, "GET", "/_sim/stats")[provider]["charges"])
+
+
+@contextmanager
+def fault(stack: Stack, provider: str, operation: str, **settings: Any) -> Iterator[None]:
+    sim(stack, "PUT", f"/_sim/faults/{provider}/{operation}", settings)
+    try:
+        yield
+    finally:
+        sim(stack, "DELETE", f"/_sim/faults/{provider}/{operation}")
