@@ -34,7 +34,11 @@ $(PIPELINE_TOOLS): $(VENV)/.installed pipeline/bootstrap.py $(ADVISORY_SNAPSHOT)
 	$(PY) -m pipeline bootstrap
 	touch $@
 
-install: $(VENV)/.installed $(OPA) $(PIPELINE_TOOLS)
+$(PROMTOOL):
+	@command -v go >/dev/null || { echo "go not found: install Go >= 1.22 or put a promtool binary at $(PROMTOOL)"; exit 1; }
+	GOBIN=$(CURDIR)/.tools/bin CGO_ENABLED=0 go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+install: $(VENV)/.installed $(OPA) $(PROMTOOL) $(PIPELINE_TOOLS)
 
 ## Start PostgreSQL, OpenBao, OPA, the API and the evidence service in the foreground.
 run: install
