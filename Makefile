@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 UV := .tools/uv/bin/uv
 OPA := .tools/bin/opa
 # Prometheus publishes its Go module as v0.3XX.Y for release v3.XX.Y; this is v3.16.0's.
+# Built with `remove_all_sd`: rule checks and tests need no service discovery, and the
+# cloud SDKs it would pull in (Azure, AWS, GCE, Kubernetes...) take most of the build.
 PROMTOOL_VERSION := v0.316.0
 PROMTOOL := .tools/bin/promtool
 # The pipeline's own tools: checkov in its own venv and the shipped advisory snapshot.
@@ -39,6 +41,17 @@ $(PROMTOOL):
 	GOBIN=$(CURDIR)/.tools/bin CGO_ENABLED=0 go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
 
 install: $(VENV)/.installed $(OPA) $(PROMTOOL) $(PIPELINE_TOOLS)
+
+## Check the Prometheus alert and recording rules and run their unit tests.
+alerts: install
+	$(PROMTOOL) check rules alerts/*.yml
+	$(PROMTOOL) test rules alerts/tests/*.yml
+
+## Locust money-path mix, headless, held to loadtests/slo.yml (exit 1 when an SLO is missed).
+## Brings up its own stack unless MP_API_URL (and MP_CREDENTIALS) name one; LOADTEST_USERS
+## and LOADTEST_TIME bound the run. Keeps reports/loadtest/locust.html and summary.json.
+loadtest: install
+	$(PY) loadtests/run.py
 
 ## Start PostgreSQL, OpenBao, OPA, the API and the evidence service in the foreground.
 run: install
