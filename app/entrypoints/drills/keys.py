@@ -20,13 +20,10 @@ from app.entrypoints.drills.harness import (
     signed,
 )
 from app.entrypoints.drills.report import DrillReport
+from app.platform.client_credentials import ClientCredentials, public_pem
+from app.platform.client_tokens import TokenRequestError
 from app.platform.settings import VaultLogin
-from app.platform.signed_client import (
-    ClientCredentials,
-    SignedClient,
-    TokenRequestError,
-    public_pem,
-)
+from app.platform.signed_client import SignedClient
 from app.platform.vault import Vault
 
 DETECTION_DEADLINE_S = 15.0
