@@ -15,7 +15,14 @@ import pytest
 
 from app.entrypoints.devstack import Stack
 from tests.support.api_client import ApiClient, ClientFactory
-from tests.support.payments import ApiProcess, Merchant, Simulator, run_worker_once, wait_for
+from tests.support.payments import (
+    ApiProcess,
+    Merchant,
+    Simulator,
+    key,
+    run_worker_once,
+    wait_for,
+)
 
 # risk.rego: a customer younger than 30 days may make 3 payments an hour; the 4th is
 # reviewed. A basic-tier customer's single payment above 100000 is declined.
@@ -107,7 +114,7 @@ def test_payment_past_the_velocity_limit_goes_to_review_when_one_customer_bursts
     for payment in [*allowed, held]:
         ((decision_id, details),) = _assessment_audit(db_url, payment["id"])
         assert decision_id == _risk_step(payment)["detail"]["decision_id"]
-        assert details["outcome"] == _risk_step(payment)["detail"]["decision"]
+        assert details["risk_outcome"] == _risk_step(payment)["detail"]["decision"]
 
 
 def test_payment_is_declined_with_reason_codes_when_the_policy_declines(
@@ -139,6 +146,7 @@ def test_review_decision_resumes_or_declines_the_held_payment_when_decided_over_
         decided = reviewer.post(
             f"/v1/risk/reviews/{review_id}/decision",
             json={"decision": verdict, "reason": "checked by a person"},
+            idempotency_key=key(),
         )
         assert decided.status_code == 200, decided.text
     run_worker_once(stack, {})
