@@ -23,7 +23,8 @@ from typing import Any
 
 import httpx
 
-from app.entrypoints.devstack import REPO_ROOT, Stack, free_port, wait_until
+from app.entrypoints.devstack import Stack
+from app.entrypoints.launchers.processes import REPO_ROOT, free_port, wait_until
 from tests.support.api_client import ApiClient, ClientFactory
 
 # Fast schedules and short limits, so faults and recovery play out in seconds.
