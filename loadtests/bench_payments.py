@@ -210,7 +210,14 @@ def main() -> int:
                 "OPA decision, audit and outbox; PostgreSQL fsync=on",
                 flush=True,
             )
-            peak = max_rate(merchants, args.seconds, args.presigned)
+            # Each phase pays with its own half of every client's customers, so the fixed-rate
+            # phase never meets customers the max-rate phase already took to the policy's limit.
+            half = args.customers // 2
+            peak = max_rate(
+                [(client, pool[:half], account) for client, pool, account in merchants],
+                args.seconds,
+                args.presigned,
+            )
             tps = _pgbench(stack.database_url, args.seconds, args.pgbench_clients)
             print(
                 f"max rate: {peak.payments_per_s:.1f} payments/s (closed loop) | pgbench TPC-B "
@@ -220,7 +227,11 @@ def main() -> int:
                 flush=True,
             )
             rate = max(1.0, peak.payments_per_s / 2)
-            steady = fixed_rate(merchants, args.seconds, rate)
+            steady = fixed_rate(
+                [(client, pool[half:], account) for client, pool, account in merchants],
+                args.seconds,
+                rate,
+            )
             print(
                 f"fixed rate {rate:.1f}/s (half the max, open loop): achieved "
                 f"{steady.payments_per_s:.1f}/s | p50 {steady.percentile(0.5):.1f} ms p95 "
