@@ -27,6 +27,8 @@ from app.platform.signed_client import ClientCredentials
 # The simulator's card token whose charge is made but whose answer never arrives.
 LOST_RESPONSE_TOKEN = "tok_lost_response"  # noqa: S105 - a simulator test token
 OUTAGE_PROVIDER = "acme"  # the routing default, so "auto" payments show the fallback
+# The rest of the failing provider's requests time out: nothing succeeds during the outage.
+OUTAGE_ERROR_RATE = 0.7
 DETECTION_DEADLINE_S = 30.0
 # Long enough for the breaker's reset (PROVIDER_BREAKER_RESET_MS, 30 s by default).
 RECOVERY_DEADLINE_S = 90.0
@@ -40,7 +42,10 @@ STORM_MIN_REQUESTS = 5
 STORM_GAP_S = 0.3
 STORM_DEADLINE_S = 90.0
 NEW_KEY_RETRIES = 2
-MAX_SEND_ATTEMPTS = 20
+# How long a client keeps re-sending one request (same key) for a definitive answer; the
+# API's own provider retries take up to PROVIDER_RETRY_TOTAL_MS (20 s by default).
+SEND_DEADLINE_S = 60.0
+RESEND_GAP_S = 0.3
 
 
 @dataclass
@@ -61,23 +66,25 @@ class PaymentTraffic:
     started: float
     writers: int = 2
     sent: list[Sent] = field(default_factory=list)
+    unanswered: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def _pay(self, provider: str) -> None:
-        key = new_key()
-        # An unknown outcome (transport error, key still claimed) is retried with the same
-        # key; any other answer is definitive.
-        for _ in range(MAX_SEND_ATTEMPTS):
+        key, first = new_key(), time.monotonic()
+        # An unknown outcome (client timeout, key still claimed by the first try) is
+        # retried with the same key until the API answers definitively: only then does
+        # the drill know whether the payment exists.
+        while time.monotonic() - first < SEND_DEADLINE_S:
             began = time.monotonic()
             try:
                 response = self.shop.pay(137, key=key, provider=provider)
             except httpx.HTTPError:
-                time.sleep(0.2)
+                time.sleep(RESEND_GAP_S)
                 continue
             if response.status_code == 409:
-                time.sleep(0.2)
+                time.sleep(RESEND_GAP_S)
                 continue
             problem = response.headers.get("content-type", "").startswith("application/problem")
             sent = Sent(
@@ -91,6 +98,8 @@ class PaymentTraffic:
             with self._lock:
                 self.sent.append(sent)
             return
+        with self._lock:
+            self.unanswered += 1
 
     def _write(self, index: int) -> None:
         provider = OUTAGE_PROVIDER if index % 2 == 0 else "auto"
@@ -107,7 +116,7 @@ class PaymentTraffic:
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=60)
+            thread.join(timeout=SEND_DEADLINE_S + 10)
 
     def acknowledged(self) -> set[str]:
         with self._lock:
@@ -131,8 +140,11 @@ def provider_outage(stack: Stack, report: DrillReport, _: ClientCredentials) -> 
     report.note("traffic: 2 writers paying (one pinned to acme, one routed automatically)")
     traffic.start()
     time.sleep(1.0)
-    report.note(f"injecting fault: {OUTAGE_PROVIDER} authorize answers 503 to every request")
-    sim.fault(OUTAGE_PROVIDER, "authorize", error_rate=1.0)
+    report.note(
+        f"injecting fault: {OUTAGE_PROVIDER} authorize answers 503 to {OUTAGE_ERROR_RATE:.0%} "
+        "of requests and holds the rest open past the adapter's timeout"
+    )
+    sim.fault(OUTAGE_PROVIDER, "authorize", error_rate=OUTAGE_ERROR_RATE, timeout_rate=1.0)
     injected = time.monotonic() - traffic.started
     report.detected_after_s = poll(lambda: _breaker(stack, "open") == 1, DETECTION_DEADLINE_S)
     report.note(f"breaker state open after {report.detected_after_s} s")
@@ -192,6 +204,9 @@ def provider_outage(stack: Stack, report: DrillReport, _: ClientCredentials) -> 
     left = unsettled(shop, acknowledged)
     report.note(f"settled after {settled_after_s} s; {len(left)} still pending")
     report.check("every_payment_settled", not left, f"pending: {left[:5]}")
+    report.check(
+        "every_request_answered", traffic.unanswered == 0, f"{traffic.unanswered} unanswered"
+    )
     report.figures["payments_acknowledged"] = len(acknowledged)
     report.figures["refused_fast_503"] = len(refused)
     report.figures["fell_back"] = len(fell_back)
@@ -210,6 +225,7 @@ class Storm:
     replays: int = 0
     payment_ids: set[str] = field(default_factory=set)
     new_key_ids: set[str] = field(default_factory=set)
+    unanswered: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _send(self, key: str) -> str | None:
@@ -227,26 +243,32 @@ class Storm:
         return payment_id
 
     def same_key_client(self) -> None:
-        sent, started = 0, time.monotonic()
+        sent, answered, started = 0, False, time.monotonic()
         while time.monotonic() - started < STORM_DEADLINE_S:
             payment_id = self._send(self.key)
             sent += 1
             if payment_id is not None:
+                answered = True
                 with self._lock:
                     self.payment_ids.add(payment_id)
                 if sent >= STORM_MIN_REQUESTS:
                     return
             time.sleep(STORM_GAP_S)
+        if not answered:
+            with self._lock:
+                self.unanswered += 1
 
     def new_key_client(self) -> None:
-        key = new_key()
-        for _ in range(MAX_SEND_ATTEMPTS):
+        key, first = new_key(), time.monotonic()
+        while time.monotonic() - first < SEND_DEADLINE_S:
             payment_id = self._send(key)
             if payment_id is not None:
                 with self._lock:
                     self.new_key_ids.add(payment_id)
                 return
             time.sleep(STORM_GAP_S)
+        with self._lock:
+            self.unanswered += 1
 
     def run(self) -> None:
         threads = [threading.Thread(target=self.same_key_client) for _ in range(STORM_CLIENTS)]
@@ -291,6 +313,9 @@ def double_charge(stack: Stack, report: DrillReport, _: ClientCredentials) -> No
             and storm.replays > 0
             and set(storm.answers) <= {0, 201, 409},
             f"answers {storm.answers}",
+        )
+        report.check(
+            "every_client_answered", storm.unanswered == 0, f"{storm.unanswered} unanswered"
         )
         report.check(
             "same_key_one_payment",
