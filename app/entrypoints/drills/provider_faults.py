@@ -194,7 +194,10 @@ def provider_outage(stack: Stack, report: DrillReport, _: ClientCredentials) -> 
                 report.recovered_after_s = time.monotonic() - cleared
                 break
         time.sleep(TRIAL_INTERVAL_S)
-    report.note(f"trial payment captured after {report.recovered_after_s} s (answers {trials})")
+    report.note(
+        f"trial payment captured after {report.recovered_after_s} s "
+        f"({trials.count(503)} refused while the breaker was open, answers {sorted(set(trials))})"
+    )
     report.check("recovered_through_trial_call", report.recovered_after_s is not None)
     report.check("breaker_closed", _breaker(stack, "closed") == 1)
 
