@@ -228,6 +228,7 @@ class Storm:
     replays: int = 0
     payment_ids: set[str] = field(default_factory=set)
     new_key_ids: set[str] = field(default_factory=set)
+    conflict_codes: set[str] = field(default_factory=set)
     unanswered: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -240,6 +241,9 @@ class Storm:
             status = response.status_code
             payment_id = str(response.json()["id"]) if status == 201 else None
             replayed = response.headers.get("idempotent-replayed") == "true"
+            if status == 409:
+                with self._lock:
+                    self.conflict_codes.add(str(response.json().get("code")))
         with self._lock:
             self.answers[status] = self.answers.get(status, 0) + 1
             self.replays += int(replayed)
@@ -313,9 +317,10 @@ def double_charge(stack: Stack, report: DrillReport, _: ClientCredentials) -> No
         report.check(
             "storm_answered_409_or_replayed",
             storm.answers.get(409, 0) > 0
+            and storm.conflict_codes == {"idempotency_key_in_use"}
             and storm.replays > 0
             and set(storm.answers) <= {0, 201, 409},
-            f"answers {storm.answers}",
+            f"answers {storm.answers}, 409 codes {sorted(storm.conflict_codes)}",
         )
         report.check(
             "every_client_answered", storm.unanswered == 0, f"{storm.unanswered} unanswered"
