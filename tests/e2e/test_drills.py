@@ -28,6 +28,11 @@ def drill_stack() -> Iterator[Stack]:
         tempfile.TemporaryDirectory(prefix="drills-") as scratch,
     ):
         patch.setenv("IDEMPOTENCY_STALE_CLAIM_S", "10")
+        # The payment drills wait for the breaker's reset and the recovery worker's age;
+        # shorter settings keep them to seconds (the drills work with the defaults too).
+        patch.setenv("PROVIDER_BREAKER_RESET_MS", "3000")
+        patch.setenv("PROVIDER_AUTHORIZE_TIMEOUT_MS", "1500")
+        patch.setenv("PAYMENTS_RECOVERY_AFTER_S", "2")
         stack = Stack(root=Path(scratch), ports=Ports.free(), watch_policies=False)
         with stack.running(apps=True):
             yield stack

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from app.entrypoints.devstack import Ports, Stack
-from app.entrypoints.drills import faults, keys
+from app.entrypoints.drills import faults, keys, provider_faults
 from app.entrypoints.drills.harness import create_client, write_evidence
 from app.entrypoints.drills.report import DrillReport
 from app.platform.client_credentials import ClientCredentials
@@ -24,6 +24,8 @@ DRILLS: dict[str, Drill] = {
     "opa-down": lambda stack, report, _: faults.dependency_down(stack, report, "opa", "opa"),
     "db-restart": faults.db_restart,
     "key-compromise": keys.key_compromise,
+    "provider-outage": provider_faults.provider_outage,
+    "double-charge": provider_faults.double_charge,
 }
 
 
