@@ -25,3 +25,7 @@ def bootstrap_dev(
     # Provider API keys and webhook secrets: the simulator is started with the same ones.
     providers_api.ensure_provider_secrets(vault)
     upgrade(database_url)
+    # Imported here: the anchor client needs the migrated identity tables.
+    from app.entrypoints.anchors import register_client
+
+    register_client(vault, database_url)
