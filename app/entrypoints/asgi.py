@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 
 from app.domains import DOMAINS, ROUTES_MODULE
+from app.entrypoints import anchors
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
 from app.payments import api as payments_api
@@ -36,6 +37,9 @@ class ApiServices(Services):
     identity: identity_api.IdentityRuntime
     providers: providers_api.ProviderClients
     payments: payments_api.Runtime
+    # verify's reader of the chain head anchored in the evidence log (ledger.routes'
+    # AnchorSource); None when no anchor client is registered.
+    ledger_anchors: anchors.EvidenceAnchors | None = None
 
 
 def all_endpoints() -> list[Endpoint]:
@@ -49,6 +53,16 @@ def all_endpoints() -> list[Endpoint]:
         if importlib.util.find_spec(module) is not None:
             endpoints.extend(importlib.import_module(module).endpoints())
     return endpoints
+
+
+def _evidence_client(settings: Settings, vault: Vault) -> anchors.EvidenceClient | None:
+    """verify's client of the evidence service; None when no anchor client exists."""
+    credentials = anchors.credentials_from_vault(vault)
+    if credentials is None:
+        return None
+    return anchors.evidence_client(
+        credentials, evidence_url=settings.evidence_url, issuer_url=settings.public_base_url
+    )
 
 
 def create_app(
@@ -84,6 +98,7 @@ def create_app(
     identity = identity_api.start_identity(
         vault, sessions, settings.public_base_url, lookup_sessions=autocommit_sessions
     )
+    evidence = _evidence_client(settings, vault)
     services = ApiServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
@@ -100,7 +115,14 @@ def create_app(
         identity=identity,
         providers=providers,
         payments=payments_api.start_payments(sessions, providers, vault=vault, opa=opa),
+        ledger_anchors=anchors.EvidenceAnchors(evidence) if evidence is not None else None,
     )
+
+    async def stop() -> None:
+        await providers.aclose()
+        if evidence is not None:
+            await evidence.aclose()
+
     return build_service_app(
         title="moneypath API",
         version=API_VERSION,
@@ -112,6 +134,6 @@ def create_app(
         vault=vault,
         extra_routes=[*identity_api.plain_routes(identity), *payments_api.plain_routes()],
         extra_paths={**identity_api.openapi_paths(), **payments_api.openapi_paths()},
-        on_stop=providers.aclose,
+        on_stop=stop,
         on_scrape=lambda: outbox.sample_backlog(sessions),
     )
