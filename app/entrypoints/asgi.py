@@ -21,6 +21,7 @@ from app.platform.logging import configure_logging
 from app.platform.metrics import configure_cost_model
 from app.platform.opa import Opa, OpaAuthorizer
 from app.platform.request_auth import Rfc9421Verifier
+from app.platform.request_auth.admission import Admission
 from app.platform.service_app import build_service_app
 from app.platform.settings import Settings, SettingsError
 from app.platform.vault import DatabaseNotConfiguredError, Vault
@@ -105,7 +106,10 @@ def create_app(
         failure_limiter=FailureLimiter(autocommit_sessions),
         authenticator=identity.authenticator,
         signatures=Rfc9421Verifier(
-            public_base_url=settings.public_base_url, sessions=autocommit_sessions
+            public_base_url=settings.public_base_url,
+            sessions=autocommit_sessions,
+            # is_active, the nonce and the Idempotency-Key claim in one statement.
+            admission=Admission(autocommit_sessions, identity_api.ACTIVE_EXPRESSION),
         ),
         authorizer=OpaAuthorizer(opa),
         body_limit_bytes=settings.request_body_limit_bytes,

@@ -146,6 +146,28 @@ class Claim:
     token: str
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """A key to claim early, together with a signed request's nonce
+    (request_auth/admission.py), for the signing client."""
+
+    method: str
+    path: str
+    key: str
+    body_fingerprint: str
+    ttl_s: int
+    stale_claim_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyClaim:
+    """What the early claim did: `claim` is the held key; `tried` without a claim means
+    the key exists (a replay, a holder, a reuse), which only `claim` may decide."""
+
+    claim: Claim | None = None
+    tried: bool = False
+
+
 def fingerprint(raw_body: bytes) -> str:
     """API.md: the fingerprint is the sha-256 of the raw body bytes."""
     return hashlib.sha256(raw_body).hexdigest()

@@ -31,11 +31,20 @@ class RequestTarget:
 
 
 async def claim_key(
-    services: Services, target: RequestTarget, client_id: str, key: str, raw: bytes
+    services: Services,
+    target: RequestTarget,
+    client_id: str,
+    key: str,
+    raw: bytes,
+    *,
+    key_exists: bool = False,
 ) -> idempotency.Claim | idempotency.StoredResponse:
-    """Claim `key` for this client and target, or return the stored answer to replay."""
+    """Claim `key` for this client and target, or return the stored answer to replay.
+
+    `key_exists`: an early claim (request_auth/admission.py) already found the key taken,
+    so the one-statement attempt is skipped."""
     body_fingerprint = idempotency.fingerprint(raw)
-    if services.autocommit_sessions is not None:
+    if services.autocommit_sessions is not None and not key_exists:
         async with services.autocommit_sessions() as session:
             fresh = await idempotency.claim_at_once(
                 session,
