@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 UV := .tools/uv/bin/uv
 OPA := .tools/bin/opa
 # Prometheus publishes its Go module as v0.3XX.Y for release v3.XX.Y; this is v3.16.0's.
+# Built with `remove_all_sd`: rule checks and tests need no service discovery, and the
+# cloud SDKs it would pull in (Azure, AWS, GCE, Kubernetes...) take most of the build.
 PROMTOOL_VERSION := v0.316.0
 PROMTOOL := .tools/bin/promtool
 # The pipeline's own tools: checkov in its own venv and the shipped advisory snapshot.
@@ -34,7 +36,22 @@ $(PIPELINE_TOOLS): $(VENV)/.installed pipeline/bootstrap.py $(ADVISORY_SNAPSHOT)
 	$(PY) -m pipeline bootstrap
 	touch $@
 
-install: $(VENV)/.installed $(OPA) $(PIPELINE_TOOLS)
+$(PROMTOOL):
+	@command -v go >/dev/null || { echo "go not found: install Go >= 1.22 or put a promtool binary at $(PROMTOOL)"; exit 1; }
+	GOBIN=$(CURDIR)/.tools/bin CGO_ENABLED=0 go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+install: $(VENV)/.installed $(OPA) $(PROMTOOL) $(PIPELINE_TOOLS)
+
+## Check the Prometheus alert and recording rules and run their unit tests.
+alerts: install
+	$(PROMTOOL) check rules alerts/*.yml
+	$(PROMTOOL) test rules alerts/tests/*.yml
+
+## Locust money-path mix, headless, held to loadtests/slo.yml (exit 1 when an SLO is missed).
+## Brings up its own stack unless MP_API_URL (and MP_CREDENTIALS) name one; LOADTEST_USERS
+## and LOADTEST_TIME bound the run. Keeps reports/loadtest/locust.html and summary.json.
+loadtest: install
+	$(PY) loadtests/run.py
 
 ## Start PostgreSQL, OpenBao, OPA, the API and the evidence service in the foreground.
 run: install
@@ -43,11 +60,17 @@ run: install
 ## The whole test suite: unit, integration and e2e, against real services it starts itself.
 ## It also writes reports/junit.xml and reports/coverage.json, which the pipeline's pytest
 ## gate ingests in CI instead of running the suite twice.
+## Each run gets its own --basetemp: pytest's shared /tmp/pytest-of-$USER keeps only the
+## newest few run folders and deletes older ones, which killed the embedded services of a
+## suite running beside another one.
 test: install
 	mkdir -p reports
+	basetemp=$$(mktemp -d -t moneypath-tests-XXXXXX); \
 	$(PY) -m pytest tests/unit tests/integration tests/e2e -p no:cacheprovider \
+		--basetemp="$$basetemp" \
 		--junitxml=reports/junit.xml --cov-branch --cov=app --cov=evidence --cov=pipeline \
-		--cov-report=json:reports/coverage.json --cov-report=term:skip-covered
+		--cov-report=json:reports/coverage.json --cov-report=term:skip-covered; \
+	status=$$?; rm -rf "$$basetemp"; exit $$status
 
 test-unit: install
 	$(PY) -m pytest tests/unit

@@ -126,10 +126,11 @@ def _attachment_digests(bundle: dict[str, Any]) -> set[str]:
 
 def verify(folder: Path, key: Path | None = None) -> list[str]:
     """Problems with the bundle in `folder` (empty when it verifies), offline."""
+    folder = folder.resolve()
     bundle_file = folder / "bundle.json"
     argv = [str(Path(sys.executable).parent / "evidence"), "verify", str(bundle_file)]
     if key is not None:
-        argv += ["--key", str(key)]
+        argv += ["--key", str(key.resolve())]
     checked = run_tool(argv, cwd=folder, timeout_s=VERIFY_TIMEOUT_S)
     problems = [] if checked.exit_code == 0 else [checked.stderr.strip() or checked.stdout]
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ PROMOTION_QUERY = "data.moneypath.pipeline.promotion.decision"
 PROMOTION_CONTROLS = ("SOC2:CC8.1", "PCI-DSS-4.0.1:6.5.1")
 MAX_LINKED_RECORDS = 50
 DSSE_ATTACHMENT = "build/provenance.dsse.json"
+PROOF_WAIT_S = 60.0
+PROOF_POLL_S = 0.5
 
 
 def gather(client: EvidenceClient, commit: str) -> dict[str, Any]:
@@ -119,8 +122,14 @@ def provenance_digest(value: str) -> bool:
 
 
 def _proven(client: EvidenceClient, record_id: str) -> dict[str, Any]:
-    proven: dict[str, Any] = client.get(f"/v1/evidence/{record_id}")
-    return proven
+    """The record with its inclusion proof, waiting (bounded) for a checkpoint to cover it:
+    a record written moments ago has none until the next signed checkpoint."""
+    deadline = time.monotonic() + PROOF_WAIT_S
+    while True:
+        proven: dict[str, Any] = client.get(f"/v1/evidence/{record_id}")
+        if proven.get("inclusion_proof") or time.monotonic() >= deadline:
+            return proven
+        time.sleep(PROOF_POLL_S)
 
 
 def verify_promotion(
@@ -156,6 +165,11 @@ def verify_promotion(
         reasons += _check_build(client, build["record"], digest)
     if len(proofs) < 3 and not reasons:
         reasons.append("the promotion names no run")
+    reasons += [
+        f"record {p['id']} is not yet covered by a signed checkpoint"
+        for p in proofs
+        if not p["inclusion_proof"]
+    ]
     return {"allow": not reasons, "reasons": reasons, "proofs": proofs}
 
 

@@ -118,7 +118,9 @@ def create_app(
         vault=vault,
         identity=identity,
         providers=providers,
-        payments=payments_api.start_payments(sessions, providers, vault=vault, opa=opa),
+        payments=payments_api.start_payments(
+            sessions, providers, vault=vault, opa=opa, risk_timeout_ms=settings.risk_timeout_ms
+        ),
         ledger_anchors=anchors.EvidenceAnchors(evidence) if evidence is not None else None,
     )
 

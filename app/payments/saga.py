@@ -34,7 +34,7 @@ from app.payments.domain import (
     is_stale,
     transition,
 )
-from app.platform import metrics, outbox
+from app.platform import metrics, outbox, tracing
 from app.platform.db import run_in_transaction
 from app.platform.errors import DomainError
 from app.platform.opa import Opa
@@ -64,8 +64,11 @@ class Runtime:
     providers: ProviderClients
     config: PaymentsConfig
     vault: Vault | None = None
-    # The policy engine the risk check asks (app.risk's assessment takes it).
+    # The policy engine the risk check asks (app.risk's assessment takes it). Only the
+    # API creates payments; the worker's runtime resumes them and needs none.
     opa: Opa | None = None
+    # The risk decision's time box (settings' RISK_TIMEOUT_MS); past it: review.
+    risk_timeout_ms: int = 250
 
     def breaker_open(self, provider: str) -> bool:
         return self.providers.breaker_state(provider) == "open"
@@ -140,6 +143,7 @@ async def test_pause_point(config: PaymentsConfig, operation: str) -> None:
 # ---- authorize ------------------------------------------------------------------------
 
 
+@tracing.traced("saga.authorize")
 async def run_authorize(rt: Runtime, payment_id: str) -> None:
     """Start (or re-join) the authorize step and settle it with the provider's answer."""
 
@@ -268,6 +272,7 @@ async def _hold(
 # ---- capture ----------------------------------------------------------------------------
 
 
+@tracing.traced("saga.capture")
 async def run_capture(rt: Runtime, payment_id: str, amount_minor: int | None) -> None:
     async def start(session: AsyncSession) -> tuple[store.PaymentRow, store.StepRow]:
         row = await store.get_payment(session, payment_id, lock=True)
@@ -370,6 +375,7 @@ async def _post_capture(
 # ---- void -------------------------------------------------------------------------------
 
 
+@tracing.traced("saga.void")
 async def run_void(rt: Runtime, payment_id: str) -> None:
     async def start(session: AsyncSession) -> tuple[store.PaymentRow, store.StepRow]:
         row = await store.get_payment(session, payment_id, lock=True)

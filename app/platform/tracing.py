@@ -15,10 +15,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import weakref
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -35,6 +36,8 @@ EXPORT_QUEUE_SIZE = 2048
 EXPORT_BATCH_SIZE = 256
 EXPORT_TIMEOUT_S = 5.0
 
+P = ParamSpec("P")
+R = TypeVar("R")
 _provider: TracerProvider | None = None
 _traced_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
@@ -112,6 +115,22 @@ def provider_call(provider_name: str, operation: str, **attributes: str | int | 
         **{"moneypath.provider": provider_name, "moneypath.operation": operation},
         **attributes,
     )
+
+
+def traced(
+    name: str,
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Decorator: run an async function (a saga step, an adapter call) in span `name`."""
+
+    def wrap(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(function)
+        async def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+            with span(name):
+                return await function(*args, **kwargs)
+
+        return inner
+
+    return wrap
 
 
 def add_trace_context(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -25,6 +25,7 @@ import stamina
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
+from app.platform import tracing
 from app.providers.adapters import Adapter, Reading, Request, UnreadableResponseError
 from app.providers.breaker import CircuitBreaker
 from app.providers.config import ProviderSettings
@@ -115,6 +116,7 @@ class Caller:
     def _is_state(self, state: str) -> Callable[[], float]:
         return lambda: 1.0 if self.breaker.state == state else 0.0
 
+    @tracing.traced("provider.adapter")
     async def call(self, request: Request, *, raw_body: bool = False) -> Answer:
         """Run `request` with retries. Raises ProviderUnavailableError."""
         settings = self._settings
@@ -140,7 +142,10 @@ class Caller:
                 with attempt:
                     attempts += 1
                     try:
-                        return await self._attempt(request, attempts, raw_body)
+                        with tracing.provider_call(
+                            self.provider, str(request.operation), attempt=attempts
+                        ):
+                            return await self._attempt(request, attempts, raw_body)
                     except RetryableFailureError as error:
                         reached = reached or error.reached
                         raise

@@ -14,6 +14,7 @@ allowed := {
 	"BSD License",
 	"BSD-2-Clause",
 	"BSD-3-Clause",
+	"3-Clause BSD License",
 	"ISC",
 	"ISC License (ISCL)",
 	"MIT",

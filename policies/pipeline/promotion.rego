@@ -15,9 +15,8 @@ required_gates := {
 environments := {"staging", "production"}
 
 # The evidence service stamps each record with its authenticated submitter (issue 10,
-# item 3). Until every service in use does, a record without the stamp is accepted; a
-# record whose stamp names another client never is. Set to true once the stamp is everywhere.
-require_submitter := false
+# item 3), so a record without the stamp, or whose stamp names another client, never counts.
+require_submitter := true
 
 default allow := false
 

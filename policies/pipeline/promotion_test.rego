@@ -118,9 +118,9 @@ test_promotion_refused_when_the_run_was_on_a_dirty_tree if {
 	not promotion.allow with input as request([dirty], gate_records("pass"))
 }
 
-test_promotion_accepts_unstamped_records_only_while_stamps_are_not_required if {
+test_promotion_refused_when_records_carry_no_submitter_stamp if {
 	unstamped := {id: object.remove(r, ["submitted_by"]) | some id, r in gate_records("pass")}
 	run := object.remove(run_record("pass"), ["submitted_by"])
-	promotion.allow with input as request([run], unstamped)
-	not promotion.allow with input as request([run], unstamped) with promotion.require_submitter as true
+	not promotion.allow with input as request([run], unstamped)
+	promotion.allow with input as request([run], unstamped) with promotion.require_submitter as false
 }

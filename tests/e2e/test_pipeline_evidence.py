@@ -20,7 +20,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from app.entrypoints.devstack import Stack, free_port
+from app.entrypoints.devstack import Stack
+from app.entrypoints.launchers.processes import free_port
 from pipeline.bundle import export as export_bundle
 from pipeline.bundle import verify as verify_bundle
 from pipeline.evidence_client import EvidenceClient
@@ -301,7 +302,7 @@ def test_cli_runs_with_evidence_and_refuses_promotion_without_it(
 
 
 def test_bundle_verifies_offline_and_a_tampered_copy_fails_when_exported_after_a_run(
-    tmp_path: Path, evidence_client: EvidenceClient
+    tmp_path: Path, evidence_client: EvidenceClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = make_project(tmp_path / "repo")
     (root / "demo" / "danger.py").write_text(
@@ -321,6 +322,8 @@ def test_bundle_verifies_offline_and_a_tampered_copy_fails_when_exported_after_a
     folder = tmp_path / "bundle"
     bundle_file = export_bundle(evidence_client, evidence_client.appended, folder)
     assert verify_bundle(folder) == []
+    monkeypatch.chdir(tmp_path)
+    assert verify_bundle(Path("bundle")) == [], "a relative folder, as .ci/run passes it"
     bundle = json.loads(bundle_file.read_text())
     ids = {entry["record"]["id"] for entry in bundle["records"]}
     assert {g.evidence_id for g in outcome.gates} | {outcome.evidence_id} <= ids

@@ -17,8 +17,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from starlette.testclient import TestClient
 
+from app.entrypoints.devstack import Stack
 from app.platform import tracing
+from app.providers.api import ProviderClients
 from tests.integration.ledger.helpers import key, leg, open_account
+from tests.integration.providers.helpers import run
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +155,32 @@ def test_spans_go_to_otlp_only_when_an_endpoint_is_configured() -> None:
     finally:
         collector.close()
     assert collector.paths == ["/v1/traces"]
+
+
+def test_provider_call_spans_nest_under_the_adapter_and_saga_step_when_a_card_is_authorized(
+    stack: Stack, spans: InMemorySpanExporter
+) -> None:
+    async def authorize(providers: ProviderClients) -> None:
+        with tracing.span("saga.authorize"):
+            await providers.authorize(
+                "acme",
+                card_token="tok_visa",
+                amount_minor=500,
+                currency="EUR",
+                idempotency_key=key(),
+                capture=False,
+            )
+
+    spans.clear()
+    run(authorize, stack)
+    finished = spans.get_finished_spans()
+    by_name = {s.name: s for s in finished}
+    step, adapter = by_name["saga.authorize"], by_name["provider.adapter"]
+    call = by_name["provider.authorize"]
+    assert adapter.parent is not None
+    assert adapter.parent.span_id == step.context.span_id
+    assert call.parent is not None
+    assert call.parent.span_id == adapter.context.span_id
+    assert call.attributes is not None
+    assert call.attributes["moneypath.provider"] == "acme"
+    assert call.attributes["attempt"] == 1

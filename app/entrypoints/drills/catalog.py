@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from app.entrypoints.devstack import Ports, Stack
-from app.entrypoints.drills import faults
+from app.entrypoints.drills import faults, keys
 from app.entrypoints.drills.harness import create_client, write_evidence
 from app.entrypoints.drills.report import DrillReport
-from app.platform.signed_client import ClientCredentials
+from app.platform.client_credentials import ClientCredentials
 
 Drill = Callable[[Stack, DrillReport, ClientCredentials], None]
 
@@ -23,6 +23,7 @@ DRILLS: dict[str, Drill] = {
     ),
     "opa-down": lambda stack, report, _: faults.dependency_down(stack, report, "opa", "opa"),
     "db-restart": faults.db_restart,
+    "key-compromise": keys.key_compromise,
 }
 
 

@@ -64,5 +64,12 @@ def test_worker_command_runs_one_cycle_and_prints_its_report(stack: Stack, repo_
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    # Other domains' steps (payments, risk) add their own keys to the same report.
-    assert {"holds_expired", "partitions_created", "idempotency_keys_deleted"} <= set(report)
+    # Other domains' steps (payments, risk, ...) add their own keys to the same report.
+    assert {
+        "holds_expired",
+        "partitions_created",
+        "idempotency_keys_deleted",
+        "payments",
+        "velocity_rows_pruned",
+    } <= set(report)
+    assert report["velocity_rows_pruned"] >= 0
