@@ -26,8 +26,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.identity import api as identity_api
 from app.ledger import api as ledger_api
+from app.platform.client_credentials import ClientCredentials
+from app.platform.client_tokens import TokenRequestError
 from app.platform.db import create_engine, session_factory
-from app.platform.signed_client import AsyncSignedClient, ClientCredentials, TokenRequestError
+from app.platform.signed_client import AsyncSignedClient
 from app.platform.vault import Vault
 
 log = structlog.get_logger("moneypath.anchors")

@@ -23,9 +23,10 @@ from app.entrypoints.bootstrap import WORKER_DATABASE_SECRET as DATABASE_SECRET
 from app.ledger import api as ledger_api
 from app.payments import api as payments_api
 from app.platform import audit, auth_limits, idempotency
+from app.platform.client_tokens import TokenRequestError
 from app.platform.db import create_engine, session_factory
 from app.platform.settings import Settings
-from app.platform.signed_client import AsyncSignedClient, TokenRequestError
+from app.platform.signed_client import AsyncSignedClient
 from app.platform.vault import DatabaseNotConfiguredError, Vault
 from app.providers import api as providers_api
 from app.risk import api as risk_api
