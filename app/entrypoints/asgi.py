@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 
 from app.domains import DOMAINS, ROUTES_MODULE
+from app.entrypoints import anchors
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
 from app.payments import api as payments_api
@@ -20,6 +21,7 @@ from app.platform.logging import configure_logging
 from app.platform.metrics import configure_cost_model
 from app.platform.opa import Opa, OpaAuthorizer
 from app.platform.request_auth import Rfc9421Verifier
+from app.platform.request_auth.admission import Admission
 from app.platform.service_app import build_service_app
 from app.platform.settings import Settings, SettingsError
 from app.platform.vault import DatabaseNotConfiguredError, Vault
@@ -36,6 +38,9 @@ class ApiServices(Services):
     identity: identity_api.IdentityRuntime
     providers: providers_api.ProviderClients
     payments: payments_api.Runtime
+    # verify's reader of the chain head anchored in the evidence log (ledger.routes'
+    # AnchorSource); None when no anchor client is registered.
+    ledger_anchors: anchors.EvidenceAnchors | None = None
 
 
 def all_endpoints() -> list[Endpoint]:
@@ -49,6 +54,16 @@ def all_endpoints() -> list[Endpoint]:
         if importlib.util.find_spec(module) is not None:
             endpoints.extend(importlib.import_module(module).endpoints())
     return endpoints
+
+
+def _evidence_client(settings: Settings, vault: Vault) -> anchors.EvidenceClient | None:
+    """verify's client of the evidence service; None when no anchor client exists."""
+    credentials = anchors.credentials_from_vault(vault)
+    if credentials is None:
+        return None
+    return anchors.evidence_client(
+        credentials, evidence_url=settings.evidence_url, issuer_url=settings.public_base_url
+    )
 
 
 def create_app(
@@ -84,13 +99,17 @@ def create_app(
     identity = identity_api.start_identity(
         vault, sessions, settings.public_base_url, lookup_sessions=autocommit_sessions
     )
+    evidence = _evidence_client(settings, vault)
     services = ApiServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
         failure_limiter=FailureLimiter(autocommit_sessions),
         authenticator=identity.authenticator,
         signatures=Rfc9421Verifier(
-            public_base_url=settings.public_base_url, sessions=autocommit_sessions
+            public_base_url=settings.public_base_url,
+            sessions=autocommit_sessions,
+            # is_active, the nonce and the Idempotency-Key claim in one statement.
+            admission=Admission(autocommit_sessions, identity_api.ACTIVE_EXPRESSION),
         ),
         authorizer=OpaAuthorizer(opa),
         body_limit_bytes=settings.request_body_limit_bytes,
@@ -102,7 +121,14 @@ def create_app(
         payments=payments_api.start_payments(
             sessions, providers, vault=vault, opa=opa, risk_timeout_ms=settings.risk_timeout_ms
         ),
+        ledger_anchors=anchors.EvidenceAnchors(evidence) if evidence is not None else None,
     )
+
+    async def stop() -> None:
+        await providers.aclose()
+        if evidence is not None:
+            await evidence.aclose()
+
     return build_service_app(
         title="moneypath API",
         version=API_VERSION,
@@ -114,6 +140,6 @@ def create_app(
         vault=vault,
         extra_routes=[*identity_api.plain_routes(identity), *payments_api.plain_routes()],
         extra_paths={**identity_api.openapi_paths(), **payments_api.openapi_paths()},
-        on_stop=providers.aclose,
+        on_stop=stop,
         on_scrape=lambda: outbox.sample_backlog(sessions),
     )

@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from app.entrypoints import anchors
 from app.platform import roles
 from app.platform.db import libpq_url
 from app.platform.migrate import APP_ROOT, upgrade
@@ -141,3 +142,7 @@ def bootstrap_dev(
         {"url": url(database_url, roles.IDENTITY_CHECK_ROLE)},
     )
     vault.write_secret(EVIDENCE_MIGRATION_DATABASE_SECRET, {"url": evidence_owner})
+    # The worker's client of the evidence service (it anchors the ledger's chain head),
+    # registered as the owner, like every other first-start write; the worker itself only
+    # reads its credentials from Vault and keeps its least-privilege role.
+    anchors.register_client(vault, api_owner)

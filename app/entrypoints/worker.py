@@ -18,12 +18,15 @@ import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.entrypoints import anchors
 from app.entrypoints.bootstrap import WORKER_DATABASE_SECRET as DATABASE_SECRET
 from app.ledger import api as ledger_api
 from app.payments import api as payments_api
 from app.platform import audit, auth_limits, idempotency
+from app.platform.client_tokens import TokenRequestError
 from app.platform.db import create_engine, session_factory
 from app.platform.settings import Settings
+from app.platform.signed_client import AsyncSignedClient
 from app.platform.vault import DatabaseNotConfiguredError, Vault
 from app.providers import api as providers_api
 from app.risk import api as risk_api
@@ -106,6 +109,30 @@ async def run_cycle(
     return report
 
 
+async def anchor_chain_head(
+    sessions: async_sessionmaker[AsyncSession], evidence: AsyncSignedClient
+) -> str | None:
+    """Write the chain head into the evidence log; None (and a log line) when it failed:
+    the next attempt comes at the next cadence, and verify keeps the older anchor."""
+    async with sessions() as session:
+        head = await ledger_api.chain_head(session)
+    try:
+        return await anchors.write_checkpoint(evidence, head)
+    except (anchors.AnchorError, TokenRequestError) as error:
+        log.error("ledger_checkpoint_failed", error=str(error))
+        return None
+
+
+def _evidence(settings: Settings, vault: Vault) -> AsyncSignedClient | None:
+    credentials = anchors.credentials_from_vault(vault)
+    if credentials is None:
+        log.warning("ledger_checkpoint_disabled", reason=f"no kv/{anchors.ANCHOR_CLIENT_SECRET}")
+        return None
+    return anchors.evidence_client(
+        credentials, evidence_url=settings.evidence_url, issuer_url=settings.public_base_url
+    )
+
+
 def _sessions(settings: Settings) -> tuple[Vault, async_sessionmaker[AsyncSession]]:
     vault = Vault.login(settings.vault_addr, settings.vault_login)
     try:
@@ -118,9 +145,15 @@ def _sessions(settings: Settings) -> tuple[Vault, async_sessionmaker[AsyncSessio
 async def run_once(settings: Settings) -> CycleReport:
     vault, sessions = _sessions(settings)
     payments = start_payments_worker(vault, sessions)
+    evidence = _evidence(settings, vault)
     try:
-        return await run_cycle(sessions, payments)
+        report = await run_cycle(sessions, payments)
+        if evidence is not None:
+            await anchor_chain_head(sessions, evidence)
+        return report
     finally:
+        if evidence is not None:
+            await evidence.aclose()
         await payments.aclose()
         bind = sessions.kw.get("bind")
         if bind is not None:
@@ -131,6 +164,8 @@ async def run_forever(settings: Settings, *, interval_s: float, max_cycles: int 
     """Run cycles every `interval_s` until SIGTERM/SIGINT (or `max_cycles`)."""
     vault, sessions = _sessions(settings)
     payments = start_payments_worker(vault, sessions)
+    evidence = _evidence(settings, vault)
+    next_anchor_at = 0.0
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -140,12 +175,17 @@ async def run_forever(settings: Settings, *, interval_s: float, max_cycles: int 
         while not stopping.is_set() and (max_cycles is None or cycles < max_cycles):
             try:
                 await run_cycle(sessions, payments)
+                if evidence is not None and loop.time() >= next_anchor_at:
+                    next_anchor_at = loop.time() + settings.ledger_checkpoint_interval_s
+                    await anchor_chain_head(sessions, evidence)
             except Exception as error:  # noqa: BLE001 - one failed cycle must not stop the loop
                 log.error("worker_cycle_failed", error_type=type(error).__name__)
             cycles += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=interval_s)
     finally:
+        if evidence is not None:
+            await evidence.aclose()
         await payments.aclose()
         bind = sessions.kw.get("bind")
         if bind is not None:

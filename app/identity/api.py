@@ -24,10 +24,12 @@ from app.identity.customers import (
 from app.identity.domain import Client, ClientKey, CreatedClient, InvalidPublicKeyError
 from app.identity.service import ClientNotFoundError
 from app.platform.request_auth import TOKEN_AUDIENCE, BearerAuthenticator, TokenVerifier
+from app.platform.request_auth.admission import ActiveExpression
 from app.platform.vault import Vault
 from app.platform.web import Principal
 
 __all__ = [
+    "ACTIVE_EXPRESSION",
     "KNOWN_SCOPES",
     "Client",
     "ClientKey",
@@ -57,6 +59,13 @@ __all__ = [
 
 KNOWN_SCOPES = domain.KNOWN_SCOPES
 UnknownScopeError = domain.UnknownScopeError
+
+
+# "Usable" as one SQL expression (identity migration 0002's function), for the signed
+# request's one-statement admission (app/platform/request_auth/admission.py).
+ACTIVE_EXPRESSION = ActiveExpression(
+    "identity.key_is_active(CAST(%(client_id)s AS text), CAST(%(key_id)s AS text))"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,14 +17,16 @@ import json
 import math
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform import audit
+from app.platform import audit, outbox
+from app.platform.db import fetch_rows
 from app.platform.errors import ConflictError, DomainError, ValidationError
 
 MAX_KEY_LENGTH = 255
@@ -73,32 +75,49 @@ _TAKE_OVER_STALE = text(
     WHERE client_id = :client_id AND key = :key
     """
 )
-_COMPLETE = text(
-    """
-    UPDATE platform.idempotency_keys
-    SET status = 'completed', response_status = :status,
-        response_body = CAST(:body AS jsonb), claim_token = NULL
-    WHERE client_id = :client_id AND key = :key
-      AND claim_token = :token AND status = 'in_progress'
-    """
-)
-# The same completion plus the request's audit record (platform.audit_log, see audit.py),
-# in one round trip; if the claim was lost, the caller rolls both back.
-_COMPLETE_AND_AUDIT = text(
-    """
+# The same completion plus the request's audit record (platform.audit_log, see audit.py)
+# and its outbox events (outbox.collect), in one round trip straight through psycopg
+# (db.fetch_rows); if the claim was lost, the caller rolls all of it back.
+_COMPLETE_AUDIT_AND_EMIT: LiteralString = """
     WITH audited AS (
         INSERT INTO platform.audit_log
             (occurred_at, actor, event_type, outcome, code, origin_ip, request_id,
              resource_type, resource_id, decision_id, details)
-        VALUES (now(), :actor, :event_type, :outcome, :code, :origin_ip, :request_id,
-                :resource_type, :resource_id, :decision_id, CAST(:details AS jsonb))
+        SELECT now(), %(actor)s, %(event_type)s, %(outcome)s, %(code)s, %(origin_ip)s,
+               %(request_id)s, %(resource_type)s, %(resource_id)s, %(decision_id)s,
+               CAST(%(details)s AS jsonb)
+        WHERE %(audited)s
+    ), emitted AS (
+        INSERT INTO platform.outbox
+            (event_id, event_type, event_version, aggregate_id, payload)
+        SELECT v.event_id, v.event_type, v.event_version, v.aggregate_id, v.payload
+        FROM unnest(CAST(%(outbox_event_id)s AS text[]), CAST(%(outbox_event_type)s AS text[]),
+                    CAST(%(outbox_event_version)s AS integer[]),
+                    CAST(%(outbox_aggregate_id)s AS text[]),
+                    CAST(%(outbox_payload)s AS jsonb[]))
+             WITH ORDINALITY AS v(event_id, event_type, event_version, aggregate_id, payload, n)
+        ORDER BY v.n
     )
     UPDATE platform.idempotency_keys
-    SET status = 'completed', response_status = :status,
-        response_body = CAST(:body AS jsonb), claim_token = NULL
-    WHERE client_id = :client_id AND key = :key
-      AND claim_token = :token AND status = 'in_progress'
+    SET status = 'completed', response_status = %(status)s,
+        response_body = CAST(%(body)s AS jsonb), claim_token = NULL
+    WHERE client_id = %(client_id)s AND key = %(key)s
+      AND claim_token = %(token)s AND status = 'in_progress'
+    RETURNING 1
     """
+_NO_AUDIT = dict.fromkeys(
+    (
+        "actor",
+        "event_type",
+        "outcome",
+        "code",
+        "origin_ip",
+        "request_id",
+        "resource_type",
+        "resource_id",
+        "decision_id",
+        "details",
+    )
 )
 _RELEASE = text(
     """
@@ -144,6 +163,28 @@ class Claim:
     client_id: str
     key: str
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """A key to claim early, together with a signed request's nonce
+    (request_auth/admission.py), for the signing client."""
+
+    method: str
+    path: str
+    key: str
+    body_fingerprint: str
+    ttl_s: int
+    stale_claim_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyClaim:
+    """What the early claim did: `claim` is the held key; `tried` without a claim means
+    the key exists (a replay, a holder, a reuse), which only `claim` may decide."""
+
+    claim: Claim | None = None
+    tried: bool = False
 
 
 def fingerprint(raw_body: bytes) -> str:
@@ -292,13 +333,17 @@ async def complete(
     status: int,
     body: Any,
     audit_event: audit.AuditEvent | None = None,
+    outbox_rows: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Store the response in the caller's transaction, with `audit_event` if given (one
-    statement). Raises ClaimLostError if taken over."""
-    result = await session.execute(
-        _COMPLETE if audit_event is None else _COMPLETE_AND_AUDIT,
+    """Store the response in the caller's transaction, with `audit_event` and the outbox
+    rows (`outbox.collected`) if given: one statement. Raises ClaimLostError if taken over."""
+    rows = await fetch_rows(
+        session,
+        _COMPLETE_AUDIT_AND_EMIT,
         {
-            **(audit.params(audit_event) if audit_event is not None else {}),
+            **(audit.params(audit_event) if audit_event is not None else _NO_AUDIT),
+            "audited": audit_event is not None,
+            **outbox.columns(outbox_rows),
             "status": status,
             "body": json.dumps(body, default=str),
             "client_id": held.client_id,
@@ -306,7 +351,7 @@ async def complete(
             "token": held.token,
         },
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if len(rows) != 1:
         raise ClaimLostError("the idempotency claim was taken over by a retry")
 
 

@@ -44,10 +44,10 @@ class TimedAuthenticator:
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 
-    async def authenticate(self, request: Request) -> Any:
+    async def authenticate(self, request: Request, *, check_active: bool = True) -> Any:
         started = time.perf_counter()
         try:
-            return await self._inner.authenticate(request)
+            return await self._inner.authenticate(request, check_active=check_active)
         finally:
             metrics.record_authorization("token", time.perf_counter() - started)
 
@@ -56,10 +56,14 @@ class TimedSignatureVerifier:
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 
-    async def verify(self, request: Request, body: bytes, principal: Any) -> None:
+    @property
+    def checks_active(self) -> bool:
+        return bool(getattr(self._inner, "checks_active", False))
+
+    async def verify(self, request: Request, body: bytes, principal: Any, claim: Any = None) -> Any:
         started = time.perf_counter()
         try:
-            await self._inner.verify(request, body, principal)
+            return await self._inner.verify(request, body, principal, claim)
         except DomainError as error:
             metrics.record_signature_rejection(error.code)
             raise

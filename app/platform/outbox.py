@@ -45,9 +45,7 @@ def _row(event: Any) -> dict[str, Any]:
 
 async def emit(session: AsyncSession, event: Any) -> str:
     """Append `event` (a frozen dataclass from some `events.py`) to the outbox; return its id."""
-    row = _row(event)
-    await session.execute(_INSERT, row)
-    return str(row["event_id"])
+    return (await emit_many(session, [event]))[0]
 
 
 _INSERT_MANY = text(
@@ -63,9 +61,40 @@ _INSERT_MANY = text(
 )
 
 
+# session.info key: while present, emitted rows wait there to ride along with the request's
+# closing statement (see `collect`).
+_COLLECTED = "moneypath.outbox.collected"
+
+
+def collect(session: AsyncSession) -> None:
+    """From now on, hold this transaction's events back instead of inserting each at once.
+
+    The caller must end with `collected(session)` and write what it returns in the same
+    transaction (idempotency.complete does, in the statement that completes the key), so
+    an effect's events cost no round trip of their own."""
+    session.info[_COLLECTED] = []
+
+
+def collected(session: AsyncSession) -> list[dict[str, Any]]:
+    """Stop collecting; the rows held back, in emission order. Later events insert at once."""
+    rows: list[dict[str, Any]] = session.info.pop(_COLLECTED, [])
+    return rows
+
+
+def columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The rows as one array per column (the parameters of an unnest insert)."""
+    names = ("event_id", "event_type", "event_version", "aggregate_id", "payload")
+    return {f"outbox_{name}": [row[name] for row in rows] for name in names}
+
+
 async def emit_many(session: AsyncSession, events: Sequence[Any]) -> list[str]:
-    """Append `events` in order, in one statement (a batch costs one round trip)."""
+    """Append `events` in order, in one statement (a batch costs one round trip), or hold
+    them back for the request's closing statement (`collect`)."""
     rows = [_row(event) for event in events]
+    held: list[dict[str, Any]] | None = session.info.get(_COLLECTED)
+    if held is not None:
+        held.extend(rows)
+        return [str(row["event_id"]) for row in rows]
     if len(rows) == 1:
         await session.execute(_INSERT, rows[0])
     elif rows:

@@ -107,6 +107,7 @@ class Settings:
     # The payment risk decision's time box; past it the payment goes to review.
     risk_timeout_ms: int
     idempotency_ttl_s: int
+    ledger_checkpoint_interval_s: int
     idempotency_stale_claim_s: int
     db_pool_size: int
     allow_insecure_webhook_urls: bool
@@ -174,6 +175,10 @@ class Settings:
             opa_timeout_ms=integer_setting(source, "OPA_TIMEOUT_MS", 500, 10, 10_000),
             risk_timeout_ms=integer_setting(source, "RISK_TIMEOUT_MS", 250, 10, 5000),
             idempotency_ttl_s=integer_setting(source, "IDEMPOTENCY_TTL_S", 86_400, 60, 30 * 86_400),
+            # How often the worker anchors the ledger's chain head in the evidence log.
+            ledger_checkpoint_interval_s=integer_setting(
+                source, "LEDGER_CHECKPOINT_INTERVAL_S", 60, 1, 86_400
+            ),
             idempotency_stale_claim_s=integer_setting(
                 source, "IDEMPOTENCY_STALE_CLAIM_S", 60, 1, 3600
             ),

@@ -26,7 +26,9 @@ class BearerAuthenticator:
         self._verifier = verifier
         self._is_active = is_active
 
-    async def authenticate(self, request: Request) -> Principal:
+    async def authenticate(self, request: Request, *, check_active: bool = True) -> Principal:
+        """`check_active=False` only when the caller checks `is_active` itself before the
+        request has any effect (the signature verifier's admission, in the pipeline)."""
         header = request.headers.get("authorization")
         if header is None:
             error = UnauthorizedError("send Authorization: Bearer <access token>")
@@ -42,6 +44,6 @@ class BearerAuthenticator:
             key_id=verified.key_id,
             key_jwk=verified.key_jwk,
         )
-        if self._is_active is not None and not await self._is_active(principal):
+        if check_active and self._is_active is not None and not await self._is_active(principal):
             raise InvalidTokenError("the client or its key is disabled")
         return principal

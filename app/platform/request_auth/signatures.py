@@ -27,6 +27,8 @@ from http_message_signatures import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
+from app.platform import idempotency
+from app.platform.request_auth.admission import Admission
 from app.platform.request_auth.jwks import ed25519_public_key
 from app.platform.request_auth.nonces import NONCE_TTL_S, SeenNonces
 from app.platform.request_auth.refusals import (
@@ -120,12 +122,22 @@ class Rfc9421Verifier:
         sessions: async_sessionmaker[AsyncSession],
         nonce_ttl_s: int = NONCE_TTL_S,
         clock: Callable[[], float] = time.time,
+        admission: Admission | None = None,
     ) -> None:
         """`sessions` should be autocommit ones (db.create_autocommit_engine); with
-        ordinary sessions the nonce still commits, only with a WAL-flush wait."""
+        ordinary sessions the nonce still commits, only with a WAL-flush wait.
+
+        With `admission`, the nonce, the client's `is_active` check and the request's
+        Idempotency-Key claim are one statement (admission.py); the authenticator then
+        leaves `is_active` to this verifier (`checks_active`)."""
         self._base_url = public_base_url.rstrip("/")
         self._nonces = SeenNonces(sessions, nonce_ttl_s)
         self._clock = clock
+        self._admission = admission
+
+    @property
+    def checks_active(self) -> bool:
+        return self._admission is not None
 
     def target_uri(self, request: Request) -> str:
         # Never from the Host header: a proxy or a client could make that say anything.
@@ -134,7 +146,15 @@ class Rfc9421Verifier:
         uri = self._base_url + path.decode("latin-1")
         return uri + ("?" + query.decode("latin-1") if query else "")
 
-    async def verify(self, request: Request, body: bytes, principal: Principal | None) -> None:
+    async def verify(
+        self,
+        request: Request,
+        body: bytes,
+        principal: Principal | None,
+        claim: idempotency.ClaimRequest | None = None,
+    ) -> idempotency.EarlyClaim:
+        """Raises a 401 DomainError; `claim` is claimed with the nonce when this verifier
+        has an admission (otherwise it is ignored and left to the idempotency stage)."""
         signature_input = _header(request, "signature-input")
         signature = _header(request, "signature")
         if signature_input is None or signature is None:
@@ -160,7 +180,10 @@ class Rfc9421Verifier:
         digest = _header(request, "content-digest")
         if digest is not None:
             self._check_digest(digest, body)
-        await self._nonces.claim(keyid, nonce)
+        if self._admission is None:
+            await self._nonces.claim(keyid, nonce)
+            return idempotency.EarlyClaim()
+        return await self._admission.admit(principal.client_id, keyid, nonce, claim)
 
     @staticmethod
     def _covered_names(items: list[Any]) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
+from app.platform import idempotency
 from app.platform.auth_limits import FailureLimiter
 from app.platform.errors import DomainError, InvariantViolation
 from app.platform.opa import Decision
@@ -33,14 +34,28 @@ class Principal:
 
 
 class Authenticator(Protocol):
-    async def authenticate(self, request: Request) -> Principal:
-        """Return the caller or raise UnauthorizedError (401)."""
+    async def authenticate(self, request: Request, *, check_active: bool = True) -> Principal:
+        """Return the caller or raise UnauthorizedError (401). With `check_active=False`
+        the caller promises to check that the client is still active itself."""
         ...
 
 
 class SignatureVerifier(Protocol):
-    async def verify(self, request: Request, body: bytes, principal: Principal | None) -> None:
-        """Check the RFC 9421 signature and nonce, or raise a 401 DomainError."""
+    @property
+    def checks_active(self) -> bool:
+        """True when `verify` also checks that the client is active (one statement with
+        the nonce and the early Idempotency-Key claim)."""
+        ...
+
+    async def verify(
+        self,
+        request: Request,
+        body: bytes,
+        principal: Principal | None,
+        claim: idempotency.ClaimRequest | None = None,
+    ) -> idempotency.EarlyClaim:
+        """Check the RFC 9421 signature and nonce, or raise a 401 DomainError; claim
+        `claim` with the nonce if the verifier can (else it is left to the pipeline)."""
         ...
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
-from app.platform import audit, idempotency
+from app.platform import audit, idempotency, outbox
 from app.platform.db import run_in_transaction
 from app.platform.errors import DomainError, problem_body
 from app.platform.web.auditing import outcome_event
@@ -31,11 +31,20 @@ class RequestTarget:
 
 
 async def claim_key(
-    services: Services, target: RequestTarget, client_id: str, key: str, raw: bytes
+    services: Services,
+    target: RequestTarget,
+    client_id: str,
+    key: str,
+    raw: bytes,
+    *,
+    key_exists: bool = False,
 ) -> idempotency.Claim | idempotency.StoredResponse:
-    """Claim `key` for this client and target, or return the stored answer to replay."""
+    """Claim `key` for this client and target, or return the stored answer to replay.
+
+    `key_exists`: an early claim (request_auth/admission.py) already found the key taken,
+    so the one-statement attempt is skipped."""
     body_fingerprint = idempotency.fingerprint(raw)
-    if services.autocommit_sessions is not None:
+    if services.autocommit_sessions is not None and not key_exists:
         async with services.autocommit_sessions() as session:
             fresh = await idempotency.claim_at_once(
                 session,
@@ -73,12 +82,18 @@ async def execute(endpoint: Endpoint, call: Call, held: idempotency.Claim | None
     services = call.services
 
     async def work(session: AsyncSession) -> Result:
-        result = await endpoint.handler(call, session)
+        if held is not None:
+            # The handler's outbox events ride along with the completion (one statement).
+            outbox.collect(session)
+        try:
+            result = await endpoint.handler(call, session)
+        finally:
+            emitted = outbox.collected(session)
         event = outcome_event(endpoint, call, result, "success", None) if endpoint.audited else None
         if held is not None:
             stored = result.body if result.replay_body is None else result.replay_body
-            # One statement for both: the completion and the audit record land together.
-            await idempotency.complete(session, held, result.status, stored, event)
+            # One statement: the completion, the audit record and the events land together.
+            await idempotency.complete(session, held, result.status, stored, event, emitted)
         elif event is not None:
             await audit.record(session, event)
         return result

@@ -54,6 +54,9 @@ class Exchange:
     raw: bytes = b""
     decision: Decision | None = None
     held: idempotency.Claim | None = None
+    # The signature stage's early claim of the Idempotency-Key (one statement with the
+    # nonce and is_active): `tried` without `claim` means the key already exists.
+    early: idempotency.EarlyClaim | None = None
     body: dict[str, Any] = field(default_factory=dict)
 
     def call(self) -> Call:
@@ -92,7 +95,12 @@ async def authenticate(exchange: Exchange) -> None:
         limiter = exchange.services.failure_limiter
         if limiter is not None:
             await limiter.check(auth_limits.subjects(None, client_ip(exchange.request)))
-        exchange.principal = await exchange.services.authenticator.authenticate(exchange.request)
+        # A signed request's is_active check is done by the signature stage, in one
+        # statement with its nonce (request_auth/admission.py), before anything else.
+        deferred = exchange.endpoint.needs_signature and exchange.services.signatures.checks_active
+        exchange.principal = await exchange.services.authenticator.authenticate(
+            exchange.request, check_active=not deferred
+        )
 
 
 async def read_within_limit(exchange: Exchange) -> None:
@@ -102,11 +110,34 @@ async def read_within_limit(exchange: Exchange) -> None:
     )
 
 
+def _early_claim(exchange: Exchange) -> idempotency.ClaimRequest | None:
+    """What the signature stage may claim with the nonce: a well-formed key of an
+    idempotent endpoint (a missing or malformed one is refused later, in its own stage)."""
+    if not exchange.endpoint.idempotent:
+        return None
+    try:
+        key = idempotency.check_key(exchange.request.headers.get("idempotency-key"))
+    except DomainError:
+        return None
+    services = exchange.services
+    return idempotency.ClaimRequest(
+        method=exchange.endpoint.method,
+        path=exchange.request.url.path,
+        key=key,
+        body_fingerprint=idempotency.fingerprint(exchange.raw),
+        ttl_s=services.idempotency_ttl_s,
+        stale_claim_s=services.idempotency_stale_claim_s,
+    )
+
+
 async def verify_signature(exchange: Exchange) -> None:
     if exchange.endpoint.needs_signature:
-        await exchange.services.signatures.verify(
-            exchange.request, exchange.raw, exchange.principal
+        early = await exchange.services.signatures.verify(
+            exchange.request, exchange.raw, exchange.principal, _early_claim(exchange)
         )
+        if early.tried:
+            exchange.early = early
+            exchange.held = early.claim
 
 
 # Every id we issue fits this shape (prefixed ids, attachment digests); anything else names
@@ -144,9 +175,18 @@ async def claim_idempotency_key(exchange: Exchange) -> Response | None:
     if not exchange.endpoint.idempotent:
         return None
     key = idempotency.check_key(exchange.request.headers.get("idempotency-key"))
+    if exchange.held is not None:
+        return None  # claimed with the nonce
     client_id = exchange.principal.client_id if exchange.principal else "anonymous"
     target = RequestTarget(exchange.endpoint.method, exchange.request.url.path)
-    outcome = await claim_key(exchange.services, target, client_id, key, exchange.raw)
+    outcome = await claim_key(
+        exchange.services,
+        target,
+        client_id,
+        key,
+        exchange.raw,
+        key_exists=exchange.early is not None and exchange.early.tried,
+    )
     if isinstance(outcome, idempotency.StoredResponse):
         return replayed_response(outcome.status, outcome.body)
     exchange.held = outcome
@@ -199,6 +239,11 @@ async def audit_policy_refusal(exchange: Exchange, error: DomainError) -> None:
         )
 
 
+async def audit_policy_refusal_and_release(exchange: Exchange, error: DomainError) -> None:
+    await audit_policy_refusal(exchange, error)
+    await release_claimed_key(exchange, error)
+
+
 async def release_claimed_key(exchange: Exchange, error: DomainError) -> None:
     # Validation failures are not stored: the key is released so that a corrected request
     # with the same key is not refused forever.
@@ -210,7 +255,8 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("token", authenticate, refused=audit_security_refusal),
     Stage("body_size", read_within_limit, refused=audit_security_refusal),
     Stage("signature", verify_signature, refused=audit_security_refusal),
-    Stage("policy", authorize, refused=audit_policy_refusal),
+    # The key may already be claimed (with the nonce): a refusal here releases it.
+    Stage("policy", authorize, refused=audit_policy_refusal_and_release),
     Stage("idempotency_key", claim_idempotency_key, refused=release_claimed_key),
     Stage("body", validate_body, refused=release_claimed_key),
     Stage("handler", run_handler),
@@ -226,6 +272,13 @@ async def run_pipeline(endpoint: Endpoint, request: Request) -> Response:
         except DomainError as error:
             await stage.refused(exchange, error)
             return problem_response(error, request)
+        except BaseException:
+            # An unexpected failure before the handler (which releases its own) must not
+            # leave an early claim that refuses every retry until it goes stale.
+            if exchange.held is not None and stage.name != "handler":
+                with contextlib.suppress(Exception):
+                    await release_key(services, exchange.held)
+            raise
         if answer is not None:
             return answer
     raise InvariantViolation("pipeline_answers", "the last stage must answer every request")

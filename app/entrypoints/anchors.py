@@ -1,0 +1,229 @@
+"""The ledger's chain head, anchored in the evidence log (issue: `verify` trusts no single
+database).
+
+The worker writes the chain head (seq and hash) as a `ledger.checkpoint` evidence record
+at a fixed cadence; `GET /v1/ledger/verify` reads the latest such record back and the
+ledger compares it with the live chain. The evidence log is another database, behind its
+own service, and its records are signed into a Merkle tree: rewriting the ledger's
+database, even as its owner, cannot rewrite them.
+
+Both sides call the evidence service as one registered client (evidence:write and
+evidence:read) whose credentials the bootstrap keeps in Vault (`ANCHOR_CLIENT_SECRET`),
+through the shared signing client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from app.identity import api as identity_api
+from app.ledger import api as ledger_api
+from app.platform.client_credentials import ClientCredentials
+from app.platform.client_tokens import TokenRequestError
+from app.platform.db import create_engine, session_factory
+from app.platform.signed_client import AsyncSignedClient
+from app.platform.vault import Vault
+
+log = structlog.get_logger("moneypath.anchors")
+
+ANCHOR_CLIENT_SECRET = "moneypath/ledger-anchor-client"  # noqa: S105 - a Vault path
+CHECKPOINT_TYPE = "ledger.checkpoint"
+# PCI DSS 10.3.4: audit records are protected by change detection; SOC 2 CC7.2: the
+# system is monitored for anomalies that could compromise its objectives.
+CHECKPOINT_CONTROLS = ("PCI-DSS-4.0.1:10.3.4", "SOC2:CC7.2")
+CHECKPOINT_ACTOR = "moneypath-worker"
+# How far back `latest` looks, and how many pages of 200 it reads at most: the worker
+# anchors every LEDGER_CHECKPOINT_INTERVAL_S (60 s by default), 1,440 records a day.
+LOOKBACK_S = 86_400
+MAX_PAGES = 20
+PAGE_SIZE = 200
+TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+
+
+class AnchorError(Exception):
+    """The evidence service refused the checkpoint or could not be reached."""
+
+
+@dataclass(frozen=True, slots=True)
+class Anchored:
+    head: ledger_api.ChainHead
+    record_id: str
+
+
+def credentials_from_vault(vault: Vault) -> ClientCredentials | None:
+    """The anchor client's credentials, or None when the bootstrap registered none."""
+    secret = vault.read_secret(ANCHOR_CLIENT_SECRET)
+    if secret is None:
+        return None
+    key = serialization.load_pem_private_key(str(secret["private_key_pem"]).encode(), None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise AnchorError(f"kv/{ANCHOR_CLIENT_SECRET} holds no Ed25519 key")
+    return ClientCredentials(
+        client_id=str(secret["client_id"]),
+        client_secret=str(secret["client_secret"]),
+        key_id=str(secret["key_id"]),
+        private_key=key,
+    )
+
+
+class EvidenceClient(AsyncSignedClient):
+    """A signing client of the evidence service whose tokens come from the API's issuer;
+    it owns both connection pools."""
+
+    def __init__(
+        self, credentials: ClientCredentials, *, evidence_url: str, issuer_url: str
+    ) -> None:
+        self._token_http = httpx.AsyncClient(base_url=issuer_url.rstrip("/"), timeout=TIMEOUT)
+        super().__init__(
+            credentials, base_url=evidence_url, token_http=self._token_http, timeout=TIMEOUT
+        )
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        await self._token_http.aclose()
+
+
+def evidence_client(
+    credentials: ClientCredentials, *, evidence_url: str, issuer_url: str
+) -> EvidenceClient:
+    return EvidenceClient(credentials, evidence_url=evidence_url, issuer_url=issuer_url)
+
+
+class EvidenceAnchors:
+    """What `GET /v1/ledger/verify` asks for the latest anchored head (ledger.routes'
+    AnchorSource), over the API's own client of the evidence service."""
+
+    def __init__(self, client: AsyncSignedClient) -> None:
+        self._client = client
+
+    async def latest(self) -> tuple[ledger_api.ChainHead, str] | None:
+        """Raises ConnectionError when the evidence service cannot answer."""
+        try:
+            found = await latest(self._client)
+        except (AnchorError, TokenRequestError) as error:
+            raise ConnectionError(str(error)) from None
+        return None if found is None else (found.head, found.record_id)
+
+
+def register_client(vault: Vault, database_url: str) -> None:
+    """Dev stack and tests: register the worker's evidence client (evidence:write, and
+    evidence:read for verify) and keep its credentials in Vault, once.
+
+    In production an operator does the same with `moneypath clients create` and writes
+    the secret; the apps only ever read it.
+    """
+    if vault.read_secret(ANCHOR_CLIENT_SECRET) is not None:
+        return
+    private_key = Ed25519PrivateKey.generate()
+    public_pem = (
+        private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+    async def create() -> identity_api.CreatedClient:
+        engine = create_engine(database_url, pool_size=1)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                return await identity_api.create_client(
+                    session,
+                    name="ledger-anchor",
+                    scopes=["evidence:write", "evidence:read"],
+                    public_key_pem=public_pem,
+                )
+        finally:
+            await engine.dispose()
+
+    created = asyncio.run(create())
+    vault.write_secret(
+        ANCHOR_CLIENT_SECRET,
+        {
+            "client_id": created.client.id,
+            "client_secret": created.client_secret,
+            "key_id": created.key_id,
+            "private_key_pem": private_key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode(),
+        },
+    )
+
+
+def _time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def write_checkpoint(client: AsyncSignedClient, head: ledger_api.ChainHead) -> str:
+    """Record `head` in the evidence log; returns the record id.
+
+    The Idempotency-Key is derived from the head, so a retry, or a second worker
+    anchoring the same head, replays the first record instead of writing another.
+    """
+    now = _time(datetime.now(UTC))
+    document: dict[str, Any] = {
+        "type": CHECKPOINT_TYPE,
+        "control_refs": list(CHECKPOINT_CONTROLS),
+        "result": "info",
+        "subject": {},
+        "actor": CHECKPOINT_ACTOR,
+        "started_at": now,
+        "finished_at": now,
+        "details": {"ledger_seq": head.seq, "ledger_hash": head.hash},
+    }
+    try:
+        response = await client.post(
+            "/v1/evidence",
+            json=document,
+            idempotency_key=f"ledger-checkpoint-{head.seq}-{head.hash[:32]}",
+        )
+    except httpx.HTTPError as error:
+        raise AnchorError(f"evidence service unreachable: {type(error).__name__}") from None
+    if response.status_code not in (200, 201):
+        raise AnchorError(f"evidence refused the checkpoint: {response.status_code}")
+    record_id = str(response.json()["id"])
+    log.info("ledger_checkpoint_anchored", seq=head.seq, record_id=record_id)
+    return record_id
+
+
+async def latest(client: AsyncSignedClient) -> Anchored | None:
+    """The newest `ledger.checkpoint` record of the last LOOKBACK_S, or None.
+
+    Raises AnchorError when the evidence service cannot answer: `verify` then says it
+    could not compare, rather than that all is well.
+    """
+    since = _time(datetime.now(UTC) - timedelta(seconds=LOOKBACK_S))
+    params: dict[str, Any] = {"type": CHECKPOINT_TYPE, "from": since, "limit": PAGE_SIZE}
+    newest: dict[str, Any] | None = None
+    for _ in range(MAX_PAGES):
+        try:
+            response = await client.get("/v1/evidence", params=params)
+        except httpx.HTTPError as error:
+            raise AnchorError(f"evidence service unreachable: {type(error).__name__}") from None
+        if response.status_code != 200:
+            raise AnchorError(f"evidence refused the read: {response.status_code}")
+        page = response.json()
+        for record in page["data"]:
+            # Only the anchor client's own records: the server stamps submitted_by from
+            # the verified token, so another evidence writer cannot pose as the worker.
+            writer = (record.get("submitted_by") or {}).get("client_id")
+            if record.get("actor") == CHECKPOINT_ACTOR and writer == client.credentials.client_id:
+                newest = record
+        if page.get("next_cursor") is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    if newest is None:
+        return None
+    details = newest["details"]
+    return Anchored(
+        ledger_api.ChainHead(int(details["ledger_seq"]), str(details["ledger_hash"])),
+        str(newest["id"]),
+    )
