@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.platform import metrics
-from app.platform.errors import DomainError
+from app.platform.errors import DomainError, InvariantViolation
 from app.providers import api as providers_api
 from app.reconciliation import runs
 from app.reconciliation.runs import Run
@@ -24,12 +24,21 @@ log = structlog.get_logger("moneypath.reconciliation")
 
 WORKER_ACTOR = "worker"
 
-__all__ = ["Run", "ScheduledReport", "reconcile_day", "refresh_metrics", "run_scheduled"]
+MAX_UPLOAD_BYTES = runs.MAX_FILE_BYTES
+
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "Run",
+    "ScheduledReport",
+    "reconcile_day",
+    "refresh_metrics",
+    "run_scheduled",
+]
 
 
 async def reconcile_day(
     sessions: async_sessionmaker[AsyncSession],
-    providers: providers_api.ProviderClients,
+    providers: providers_api.ProviderClients | None,
     provider: str,
     settlement_date: date,
     *,
@@ -48,6 +57,8 @@ async def reconcile_day(
         return existing, False
     source = "uploaded"
     if data is None:
+        if providers is None:
+            raise InvariantViolation("provider_clients", "fetching a file needs the providers")
         # Outside any transaction: a slow provider must not hold a database connection.
         data = await providers.fetch_settlement_file(name, settlement_date)
         source = "fetched"

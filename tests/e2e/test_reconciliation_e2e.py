@@ -11,9 +11,12 @@ for its (provider, day); the HTTP tests commit one run per provider.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -30,7 +33,7 @@ from app.providers.api import ProviderClients, ProviderSettings, read_provider_s
 from app.reconciliation import api as reconciliation_api
 from app.reconciliation import domain, runs
 from tests.support.api_client import ApiClient, ClientFactory
-from tests.support.payments import Merchant, key
+from tests.support.payments import Merchant, key, run_cli
 
 T = TypeVar("T")
 EXACT = domain.Tolerances(amount_minor=0, days=0)
@@ -365,3 +368,38 @@ def test_worker_step_reconciles_yesterday_for_every_provider_when_it_runs(
         assert len(_runs_of(stack, provider, _today())) == 1
     again = _run(stack, cycle)
     assert (again.runs_made, again.runs_existing) == (0, 2)
+
+
+def test_cli_upload_reconciles_a_file_from_disk_and_refuses_a_bad_one_when_uploaded(
+    stack: Stack, made: dict[str, Made], tmp_path: Path
+) -> None:
+    # Today's globex file, uploaded as if it were the file of a day we booked nothing on:
+    # every line of ours is then unknown internally.
+    day = _today() - timedelta(days=5)
+    good = tmp_path / "globex.csv"
+    good.write_bytes(
+        _run(stack, lambda _, providers: providers.fetch_settlement_file("globex", _today()))
+    )
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"ReportDate;RecordType\nnot;a;settlement;file\n")
+    before = _count(stack)
+    refused = run_cli(
+        stack, "recon", "upload", "--provider", "globex", "--date", day.isoformat(), str(bad)
+    )
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "invalid_settlement_file" in refused.stderr
+    assert _count(stack) == before
+    accepted = run_cli(
+        stack, "recon", "upload", "--provider", "globex", "--date", day.isoformat(), str(good)
+    )
+    assert accepted.returncode == 0, accepted.stderr[-2000:]
+    run = json.loads(accepted.stdout.strip().splitlines()[-1])
+    assert run["created"] is True
+    assert run["source"] == "uploaded"
+    assert run["file_sha256"] == hashlib.sha256(good.read_bytes()).hexdigest()
+    assert run["unmatched_internal"] >= len(made["globex"].charges)
+    assert run["matched"] == 0
+    again = run_cli(
+        stack, "recon", "upload", "--provider", "globex", "--date", day.isoformat(), str(good)
+    )
+    assert json.loads(again.stdout.strip().splitlines()[-1])["id"] == run["id"]
