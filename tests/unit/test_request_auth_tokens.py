@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -22,6 +23,13 @@ CLIENT_KEY = Ed25519PrivateKey.generate()
 def _jwk(key: Ed25519PrivateKey, **extra: str) -> dict[str, str]:
     public: dict[str, str] = json.loads(OKPAlgorithm.to_jwk(key.public_key()))
     return {**public, **extra}
+
+
+@dataclass(frozen=True)
+class FromNow:
+    """A claim time this many seconds from the moment the test runs."""
+
+    seconds: int
 
 
 VERIFIER = TokenVerifier(issuer=ISSUER, jwks={"keys": [_jwk(SIGNING_KEY, kid="jwt_1")]})
@@ -61,9 +69,9 @@ def test_valid_token_yields_client_scopes_and_bound_key() -> None:
     [
         {"aud": "someone-else"},
         {"iss": "https://evil.example"},
-        {"exp": int(time.time()) - 60},
-        {"exp": int(time.time()) + 900},  # lives longer than 300 s
-        {"iat": int(time.time()) + 120, "exp": int(time.time()) + 400},  # issued in the future
+        {"exp": FromNow(-60)},
+        {"exp": FromNow(900)},  # lives longer than 300 s
+        {"iat": FromNow(120), "exp": FromNow(400)},  # issued in the future
         {"cnf": None},
         {"cnf": {"kid": "key_1"}},
         {"cnf": {"kid": "key_1", "jwk": {"kty": "RSA", "n": "x", "e": "AQAB"}}},
@@ -72,8 +80,15 @@ def test_valid_token_yields_client_scopes_and_bound_key() -> None:
     ],
 )
 def test_token_is_refused_when_a_claim_is_wrong(changes: dict[str, Any]) -> None:
+    # Times are resolved when the test runs, not when it is collected: on a loaded machine
+    # collection can come long enough before the run for "120 s ahead" to be in the past.
+    now = int(time.time())
+    resolved = {
+        name: now + value.seconds if isinstance(value, FromNow) else value
+        for name, value in changes.items()
+    }
     with pytest.raises(InvalidTokenError):
-        _verify(_token(**changes))
+        _verify(_token(**resolved))
 
 
 def test_token_signed_by_unknown_key_or_kid_is_refused() -> None:
