@@ -118,7 +118,9 @@ async def run_scheduled(
             log.warning(
                 "reconciliation_failed", provider=provider, day=day.isoformat(), code=error.code
             )
-            continue
-        made += created
-        existing += not created
+        else:
+            made += created
+            existing += not created
+        # Every cycle, so the lag keeps growing while a provider's files fail.
+        await refresh_metrics(sessions, provider)
     return ScheduledReport(runs_made=made, runs_existing=existing, runs_failed=failed)

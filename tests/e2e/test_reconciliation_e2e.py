@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import httpx
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.entrypoints.devstack import DEV_ROOT_TOKEN, Stack
@@ -368,6 +369,21 @@ def test_worker_step_reconciles_yesterday_for_every_provider_when_it_runs(
         assert len(_runs_of(stack, provider, _today())) == 1
     again = _run(stack, cycle)
     assert (again.runs_made, again.runs_existing) == (0, 2)
+    # The gauges this process exports follow the database after each run.
+    assert stack.database_url is not None
+    with psycopg.connect(stack.database_url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM reconciliation.exceptions"
+            " WHERE provider = 'acme' AND status = 'open'"
+        ).fetchone()
+    assert row is not None
+    open_gauge = REGISTRY.get_sample_value(
+        "moneypath_reconciliation_open_discrepancies", {"provider": "acme"}
+    )
+    assert open_gauge == row[0]
+    lag = REGISTRY.get_sample_value("moneypath_reconciliation_lag_seconds", {"provider": "acme"})
+    assert lag is not None
+    assert 0 <= lag < 86_400
 
 
 def test_cli_upload_reconciles_a_file_from_disk_and_refuses_a_bad_one_when_uploaded(
