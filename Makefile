@@ -60,11 +60,17 @@ run: install
 ## The whole test suite: unit, integration and e2e, against real services it starts itself.
 ## It also writes reports/junit.xml and reports/coverage.json, which the pipeline's pytest
 ## gate ingests in CI instead of running the suite twice.
+## Each run gets its own --basetemp: pytest's shared /tmp/pytest-of-$USER keeps only the
+## newest few run folders and deletes older ones, which killed the embedded services of a
+## suite running beside another one.
 test: install
 	mkdir -p reports
+	basetemp=$$(mktemp -d -t moneypath-tests-XXXXXX); \
 	$(PY) -m pytest tests/unit tests/integration tests/e2e -p no:cacheprovider \
+		--basetemp="$$basetemp" \
 		--junitxml=reports/junit.xml --cov-branch --cov=app --cov=evidence --cov=pipeline \
-		--cov-report=json:reports/coverage.json --cov-report=term:skip-covered
+		--cov-report=json:reports/coverage.json --cov-report=term:skip-covered; \
+	status=$$?; rm -rf "$$basetemp"; exit $$status
 
 test-unit: install
 	$(PY) -m pytest tests/unit

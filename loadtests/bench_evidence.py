@@ -33,7 +33,9 @@ import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.entrypoints.devstack import DEV_ROOT_TOKEN, EVIDENCE_DATABASE_NAME, Ports, Stack
+from app.entrypoints.devstack import Ports, Stack
+from app.entrypoints.launchers.openbao import DEV_ROOT_TOKEN
+from app.entrypoints.launchers.postgres import EVIDENCE_DATABASE_NAME
 from app.identity import api as identity_api
 from app.platform.db import create_engine, libpq_url, session_factory
 from app.platform.settings import VaultLogin

@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING
 import httpx
 import psycopg
 
-from app.entrypoints.devstack import Ports, Stack, postgres_bin_dir
+from app.entrypoints.devstack import Ports, Stack
+from app.entrypoints.launchers.binaries import postgres_bin_dir
 from app.ledger import api as ledger_api
 from app.platform.db import create_engine, session_factory
 

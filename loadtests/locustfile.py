@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from slo_check import EndpointFigures, evaluate, load_slo, table
 
-from app.platform.signed_client import ClientCredentials, SignedClient
+from app.platform.client_credentials import ClientCredentials
+from app.platform.signed_client import SignedClient
 
 HERE = Path(__file__).resolve().parent
 CUSTOMERS = 12

@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from app.entrypoints.devstack import Ports, Stack  # noqa: E402
 from app.entrypoints.drills.harness import create_client  # noqa: E402
 from app.entrypoints.operator_call import write_credentials  # noqa: E402
-from app.platform.signed_client import private_pem  # noqa: E402
+from app.platform.client_credentials import private_pem  # noqa: E402
 
 LOCUST_TIMEOUT_MARGIN_S = 120
 

@@ -18,7 +18,8 @@ import hvac
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.entrypoints.devstack import DEV_ROOT_TOKEN, Ports, Stack
+from app.entrypoints.devstack import Ports, Stack
+from app.entrypoints.launchers.openbao import DEV_ROOT_TOKEN
 
 CLAIMS = {
     "iss": "http://127.0.0.1:8000",

@@ -99,7 +99,9 @@ def create_app(
         vault=vault,
         identity=identity,
         providers=providers,
-        payments=payments_api.start_payments(sessions, providers, vault=vault, opa=opa),
+        payments=payments_api.start_payments(
+            sessions, providers, vault=vault, opa=opa, risk_timeout_ms=settings.risk_timeout_ms
+        ),
     )
     return build_service_app(
         title="moneypath API",

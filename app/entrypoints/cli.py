@@ -11,8 +11,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from app.entrypoints.devstack import REPO_ROOT, Ports, Stack, StackError
+from app.entrypoints.devstack import Ports, Stack
 from app.entrypoints.drills.catalog import add_drill_parser
+from app.entrypoints.launchers.processes import REPO_ROOT, StackError
 from app.entrypoints.operator_call import add_call_parser
 
 

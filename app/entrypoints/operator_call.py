@@ -23,12 +23,9 @@ from typing import Any
 
 import httpx
 
-from app.platform.signed_client import (
-    ClientCredentials,
-    CredentialsFileError,
-    SignedClient,
-    TokenRequestError,
-)
+from app.platform.client_credentials import ClientCredentials, CredentialsFileError
+from app.platform.client_tokens import TokenRequestError
+from app.platform.signed_client import SignedClient
 
 CREDENTIALS_ENV = "MONEYPATH_CREDENTIALS"
 DEFAULT_API_URL = "http://127.0.0.1:8000"

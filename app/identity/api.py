@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import Route
 
-from app.identity import customers, domain, routes, service, tokens
+from app.identity import customers, domain, oauth, service, tokens
 from app.identity.customers import (
     CustomerNotFoundError,
     InvalidKycTransitionError,
@@ -175,12 +175,12 @@ def rotate_signing_key(vault: Vault) -> str:
 
 def plain_routes(runtime: IdentityRuntime) -> list[Route]:
     """The token endpoint and the JWKS (outside the JSON pipeline)."""
-    return routes.plain_routes(runtime.issuer)
+    return oauth.plain_routes(runtime.issuer)
 
 
 def openapi_paths() -> dict[str, Any]:
     """OpenAPI entries for `plain_routes()`."""
-    return routes.openapi_paths()
+    return oauth.openapi_paths()
 
 
 async def customer_kyc_state(session: AsyncSession, customer_id: str) -> KycState:

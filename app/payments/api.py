@@ -53,6 +53,8 @@ def start_payments(
     config: PaymentsConfig | None = None,
     vault: Vault | None = None,
     opa: Opa | None = None,
+    *,
+    risk_timeout_ms: int = 250,
 ) -> Runtime:
     return Runtime(
         sessions=sessions,
@@ -60,6 +62,7 @@ def start_payments(
         config=config or PaymentsConfig.from_env(),
         vault=vault,
         opa=opa,
+        risk_timeout_ms=risk_timeout_ms,
     )
 
 

@@ -64,8 +64,11 @@ class Runtime:
     providers: ProviderClients
     config: PaymentsConfig
     vault: Vault | None = None
-    # The policy engine the risk check asks (app.risk's assessment takes it).
+    # The policy engine the risk check asks (app.risk's assessment takes it). Only the
+    # API creates payments; the worker's runtime resumes them and needs none.
     opa: Opa | None = None
+    # The risk decision's time box (settings' RISK_TIMEOUT_MS); past it: review.
+    risk_timeout_ms: int = 250
 
     def breaker_open(self, provider: str) -> bool:
         return self.providers.breaker_state(provider) == "open"

@@ -13,11 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.identity import api as identity_api
 from app.ledger import api as ledger_api
-from app.payments import risk_gate, store
+from app.payments import store
 from app.payments.domain import PaymentEvent, PaymentStatus
 from app.payments.routing import choose_route
 from app.payments.saga import Runtime, emit_status, move, run_authorize, run_capture
-from app.platform.errors import DomainError
+from app.platform.errors import DomainError, InvariantViolation
+from app.risk import api as risk_api
 
 
 class KycRequiredError(DomainError):
@@ -87,14 +88,23 @@ async def create_payment(rt: Runtime, owner: str, request_key: str, body: dict[s
         rt.config.routing, body["currency"], payment_id, rt.breaker_open, requested
     )
 
+    opa = rt.opa
+    if opa is None:
+        # Without the policy engine no payment may start: approving unassessed is fail-open.
+        raise InvariantViolation("risk_engine_configured", "the payments runtime has no OPA")
+    risk_input = risk_api.RiskInput(
+        payment_id=payment_id,
+        client_id=owner,
+        customer_id=body["customer_id"],
+        amount_minor=body["amount_minor"],
+        currency=body["currency"],
+    )
+
     async def begin(session: AsyncSession) -> None:
-        risk = await risk_gate.assess(
-            session,
-            payment_id=payment_id,
-            owner=owner,
-            customer_id=body["customer_id"],
-            amount_minor=body["amount_minor"],
-            currency=body["currency"],
+        # In the step's transaction: the velocity count, the review and the audit record
+        # (with OPA's decision id) commit together with the payment, or not at all.
+        risk = await risk_api.assess_payment(
+            session, opa, risk_input, timeout_ms=rt.risk_timeout_ms
         )
         await store.insert_payment(
             session,
@@ -116,11 +126,12 @@ async def create_payment(rt: Runtime, owner: str, request_key: str, body: dict[s
             session,
             payment_id,
             "risk_check",
-            "succeeded" if risk.decision == "approve" else "failed",
+            "succeeded" if risk.outcome == "approve" else "failed",
             detail={
-                "decision": risk.decision,
-                "reason_codes": list(risk.reason_codes),
+                "decision": risk.outcome,
+                "reason_codes": list(risk.reasons),
                 "decision_id": risk.decision_id,
+                "review_id": risk.review_id,
             },
         )
         await store.add_step(
@@ -135,11 +146,11 @@ async def create_payment(rt: Runtime, owner: str, request_key: str, body: dict[s
                 "fallback_from": route.fallback_from,
             },
         )
-        if risk.decision != "approve":
+        if risk.outcome != "approve":
             row = await store.get_payment(session, payment_id, lock=True)
             event = (
                 PaymentEvent.REVIEW_REQUIRED
-                if risk.decision == "review"
+                if risk.outcome == "review"
                 else PaymentEvent.RISK_DECLINED
             )
             await move(session, row, event)

@@ -15,7 +15,7 @@ import yaml
 from app.entrypoints.devstack import Stack
 from app.entrypoints.drills.harness import create_client
 from app.entrypoints.operator_call import write_credentials
-from app.platform.signed_client import private_pem
+from app.platform.client_credentials import private_pem
 
 
 def _credentials(stack: Stack, folder: Path, name: str, scopes: list[str]) -> Path:

@@ -20,7 +20,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from app.entrypoints.devstack import Stack, free_port
+from app.entrypoints.devstack import Stack
+from app.entrypoints.launchers.processes import free_port
 from pipeline.bundle import export as export_bundle
 from pipeline.bundle import verify as verify_bundle
 from pipeline.evidence_client import EvidenceClient

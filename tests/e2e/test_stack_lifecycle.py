@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from app.entrypoints.devstack import free_port
+from app.entrypoints.launchers.processes import free_port
 
 
 def test_up_reaches_ready_and_ctrl_c_stops_every_child(tmp_path: Path, repo_root: Path) -> None:

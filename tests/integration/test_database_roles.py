@@ -15,7 +15,8 @@ from app.entrypoints.bootstrap import (
     EVIDENCE_IDENTITY_DATABASE_SECRET,
     WORKER_DATABASE_SECRET,
 )
-from app.entrypoints.devstack import DEV_ROOT_TOKEN, Stack
+from app.entrypoints.devstack import Stack
+from app.entrypoints.launchers.openbao import DEV_ROOT_TOKEN
 from app.platform import roles
 from app.platform.db import libpq_url
 from app.platform.settings import VaultLogin

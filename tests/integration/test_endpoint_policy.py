@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.entrypoints.asgi import all_endpoints
-from app.entrypoints.devstack import REPO_ROOT, Ports, Stack
+from app.entrypoints.devstack import Ports, Stack
+from app.entrypoints.launchers.processes import REPO_ROOT
 from app.platform.opa import Opa, OpaAuthorizer
 from app.platform.web import Endpoint, Principal
 from evidence import endpoints as evidence_endpoints

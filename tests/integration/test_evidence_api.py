@@ -16,7 +16,8 @@ import rfc8785
 from openapi_spec_validator import validate as validate_openapi
 from trestle.oscal.assessment_results import AssessmentResults
 
-from app.entrypoints.devstack import EVIDENCE_DATABASE_NAME, Stack
+from app.entrypoints.devstack import Stack
+from app.entrypoints.launchers.postgres import EVIDENCE_DATABASE_NAME
 from app.platform.db import libpq_url
 from evidence import checkpoints, merkle, records
 from evidence.verify import verify_bundle

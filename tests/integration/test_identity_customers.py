@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from starlette.testclient import TestClient
 
-from app.entrypoints.devstack import DEV_ROOT_TOKEN, Stack
+from app.entrypoints.devstack import Stack
+from app.entrypoints.launchers.openbao import DEV_ROOT_TOKEN
 from app.identity import api as identity_api
 from app.platform.db import create_engine, session_factory
 from app.platform.settings import Settings, VaultLogin

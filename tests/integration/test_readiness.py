@@ -12,7 +12,8 @@ import pytest
 from openapi_spec_validator import validate as validate_openapi
 from starlette.testclient import TestClient
 
-from app.entrypoints.devstack import Ports, Stack, StackError, free_port
+from app.entrypoints.devstack import Ports, Stack
+from app.entrypoints.launchers.processes import StackError, free_port
 
 
 def test_readyz_reports_every_dependency_ok_when_all_are_up(api: TestClient) -> None:

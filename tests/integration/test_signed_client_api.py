@@ -9,7 +9,8 @@ import psycopg
 from starlette.testclient import TestClient
 
 from app.entrypoints.devstack import Stack
-from app.platform.signed_client import ClientCredentials, SignedClient
+from app.platform.client_credentials import ClientCredentials
+from app.platform.signed_client import SignedClient
 from tests.integration.ledger.helpers import code
 
 

@@ -21,8 +21,9 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.identity import api as identity_api
+from app.platform.client_credentials import ClientCredentials, public_pem
 from app.platform.db import create_engine, session_factory
-from app.platform.signed_client import ClientCredentials, SignedClient, public_pem
+from app.platform.signed_client import SignedClient
 
 __all__ = ["ApiClient", "ClientFactory", "new_private_key", "public_pem"]
 

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.entrypoints.devstack import DEV_ROOT_TOKEN, Stack
+from app.entrypoints.devstack import Stack
+from app.entrypoints.launchers.openbao import DEV_ROOT_TOKEN
 from app.platform.db import create_engine, libpq_url, session_factory
 from app.platform.settings import VaultLogin
 from app.platform.vault import Vault

@@ -23,7 +23,8 @@ from typing import Any
 
 import httpx
 
-from app.entrypoints.devstack import REPO_ROOT, Stack, free_port, wait_until
+from app.entrypoints.devstack import Stack
+from app.entrypoints.launchers.processes import REPO_ROOT, free_port, wait_until
 from tests.support.api_client import ApiClient, ClientFactory
 
 # Fast schedules and short limits, so faults and recovery play out in seconds.
@@ -43,6 +44,10 @@ FAST_ENV = {
     "PROVIDER_RETRY_CAP_MS": "100",
     "PROVIDER_BREAKER_THRESHOLD": "4",
     "PROVIDER_BREAKER_RESET_MS": "1500",
+    # The risk time box: this shared 2-core machine can stall a healthy OPA past the 250 ms
+    # default, which would (correctly) hold payments for review that the tests expect
+    # approved. OPA stopped still fails at once (connection refused), well inside it.
+    "RISK_TIMEOUT_MS": "2000",
 }
 
 
@@ -200,19 +205,34 @@ MERCHANT_SCOPES = (
 
 @dataclass
 class Merchant:
+    """A client with a verified customer and a merchant account per currency.
+
+    With `customer_per_payment`, each `pay` without an explicit `customer_id` is made by a
+    fresh verified customer, so the risk policy's velocity limits (a new customer may make
+    only a few payments an hour) see ordinary shoppers, not one customer's burst. Tests of
+    velocity pass `customer_id` to pay as one customer.
+    """
+
     client: ApiClient
     customer_id: str
     account_ids: dict[str, str]
+    customer_per_payment: bool = False
+
+    def new_customer(self) -> str:
+        return new_customer(self.client)
 
     def pay(self, amount_minor: int, *, currency: str = "USD", token: str = "tok_visa",
             provider: str = "acme", capture: str = "automatic",
-            idempotency_key: str | None = None) -> httpx.Response:  # fmt: skip
+            idempotency_key: str | None = None,
+            customer_id: str | None = None) -> httpx.Response:  # fmt: skip
+        if customer_id is None:
+            customer_id = self.new_customer() if self.customer_per_payment else self.customer_id
         return self.client.post(
             "/v1/payments",
             json={
                 "amount_minor": amount_minor,
                 "currency": currency,
-                "customer_id": self.customer_id,
+                "customer_id": customer_id,
                 "payment_method": {"provider": provider, "token": token},
                 "merchant_account_id": self.account_ids[currency],
                 "capture": capture,
@@ -240,21 +260,27 @@ class Merchant:
         return body
 
 
-def new_merchant(
-    factory: ClientFactory, http: httpx.Client, currencies: tuple[str, ...] = ("USD", "EUR")
-) -> Merchant:
-    client = factory(scopes=MERCHANT_SCOPES, http=http)
+def new_customer(client: ApiClient) -> str:
+    """A verified customer (KYC tier `basic`: no date of birth on file) of `client`."""
     customer = client.post(
         "/v1/customers",
         json={"name": "Ada Buyer", "email": "ada@example.com", "country": "DE"},
         idempotency_key=key(),
     )
     assert customer.status_code == 201, customer.text
-    customer_id = customer.json()["id"]
+    customer_id: str = customer.json()["id"]
     verified = client.post(
         f"/v1/customers/{customer_id}/kyc", json={"status": "verified"}, idempotency_key=key()
     )
     assert verified.status_code == 200, verified.text
+    return customer_id
+
+
+def new_merchant(
+    factory: ClientFactory, http: httpx.Client, currencies: tuple[str, ...] = ("USD", "EUR")
+) -> Merchant:
+    client = factory(scopes=MERCHANT_SCOPES, http=http)
+    customer_id = new_customer(client)
     accounts = {}
     for currency in currencies:
         account = client.post(
@@ -268,7 +294,7 @@ def new_merchant(
         )
         assert account.status_code == 201, account.text
         accounts[currency] = account.json()["id"]
-    return Merchant(client, customer_id, accounts)
+    return Merchant(client, customer_id, accounts, customer_per_payment=True)
 
 
 def wait_for(check: Any, timeout_s: float = 20.0, interval_s: float = 0.2) -> Any:

@@ -20,16 +20,11 @@ from http_message_signatures import (
     algorithms,
 )
 
-from app.platform import signed_client
-from app.platform.signed_client import (
-    ClientCredentials,
-    CredentialsFileError,
-    SignedClient,
-    TokenCache,
-    TokenRequestError,
-    private_pem,
-    sign_request,
-)
+from app.platform import client_tokens
+from app.platform.client_credentials import ClientCredentials, CredentialsFileError, private_pem
+from app.platform.client_signing import sign_request
+from app.platform.client_tokens import TokenCache, TokenRequestError
+from app.platform.signed_client import SignedClient
 
 
 class _Message:
@@ -136,7 +131,7 @@ def credentials() -> ClientCredentials:
 
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(signed_client, "TOKEN_RETRY_BASE_S", 0.0)
+    monkeypatch.setattr(client_tokens, "TOKEN_RETRY_BASE_S", 0.0)
 
 
 def test_token_is_fetched_once_and_bound_to_the_key_when_reused(
@@ -162,7 +157,7 @@ def test_token_refresh_gives_up_after_bounded_attempts_when_the_server_fails(
         pytest.raises(TokenRequestError, match="503"),
     ):
         TokenCache(http, credentials).get()
-    assert len(server.hits) == signed_client.TOKEN_MAX_ATTEMPTS
+    assert len(server.hits) == client_tokens.TOKEN_MAX_ATTEMPTS
 
 
 def test_token_refusal_is_raised_at_once_when_credentials_are_wrong(

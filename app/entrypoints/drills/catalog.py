@@ -13,7 +13,7 @@ from app.entrypoints.devstack import Ports, Stack
 from app.entrypoints.drills import faults, keys
 from app.entrypoints.drills.harness import create_client, write_evidence
 from app.entrypoints.drills.report import DrillReport
-from app.platform.signed_client import ClientCredentials
+from app.platform.client_credentials import ClientCredentials
 
 Drill = Callable[[Stack, DrillReport, ClientCredentials], None]
 

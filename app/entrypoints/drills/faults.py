@@ -15,7 +15,7 @@ from app.entrypoints.drills.harness import (
     signed,
 )
 from app.entrypoints.drills.report import DrillReport
-from app.platform.signed_client import ClientCredentials
+from app.platform.client_credentials import ClientCredentials
 
 DETECTION_DEADLINE_S = 15.0
 RECOVERY_DEADLINE_S = 60.0

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.entrypoints.devstack import Stack
 from app.entrypoints.drills.report import DrillReport
-from app.platform.signed_client import ClientCredentials, SignedClient, public_pem
+from app.platform.client_credentials import ClientCredentials, public_pem
+from app.platform.signed_client import SignedClient
 
 POLL_INTERVAL_S = 0.25
 REQUEST_TIMEOUT = httpx.Timeout(5.0, connect=2.0)

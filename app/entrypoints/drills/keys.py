@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.entrypoints.devstack import DEV_ROOT_TOKEN, Stack
+from app.entrypoints.devstack import Stack
 from app.entrypoints.drills.harness import (
     Traffic,
     check_ledger,
@@ -20,13 +20,11 @@ from app.entrypoints.drills.harness import (
     signed,
 )
 from app.entrypoints.drills.report import DrillReport
+from app.entrypoints.launchers.openbao import DEV_ROOT_TOKEN
+from app.platform.client_credentials import ClientCredentials, public_pem
+from app.platform.client_tokens import TokenRequestError
 from app.platform.settings import VaultLogin
-from app.platform.signed_client import (
-    ClientCredentials,
-    SignedClient,
-    TokenRequestError,
-    public_pem,
-)
+from app.platform.signed_client import SignedClient
 from app.platform.vault import Vault
 
 DETECTION_DEADLINE_S = 15.0

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from app.entrypoints.devstack import DEV_ROOT_TOKEN, Stack
+from app.entrypoints.devstack import Stack
+from app.entrypoints.launchers.openbao import DEV_ROOT_TOKEN
 from app.platform.settings import VaultLogin
 from app.platform.vault import Vault
 from app.providers.api import ProviderClients, ProviderSettings, read_provider_secrets

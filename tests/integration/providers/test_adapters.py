@@ -11,7 +11,9 @@ import pytest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from app.entrypoints.devstack import DEV_ROOT_TOKEN, Stack, free_port
+from app.entrypoints.devstack import Stack
+from app.entrypoints.launchers.openbao import DEV_ROOT_TOKEN
+from app.entrypoints.launchers.processes import free_port
 from app.platform.settings import VaultLogin
 from app.platform.vault import Vault
 from app.providers.adapters import AcmeAdapter, Request

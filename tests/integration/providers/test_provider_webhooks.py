@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from app.entrypoints.devstack import DEV_ROOT_TOKEN, Stack
+from app.entrypoints.devstack import Stack
+from app.entrypoints.launchers.openbao import DEV_ROOT_TOKEN
 from app.platform.settings import VaultLogin
 from app.platform.vault import Vault
 from app.providers.api import (

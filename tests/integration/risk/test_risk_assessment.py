@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from app.entrypoints.devstack import REPO_ROOT, Ports, Stack
+from app.entrypoints.devstack import Ports, Stack
+from app.entrypoints.launchers.processes import REPO_ROOT
 from app.platform.db import create_engine, session_factory
 from app.platform.opa import Opa
 from app.risk import api as risk_api
