@@ -17,8 +17,10 @@ one above it nor one beside it in the same layer. The composition root
 from __future__ import annotations
 
 LAYERS: tuple[tuple[str, ...], ...] = (
+    # Reconciliation reads what payments recorded and what the providers settled.
+    ("reconciliation",),
     ("payments",),
-    ("risk", "ledger", "providers", "reconciliation"),
+    ("risk", "ledger", "providers"),
     ("identity",),
 )
 

@@ -125,6 +125,38 @@ def webhooks_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def recon_upload(args: argparse.Namespace) -> int:
+    """Reconcile a provider's settlement file given as a local file (not fetched)."""
+    import asyncio
+    import dataclasses
+    import datetime
+    import json
+
+    from app.platform.errors import DomainError
+    from app.reconciliation import api as reconciliation_api
+
+    path = Path(args.file)
+    if path.stat().st_size > reconciliation_api.MAX_UPLOAD_BYTES:
+        print(f"moneypath recon upload: {path} is too large", file=sys.stderr)
+        return 2
+    try:
+        day = datetime.date.fromisoformat(args.date)
+        run, created = asyncio.run(
+            reconciliation_api.reconcile_day(
+                _payments_sessions(), None, args.provider, day,
+                started_by="cli", data=path.read_bytes(),
+            )
+        )  # fmt: skip
+    except ValueError as error:
+        print(f"moneypath recon upload: {error}", file=sys.stderr)
+        return 2
+    except DomainError as error:
+        print(f"moneypath recon upload: {error.code}: {error.detail}", file=sys.stderr)
+        return 1
+    print(json.dumps({**dataclasses.asdict(run), "created": created}, default=str))
+    return 0
+
+
 def migrate(_: argparse.Namespace) -> int:
     from app.platform.migrate import upgrade
 
@@ -366,6 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay = webhooks_commands.add_parser("replay", help="deliver a dead letter again")
     replay.add_argument("delivery_id", type=int)
     replay.set_defaults(run=webhooks_replay)
+    recon = commands.add_parser("recon", help="reconcile provider settlement files")
+    recon_commands = recon.add_subparsers(dest="recon_command", required=True)
+    upload = recon_commands.add_parser("upload", help="reconcile a settlement file from disk")
+    upload.add_argument("--provider", required=True)
+    upload.add_argument("--date", required=True, help="settlement date, YYYY-MM-DD")
+    upload.add_argument("file")
+    upload.set_defaults(run=recon_upload)
     add_call_parser(commands)
     add_drill_parser(commands)
     return parser

@@ -1,10 +1,11 @@
 """Background maintenance: `moneypath worker` (loop) or `moneypath worker --once`.
 
 One cycle expires overdue ledger holds, creates the coming months' postings and audit-log
-partitions, deletes expired idempotency keys and prunes risk velocity rows past their
-window. Each step is bounded per cycle, and every step is safe to run from several
-processes at once (SKIP LOCKED, idempotent DDL, batched deletes), so running one worker
-per API replica is fine.
+partitions, deletes expired idempotency keys, prunes risk velocity rows past their
+window and reconciles yesterday's provider settlement files. Each step is bounded per
+cycle, and every step is safe to run from several processes at once (SKIP LOCKED,
+idempotent DDL, batched deletes, one reconciliation run per provider and day), so running
+one worker per API replica is fine.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from app.platform.settings import Settings
 from app.platform.signed_client import AsyncSignedClient
 from app.platform.vault import DatabaseNotConfiguredError, Vault
 from app.providers import api as providers_api
+from app.reconciliation import api as reconciliation_api
 from app.risk import api as risk_api
 
 log = structlog.get_logger("moneypath.worker")
@@ -44,6 +46,7 @@ class CycleReport:
     idempotency_keys_deleted: int
     payments: payments_api.PaymentsCycle | None = None
     velocity_rows_pruned: int = 0
+    reconciliation: reconciliation_api.ScheduledReport | None = None
 
 
 @dataclass(slots=True)
@@ -98,7 +101,11 @@ async def run_cycle(
     payments_cycle = None
     if payments is not None:
         payments_cycle = await payments_api.run_worker_cycle(payments.runtime, payments.http)
-    report = CycleReport(expired, created, deleted, payments_cycle, pruned)
+    recon = None
+    if payments is not None:
+        # Yesterday's settlement files: at most one fetch per provider, once per day.
+        recon = await reconciliation_api.run_scheduled(sessions, payments.runtime.providers)
+    report = CycleReport(expired, created, deleted, payments_cycle, pruned, recon)
     log.info(
         "worker_cycle",
         holds_expired=expired,

@@ -7,9 +7,11 @@ a `payments` field of its services; the worker calls `run_worker_cycle`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
 
 import httpx
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import Route
 
@@ -17,20 +19,24 @@ from app.payments import recovery, relay, routes, webhooks_in, webhooks_out
 from app.payments.config import PaymentsConfig
 from app.payments.recovery import RecoveryReport
 from app.payments.saga import Runtime
+from app.platform.errors import ValidationError
 from app.platform.opa import Opa
 from app.platform.vault import Vault
 from app.platform.web import Endpoint
 from app.providers.api import ProviderClients
 
 MAX_RELAY_PASSES_PER_CYCLE = 10
+MAX_SETTLED_DAYS = 32
 
 __all__ = [
     "PaymentsConfig",
     "PaymentsCycle",
     "RecoveryReport",
     "Runtime",
+    "SettledMoney",
     "endpoints",
     "list_dead_letters",
+    "list_settled",
     "openapi_paths",
     "plain_routes",
     "recover",
@@ -127,3 +133,74 @@ async def list_dead_letters(sessions: async_sessionmaker[AsyncSession]) -> list[
 async def replay_dead_letter(sessions: async_sessionmaker[AsyncSession], delivery_id: int) -> bool:
     async with sessions() as session, session.begin():
         return await webhooks_out.replay(session, delivery_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SettledMoney:
+    """Money we moved through a provider and booked: what its settlement file should list.
+
+    `provider_reference` is the id the provider's file names it by: the charge id for
+    captures and refunds (a refund line names the charge it refunds), the payout id for
+    payouts. `settled_on` is the UTC day our side finished it.
+    """
+
+    kind: Literal["capture", "refund", "payout"]
+    provider_reference: str
+    amount_minor: int
+    currency: str
+    settled_on: date
+    ledger_transaction_id: str | None
+    subject_id: str  # our payment, refund or payout id
+
+
+# Captures come from their saga steps (a payment may be captured in parts), refunds and
+# payouts from their own rows; all three only once the provider confirmed them.
+_SETTLED_SQL = text(
+    """
+    SELECT 'capture' AS kind, p.provider_ref AS reference, s.amount_minor, p.currency,
+           s.finished_at AS at, p.hold_transaction_id AS txn, p.id AS subject_id
+      FROM payments.steps s JOIN payments.payments p ON p.id = s.saga_id
+     WHERE s.name = 'capture' AND s.status = 'succeeded' AND p.provider = :provider
+       AND p.provider_ref IS NOT NULL AND s.amount_minor IS NOT NULL
+       AND s.finished_at >= :since AND s.finished_at < :until
+    UNION ALL
+    SELECT 'refund', p.provider_ref, r.amount_minor, p.currency, r.updated_at,
+           r.ledger_transaction_id, r.id
+      FROM payments.refunds r JOIN payments.payments p ON p.id = r.payment_id
+     WHERE r.status = 'succeeded' AND p.provider = :provider AND p.provider_ref IS NOT NULL
+       AND r.updated_at >= :since AND r.updated_at < :until
+    UNION ALL
+    SELECT 'payout', o.provider_ref, o.amount_minor, o.currency, o.updated_at,
+           o.ledger_transaction_ids[1], o.id
+      FROM payments.payouts o
+     WHERE o.status = 'paid' AND o.provider = :provider AND o.provider_ref IS NOT NULL
+       AND o.updated_at >= :since AND o.updated_at < :until
+    """
+)
+
+
+async def list_settled(
+    session: AsyncSession, provider: str, first_day: date, last_day: date
+) -> list[SettledMoney]:
+    """Captures, refunds and payouts at `provider` settled on our side from `first_day`
+    to `last_day` (UTC days, both included; at most MAX_SETTLED_DAYS days)."""
+    days = (last_day - first_day).days + 1
+    if not 1 <= days <= MAX_SETTLED_DAYS:
+        raise ValidationError(f"a settled listing spans 1 to {MAX_SETTLED_DAYS} days")
+    since = datetime.combine(first_day, time.min, tzinfo=UTC)
+    rows = await session.execute(
+        _SETTLED_SQL,
+        {"provider": provider, "since": since, "until": since + timedelta(days=days)},
+    )
+    return [
+        SettledMoney(
+            kind=row.kind,
+            provider_reference=row.reference,
+            amount_minor=int(row.amount_minor),
+            currency=row.currency,
+            settled_on=row.at.astimezone(UTC).date(),
+            ledger_transaction_id=row.txn,
+            subject_id=row.subject_id,
+        )
+        for row in rows
+    ]

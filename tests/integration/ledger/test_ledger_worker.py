@@ -71,5 +71,6 @@ def test_worker_command_runs_one_cycle_and_prints_its_report(stack: Stack, repo_
         "idempotency_keys_deleted",
         "payments",
         "velocity_rows_pruned",
+        "reconciliation",
     } <= set(report)
     assert report["velocity_rows_pruned"] >= 0

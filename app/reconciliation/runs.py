@@ -1,0 +1,383 @@
+"""Reconciliation runs: a provider's settlement file for one day against our records.
+
+A run takes the file's bytes (fetched from the provider, or uploaded), parses them through
+the provider's adapter, matches them against what payments booked (`domain.reconcile`),
+and stores its counts and one exception per discrepancy, all in one transaction with its
+audit record. One run per provider and day: asking again returns the run already made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.payments import api as payments_api
+from app.platform import audit
+from app.platform.errors import ConflictError, NotFoundError, ValidationError
+from app.providers import api as providers_api
+from app.reconciliation import domain
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_LINES = 2_000_000
+MAX_REASON_LENGTH = 500
+# The controls a run is evidence for (the DESIGN's control catalogue).
+CONTROL_REFS = ("FIN-RECON-01", "SOC2-CC7.2")
+RUN_EVENT = "recon.run"
+
+
+class RunNotFoundError(NotFoundError):
+    code = "not_found"
+
+
+class ExceptionNotFoundError(NotFoundError):
+    code = "not_found"
+
+
+class ExceptionAlreadyResolvedError(ConflictError):
+    code = "invalid_state"
+    title = "Exception already resolved"
+
+
+def tolerances_from_env() -> domain.Tolerances:
+    """`RECON_TOLERANCE_MINOR` and `RECON_TOLERANCE_DAYS` (defaults: exact, same day)."""
+    try:
+        amount = int(os.environ.get("RECON_TOLERANCE_MINOR", "0"))
+        days = int(os.environ.get("RECON_TOLERANCE_DAYS", "0"))
+    except ValueError:
+        raise ValidationError("reconciliation tolerances must be integers") from None
+    return domain.Tolerances(amount_minor=amount, days=days)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    provider: str
+    settlement_date: date
+    source: str
+    file_sha256: str
+    lines: int
+    matched: int
+    unmatched_internal: int
+    unmatched_provider: int
+    amount_mismatches: int
+    currency_mismatches: int
+    duplicates: int
+    pending: int
+    started_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReconException:
+    id: str
+    run_id: str
+    provider: str
+    settlement_date: date
+    line_class: str
+    line_numbers: tuple[int, ...]
+    provider_references: tuple[str, ...]
+    provider_gross_minor: int | None
+    internal_minor: int | None
+    fee_minor: int
+    currencies: tuple[str, ...]
+    status: str
+    resolution_reason: str | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    created_at: datetime
+
+
+_RUN_COLUMNS = """
+    id, provider, settlement_date, source, file_sha256, lines, matched, unmatched_internal,
+    unmatched_provider, amount_mismatches, currency_mismatches, duplicates, pending,
+    started_by, created_at
+"""
+_EXCEPTION_COLUMNS = """
+    id, run_id, provider, settlement_date, line_class, line_numbers, provider_references,
+    provider_gross_minor, internal_minor, fee_minor, currencies, status, resolution_reason,
+    resolved_by, resolved_at, created_at
+"""
+
+
+def _run(row: Any) -> Run:
+    return Run(**{name: getattr(row, name) for name in Run.__dataclass_fields__})
+
+
+def _exception(row: Any) -> ReconException:
+    values = {name: getattr(row, name) for name in ReconException.__dataclass_fields__}
+    for name in ("line_numbers", "provider_references", "currencies"):
+        values[name] = tuple(values[name])
+    return ReconException(**values)
+
+
+def check_day(provider: str, settlement_date: date, *, today: date | None = None) -> str:
+    """The provider's canonical name, or ValidationError: a known provider, a past day."""
+    name = providers_api.provider_name(provider)
+    today = today or datetime.now(UTC).date()
+    if settlement_date > today:
+        raise ValidationError("settlement_date must not be in the future")
+    if settlement_date < today - timedelta(days=366):
+        raise ValidationError("settlement_date must lie within the last year")
+    return name
+
+
+async def find(session: AsyncSession, provider: str, settlement_date: date) -> Run | None:
+    sql = (
+        f"SELECT {_RUN_COLUMNS} FROM reconciliation.runs"  # noqa: S608 - fixed columns
+        " WHERE provider = :provider AND settlement_date = :day"
+    )
+    row = (await session.execute(text(sql), {"provider": provider, "day": settlement_date})).first()
+    return None if row is None else _run(row)
+
+
+async def get(session: AsyncSession, run_id: str) -> Run:
+    sql = f"SELECT {_RUN_COLUMNS} FROM reconciliation.runs WHERE id = :id"  # noqa: S608
+    row = (await session.execute(text(sql), {"id": run_id})).first()
+    if row is None:
+        raise RunNotFoundError(f"no reconciliation run {run_id}")
+    return _run(row)
+
+
+def _lines(provider: str, data: bytes) -> list[domain.ProviderLine]:
+    if len(data) > MAX_FILE_BYTES:
+        raise ValidationError(f"a settlement file is at most {MAX_FILE_BYTES} bytes")
+    lines: list[domain.ProviderLine] = []
+    # A file that does not parse raises SettlementFileError (422 invalid_settlement_file).
+    for line in providers_api.parse_settlement_file(provider, data):
+        if len(lines) >= MAX_LINES:
+            raise ValidationError(f"a settlement file has at most {MAX_LINES} lines")
+        lines.append(
+            domain.ProviderLine(
+                line_number=line.line_number,
+                kind=line.record_type,
+                references=line.provider_references,
+                operation_reference=line.operation_reference,
+                gross_minor=line.gross_minor,
+                fee_minor=line.fee_minor,
+                currency=line.currency,
+            )
+        )
+    return lines
+
+
+async def reconcile(
+    session: AsyncSession,
+    provider: str,
+    settlement_date: date,
+    data: bytes,
+    *,
+    source: str,
+    started_by: str,
+    tolerances: domain.Tolerances,
+    request_id: str | None = None,
+) -> tuple[Run, bool]:
+    """Run (or find) the reconciliation of `provider`'s file for `settlement_date`.
+
+    Returns the run and whether this call made it. Nothing is written when the file does
+    not parse (ValidationError). Call inside a transaction.
+    """
+    existing = await find(session, provider, settlement_date)
+    if existing is not None:
+        return existing, False
+    lines = _lines(provider, data)
+    for line in lines:
+        if line.gross_minor < 0 or line.fee_minor < 0:
+            raise ValidationError(f"settlement line {line.line_number} has a negative amount")
+    settled = await payments_api.list_settled(
+        session, provider, settlement_date - timedelta(days=tolerances.days), settlement_date
+    )
+    records = [
+        domain.InternalRecord(
+            reference=item.provider_reference,
+            kind=item.kind,
+            amount_minor=item.amount_minor,
+            currency=item.currency,
+            occurred_on=item.settled_on,
+            payment_id=item.subject_id,
+        )
+        for item in settled
+    ]
+    report = domain.reconcile(
+        lines, records, settlement_date=settlement_date, tolerances=tolerances
+    )
+    digest = hashlib.sha256(data).hexdigest()
+    run_id = "rrn_" + secrets.token_hex(12)
+    counts = {
+        "matched": report.count("matched"),
+        "unmatched_internal": report.count("missing_internally"),
+        "unmatched_provider": report.count("missing_at_provider"),
+        "amount_mismatches": report.count("amount_mismatch"),
+        "currency_mismatches": report.count("currency_mismatch"),
+        "duplicates": report.count("duplicate"),
+        "pending": len(report.pending_references),
+    }
+    # ON CONFLICT: a run made by someone else since `find` wins, and we return it.
+    inserted = (
+        await session.execute(
+            text(
+                "INSERT INTO reconciliation.runs (id, provider, settlement_date, source,"
+                " file_sha256, lines, matched, unmatched_internal, unmatched_provider,"
+                " amount_mismatches, currency_mismatches, duplicates, pending, started_by)"
+                " VALUES (:id, :provider, :day, :source, :digest, :lines, :matched,"
+                " :unmatched_internal, :unmatched_provider, :amount_mismatches,"
+                " :currency_mismatches, :duplicates, :pending, :by)"
+                " ON CONFLICT (provider, settlement_date) DO NOTHING RETURNING id"
+            ),
+            {
+                "id": run_id,
+                "provider": provider,
+                "day": settlement_date,
+                "source": source,
+                "digest": digest,
+                "lines": len(lines),
+                "by": started_by,
+                **counts,
+            },
+        )
+    ).first()
+    if inserted is None:
+        found = await find(session, provider, settlement_date)
+        if found is None:
+            raise RunNotFoundError("the run that won the race is gone")
+        return found, False
+    await _store_exceptions(session, run_id, provider, settlement_date, report.discrepancies)
+    # Evidence for the reconciliation control: the audit log is append-only and hash
+    # anchored with the rest of it; the worker has no evidence-service client (yet).
+    await audit.record(
+        session,
+        audit.AuditEvent(
+            actor=started_by,
+            event_type=RUN_EVENT,
+            outcome="success",
+            request_id=request_id,
+            origin_ip=None,
+            resource_type="recon_run",
+            resource_id=run_id,
+            details={
+                "control_refs": list(CONTROL_REFS),
+                "provider": provider,
+                "settlement_date": settlement_date.isoformat(),
+                "source": source,
+                "file_sha256": digest,
+                "lines": len(lines),
+                "exceptions": len(report.discrepancies),
+                **counts,
+            },
+        ),
+    )
+    return await get(session, run_id), True
+
+
+async def _store_exceptions(
+    session: AsyncSession,
+    run_id: str,
+    provider: str,
+    settlement_date: date,
+    found: list[domain.Classified],
+) -> None:
+    if not found:
+        return
+    await session.execute(
+        text(
+            "INSERT INTO reconciliation.exceptions (id, run_id, provider, settlement_date,"
+            " line_class, line_numbers, provider_references, provider_gross_minor,"
+            " internal_minor, fee_minor, currencies) VALUES (:id, :run, :provider, :day,"
+            " :class, :numbers, :references, :gross, :internal, :fee, :currencies)"
+        ),
+        [
+            {
+                "id": "rex_" + secrets.token_hex(12),
+                "run": run_id,
+                "provider": provider,
+                "day": settlement_date,
+                "class": item.line_class,
+                "numbers": list(item.line_numbers),
+                "references": list(item.references),
+                "gross": item.provider_gross_minor,
+                "internal": item.internal_minor,
+                "fee": item.fee_minor,
+                "currencies": list(item.currencies),
+            }
+            for item in found
+        ],
+    )
+
+
+async def exceptions_of(session: AsyncSession, run_id: str) -> list[ReconException]:
+    sql = (
+        f"SELECT {_EXCEPTION_COLUMNS} FROM reconciliation.exceptions"  # noqa: S608
+        " WHERE run_id = :run ORDER BY created_at, id"
+    )
+    return [_exception(row) for row in await session.execute(text(sql), {"run": run_id})]
+
+
+async def list_exceptions(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[ReconException]:
+    """A page of exceptions, oldest first (keyset after `(created_at, id)`)."""
+    sql = f"SELECT {_EXCEPTION_COLUMNS} FROM reconciliation.exceptions WHERE true"  # noqa: S608
+    params: dict[str, Any] = {"limit": limit}
+    if status is not None:
+        sql += " AND status = :status"
+        params["status"] = status
+    if after is not None:
+        sql += " AND (created_at, id) > (:at, :id)"
+        params["at"], params["id"] = after
+    sql += " ORDER BY created_at, id LIMIT :limit"
+    return [_exception(row) for row in await session.execute(text(sql), params)]
+
+
+async def resolve(
+    session: AsyncSession, exception_id: str, *, reason: str, resolved_by: str
+) -> ReconException:
+    """Close one open exception with a reason. The caller audits it in the same transaction."""
+    if not 1 <= len(reason) <= MAX_REASON_LENGTH:
+        raise ValidationError(f"reason must be 1 to {MAX_REASON_LENGTH} characters")
+    sql = f"SELECT {_EXCEPTION_COLUMNS} FROM reconciliation.exceptions WHERE id = :id FOR UPDATE"  # noqa: S608
+    row = (await session.execute(text(sql), {"id": exception_id})).first()
+    if row is None:
+        raise ExceptionNotFoundError(f"no reconciliation exception {exception_id}")
+    if row.status != "open":
+        raise ExceptionAlreadyResolvedError(f"exception {exception_id} is already resolved")
+    update = (
+        "UPDATE reconciliation.exceptions SET status = 'resolved',"  # noqa: S608 - fixed columns
+        " resolution_reason = :reason, resolved_by = :by, resolved_at = now()"
+        f" WHERE id = :id RETURNING {_EXCEPTION_COLUMNS}"
+    )
+    updated = (
+        await session.execute(
+            text(update), {"id": exception_id, "reason": reason, "by": resolved_by}
+        )
+    ).one()
+    return _exception(updated)
+
+
+async def open_discrepancies(session: AsyncSession, provider: str) -> int:
+    row = await session.execute(
+        text(
+            "SELECT count(*) FROM reconciliation.exceptions"
+            " WHERE provider = :provider AND status = 'open'"
+        ),
+        {"provider": provider},
+    )
+    return int(row.scalar_one())
+
+
+async def last_run_day(session: AsyncSession, provider: str) -> date | None:
+    row = await session.execute(
+        text("SELECT max(settlement_date) FROM reconciliation.runs WHERE provider = :provider"),
+        {"provider": provider},
+    )
+    found = row.scalar_one()
+    return found if isinstance(found, date) else None
