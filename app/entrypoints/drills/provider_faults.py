@@ -22,7 +22,7 @@ from app.entrypoints.drills.shop import (
     open_shop,
     unsettled,
 )
-from app.platform.signed_client import ClientCredentials
+from app.platform.client_credentials import ClientCredentials
 
 # The simulator's card token whose charge is made but whose answer never arrives.
 LOST_RESPONSE_TOKEN = "tok_lost_response"  # noqa: S105 - a simulator test token
