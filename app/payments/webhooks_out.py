@@ -292,7 +292,14 @@ async def _attempt(rt: Runtime, http: httpx.AsyncClient, item: Due) -> Outcome:
         )
     except UnsafeWebhookUrlError as error:
         return "failed", None, None, error.detail
-    headers = signed_headers(await _secret(rt, item.endpoint_id), item.event_id, item.body)
+    try:
+        secret = await _secret(rt, item.endpoint_id)
+    except ValidationError as error:
+        # A lost secret is the operator's to fix; it fails this delivery (retried, then
+        # dead-lettered, so it is visible) instead of the whole cycle for every endpoint.
+        log.error("webhook_secret_missing", endpoint_id=item.endpoint_id)
+        return "failed", None, None, str(error.detail)
+    headers = signed_headers(secret, item.event_id, item.body)
     try:
         response = await http.post(
             item.url,
