@@ -98,7 +98,7 @@ def evidence_client(
 
 
 class EvidenceAnchors:
-    """What `GET /v1/ledger/verify` asks for the latest anchored head (ledger.routes'
+    """What `GET /v1/ledger/verify` asks for the latest anchored head (ledger.verify_routes'
     AnchorSource), over the API's own client of the evidence service."""
 
     def __init__(self, client: AsyncSignedClient) -> None:

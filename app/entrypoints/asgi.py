@@ -38,7 +38,7 @@ class ApiServices(Services):
     identity: identity_api.IdentityRuntime
     providers: providers_api.ProviderClients
     payments: payments_api.Runtime
-    # verify's reader of the chain head anchored in the evidence log (ledger.routes'
+    # verify's reader of the chain head anchored in the evidence log (ledger.verify_routes'
     # AnchorSource); None when no anchor client is registered.
     ledger_anchors: anchors.EvidenceAnchors | None = None
 

@@ -1,13 +1,31 @@
-"""HTTP endpoints of the ledger (API.md "Ledger"), declared for the platform pipeline."""
+"""HTTP endpoints of the ledger (API.md "Ledger"), declared for the platform pipeline.
+
+The JSON shapes live in `schemas.py` and the verify handler in `verify_routes.py`; this
+module holds the account and transaction handlers and `endpoints()`, which the
+composition root mounts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import api
+from app.ledger.schemas import (
+    ACCOUNT_SCHEMA,
+    BATCH_BODY_LIMIT_BYTES,
+    BATCH_RESULT_SCHEMA,
+    BATCH_SCHEMA,
+    EMPTY_SCHEMA,
+    ENTRIES_SCHEMA,
+    NEW_ACCOUNT_SCHEMA,
+    NEW_TRANSACTION_SCHEMA,
+    POST_SCHEMA,
+    TRANSACTION_SCHEMA,
+    account_json,
+    transaction_json,
+)
+from app.ledger.verify_routes import VERIFY_QUERY, VERIFY_SCHEMA, verify
 from app.platform import audit, jsonbody, web
 from app.platform.errors import DomainError, ValidationError
 from app.platform.utc import rfc3339_or_none
@@ -15,274 +33,6 @@ from app.platform.web import Call, Endpoint, Result
 
 _READ = ("ledger:read",)
 _WRITE = ("ledger:write",)
-_ID = {"type": "string", "minLength": 1, "maxLength": 64}
-AMOUNT_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": api.MAX_AMOUNT_MINOR}
-CURRENCY_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[A-Z]{3}$"}
-DIRECTION_SCHEMA: dict[str, Any] = {"type": "string", "enum": ["debit", "credit"]}
-
-NEW_ACCOUNT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["code", "currency", "normal_balance"],
-    "properties": {
-        "code": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 64,
-            "pattern": "^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
-        },
-        "currency": CURRENCY_SCHEMA,
-        "normal_balance": DIRECTION_SCHEMA,
-        "overdraft_limit_minor": {
-            "type": ["integer", "null"],
-            "minimum": 0,
-            "maximum": api.MAX_AMOUNT_MINOR,
-        },
-        "customer_id": {"type": ["string", "null"], "minLength": 1, "maxLength": 64},
-        "metadata": {
-            "type": "object",
-            "maxProperties": 50,
-            "propertyNames": {"maxLength": 40},
-            "additionalProperties": {"type": "string", "maxLength": 500},
-        },
-    },
-}
-
-NEW_TRANSACTION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["postings", "status"],
-    "properties": {
-        "postings": {
-            "type": "array",
-            "minItems": 2,
-            "maxItems": api.MAX_POSTINGS,
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["account_id", "direction", "amount_minor", "currency"],
-                "properties": {
-                    "account_id": _ID,
-                    "direction": DIRECTION_SCHEMA,
-                    "amount_minor": AMOUNT_SCHEMA,
-                    "currency": CURRENCY_SCHEMA,
-                },
-            },
-        },
-        "status": {"type": "string", "enum": [str(status) for status in api.OPENING_STATUSES]},
-        "expires_at": {"type": "string", "format": "date-time", "maxLength": 64},
-        "description": {"type": "string", "maxLength": 500},
-        "external_ref": {"type": "string", "minLength": 1, "maxLength": 128},
-    },
-}
-
-# Each item is checked against NEW_TRANSACTION_SCHEMA by the handler, so that a refusal
-# can name the item's index.
-BATCH_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["transactions"],
-    "properties": {
-        "transactions": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": api.MAX_BATCH_TRANSACTIONS,
-            "items": {"type": "object"},
-        }
-    },
-}
-# 1,000 items of up to 100 postings would not fit; 1,000 ordinary ones (a few hundred
-# bytes each) do, with room.
-BATCH_BODY_LIMIT_BYTES = 2 * 1024 * 1024
-
-POST_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {"amount_minor": AMOUNT_SCHEMA},
-}
-
-EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": {}}
-
-_BALANCES_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["posted", "pending_debits", "pending_credits", "available"],
-    "properties": {
-        name: {"type": "integer"}
-        for name in ("posted", "pending_debits", "pending_credits", "available")
-    },
-}
-ACCOUNT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["id", "code", "currency", "normal_balance", "balances"],
-    "properties": {
-        "id": {"type": "string"},
-        "code": {"type": "string"},
-        "currency": {"type": "string"},
-        "currency_exponent": {"type": "integer"},
-        "normal_balance": DIRECTION_SCHEMA,
-        "overdraft_limit_minor": {"type": ["integer", "null"]},
-        "customer_id": {"type": ["string", "null"]},
-        "metadata": {"type": "object"},
-        "created_at": {"type": "string", "format": "date-time"},
-        "as_of": {"type": ["string", "null"], "format": "date-time"},
-        "balances": _BALANCES_SCHEMA,
-    },
-}
-TRANSACTION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["id", "status", "postings"],
-    "properties": {
-        "id": {"type": "string"},
-        "status": {"type": "string", "enum": [str(status) for status in api.TransactionStatus]},
-        "postings": NEW_TRANSACTION_SCHEMA["properties"]["postings"],
-        "expires_at": {"type": ["string", "null"], "format": "date-time"},
-        "description": {"type": ["string", "null"]},
-        "external_ref": {"type": ["string", "null"]},
-        "reverses": {"type": ["string", "null"]},
-        "reversed_by": {"type": ["string", "null"]},
-        "posted_amount_minor": {"type": ["integer", "null"]},
-        "created_at": {"type": "string", "format": "date-time"},
-        "status_changed_at": {"type": ["string", "null"], "format": "date-time"},
-    },
-}
-BATCH_RESULT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["transactions"],
-    "properties": {"transactions": {"type": "array", "items": TRANSACTION_SCHEMA}},
-}
-ENTRIES_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["data", "next_cursor"],
-    "properties": {
-        "data": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "id": {"type": "string"},
-                    "transaction_id": {"type": "string"},
-                    "direction": DIRECTION_SCHEMA,
-                    "amount_minor": {"type": "integer"},
-                    "currency": {"type": "string"},
-                    "effect": {"type": "string", "enum": ["posted", "hold", "release"]},
-                    "created_at": {"type": "string", "format": "date-time"},
-                    "balance_after_minor": {"type": "integer"},
-                },
-            },
-        },
-        "next_cursor": {"type": ["string", "null"]},
-        "anchor": {
-            "type": "object",
-            "description": "The live chain against the latest head anchored in the evidence "
-            "log: consistent, none (nothing anchored), unavailable, or a contradiction "
-            "(hash_mismatch, anchored_entry_missing).",
-            "properties": {
-                "status": {"type": "string"},
-                "record_id": {"type": ["string", "null"]},
-                "seq": {"type": ["integer", "null"]},
-                "hash": {"type": ["string", "null"]},
-                "live_hash": {"type": ["string", "null"]},
-            },
-        },
-    },
-}
-_VERIFY_BALANCES_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "posted": {"type": "integer"},
-        "pending_debits": {"type": "integer"},
-        "pending_credits": {"type": "integer"},
-        "available": {"type": "integer"},
-    },
-}
-VERIFY_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["ok", "complete", "entries_checked", "accounts_checked"],
-    "properties": {
-        "ok": {"type": "boolean"},
-        "complete": {"type": "boolean"},
-        "entries_checked": {"type": "integer"},
-        "accounts_checked": {"type": "integer"},
-        "next_from_seq": {"type": ["integer", "null"]},
-        "next_cursor": {"type": ["string", "null"]},
-        "anchor": {
-            "type": "object",
-            "description": "The live chain against the latest head anchored in the evidence "
-            "log: consistent, none (nothing anchored), unavailable, or a contradiction "
-            "(hash_mismatch, anchored_entry_missing).",
-            "properties": {
-                "status": {"type": "string"},
-                "record_id": {"type": ["string", "null"]},
-                "seq": {"type": ["integer", "null"]},
-                "hash": {"type": ["string", "null"]},
-                "live_hash": {"type": ["string", "null"]},
-            },
-        },
-        "first_bad_entry": {
-            "type": "object",
-            "properties": {
-                "seq": {"type": "integer"},
-                "id": {"type": ["string", "null"]},
-                "transaction_id": {"type": ["string", "null"]},
-                "reason": {"type": "string"},
-            },
-        },
-        "first_bad_balance": {
-            "type": "object",
-            "properties": {
-                "account_id": {"type": "string"},
-                "stored": _VERIFY_BALANCES_SCHEMA,
-                "recomputed": _VERIFY_BALANCES_SCHEMA,
-            },
-        },
-    },
-}
-
-
-def account_json(account: api.Account) -> dict[str, Any]:
-    balances = account.balances
-    return {
-        "id": account.id,
-        "code": account.code,
-        "currency": account.currency,
-        "currency_exponent": api.currency_exponent(account.currency),
-        "normal_balance": account.normal_balance,
-        "overdraft_limit_minor": account.overdraft_limit_minor,
-        "customer_id": account.customer_id,
-        "metadata": dict(account.metadata),
-        "created_at": rfc3339_or_none(account.created_at),
-        "as_of": rfc3339_or_none(account.as_of),
-        "balances": {
-            "posted": balances.posted_minor,
-            "pending_debits": balances.pending_debits_minor,
-            "pending_credits": balances.pending_credits_minor,
-            "available": balances.available_minor,
-        },
-    }
-
-
-def transaction_json(transaction: api.Transaction) -> dict[str, Any]:
-    return {
-        "id": transaction.id,
-        "status": transaction.status,
-        "postings": [
-            {
-                "account_id": leg.account_id,
-                "direction": leg.direction,
-                "amount_minor": leg.amount_minor,
-                "currency": leg.currency,
-            }
-            for leg in transaction.postings
-        ],
-        "expires_at": rfc3339_or_none(transaction.expires_at),
-        "description": transaction.description,
-        "external_ref": transaction.external_ref,
-        "reverses": transaction.reverses,
-        "reversed_by": transaction.reversed_by,
-        "posted_amount_minor": transaction.posted_amount_minor,
-        "created_at": rfc3339_or_none(transaction.created_at),
-        "status_changed_at": rfc3339_or_none(transaction.status_changed_at),
-    }
 
 
 async def create_account(call: Call, session: AsyncSession) -> Result:
@@ -421,106 +171,6 @@ async def read_transaction(call: Call, session: AsyncSession) -> Result:
     return Result(200, transaction_json(transaction), resource_id=transaction.id)
 
 
-def _balances_json(balances: api.Balances) -> dict[str, int]:
-    return {
-        "posted": balances.posted_minor,
-        "pending_debits": balances.pending_debits_minor,
-        "pending_credits": balances.pending_credits_minor,
-        "available": balances.available_minor,
-    }
-
-
-def _verify_query(query: Mapping[str, str]) -> tuple[int | None, str | None, int]:
-    """Where to start (a cursor we issued, or from_seq) and the limit per call.
-
-    None for a part means it is done: the cursor of a check cut short in one part only
-    goes on with that part.
-    """
-    limit = _positive(query, "limit", api.MAX_VERIFY_ENTRIES)
-    cursor = web.decode_cursor(query)
-    if cursor is None:
-        return _positive(query, "from_seq", 1), "", limit
-    seq, after = cursor.get("seq"), cursor.get("after")
-    if not (seq is None or (isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1)):
-        raise ValidationError("cursor is not one we issued")
-    if not (after is None or (isinstance(after, str) and len(after) <= 64)):
-        raise ValidationError("cursor is not one we issued")
-    return seq, after, limit
-
-
-def _positive(query: Mapping[str, str], name: str, default: int) -> int:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or len(raw) > 12 or not 1 <= int(raw) <= api.MAX_VERIFY_ENTRIES:
-        raise ValidationError(f"{name} must be an integer from 1 to {api.MAX_VERIFY_ENTRIES}")
-    return int(raw)
-
-
-class AnchorSource(Protocol):
-    """Where verify finds the latest chain head anchored in the evidence log (the
-    composition root's services carry it as a `ledger_anchors` field, or None)."""
-
-    async def latest(self) -> tuple[api.ChainHead, str] | None:
-        """The anchored head and its evidence record id. Raises ConnectionError."""
-
-
-async def verify(call: Call, session: AsyncSession) -> Result:
-    from_seq, after_account, limit = _verify_query(call.query)
-    anchors: AnchorSource | None = getattr(call.services, "ledger_anchors", None)
-    found: tuple[api.ChainHead, str] | None = None
-    unavailable = False
-    if anchors is not None:
-        try:
-            found = await anchors.latest()
-        except ConnectionError:
-            unavailable = True
-    report = await api.verify_ledger(
-        session,
-        from_seq=from_seq,
-        after_account=after_account,
-        limit=limit,
-        anchored=found[0] if found else None,
-        anchor_record_id=found[1] if found else None,
-    )
-    anchor = report.anchor
-    anchor_json: dict[str, Any] = {
-        "status": "unavailable" if unavailable else anchor.status,
-        "record_id": anchor.record_id,
-        "seq": anchor.anchored.seq if anchor.anchored else None,
-        "hash": anchor.anchored.hash if anchor.anchored else None,
-        "live_hash": anchor.live_hash,
-    }
-    chain, balances = report.chain, report.balances
-    body: dict[str, Any] = {
-        "ok": report.ok,
-        "complete": report.complete,
-        "entries_checked": chain.entries_checked,
-        "accounts_checked": balances.accounts_checked,
-        "next_from_seq": chain.next_from_seq,
-        "anchor": anchor_json,
-        "next_cursor": None
-        if report.complete
-        else web.encode_cursor({"seq": chain.next_from_seq, "after": balances.next_after_account}),
-    }
-    if chain.first_bad_entry is not None:
-        bad = chain.first_bad_entry
-        body["first_bad_entry"] = {
-            "seq": bad.seq,
-            "id": bad.entry_id,
-            "transaction_id": bad.transaction_id,
-            "reason": bad.reason,
-        }
-    if balances.first_bad_balance is not None:
-        mismatch = balances.first_bad_balance
-        body["first_bad_balance"] = {
-            "account_id": mismatch.account_id,
-            "stored": _balances_json(mismatch.stored),
-            "recomputed": _balances_json(mismatch.recomputed),
-        }
-    return Result(200, body)
-
-
 _AS_OF = {
     "name": "as_of",
     "in": "query",
@@ -536,29 +186,6 @@ _PAGE = (
         "schema": {"type": "integer", "minimum": 1, "maximum": web.MAX_PAGE_SIZE},
     },
     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
-)
-_VERIFY_QUERY = (
-    {
-        "name": "from_seq",
-        "in": "query",
-        "required": False,
-        "description": "Check the chain from this journal seq on (and every balance).",
-        "schema": {"type": "integer", "minimum": 1},
-    },
-    {
-        "name": "cursor",
-        "in": "query",
-        "required": False,
-        "description": "Go on where a cut-short check stopped (its next_cursor).",
-        "schema": {"type": "string"},
-    },
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "description": "At most this many entries and this many accounts in one call.",
-        "schema": {"type": "integer", "minimum": 1},
-    },
 )
 
 
@@ -726,7 +353,7 @@ def endpoints() -> list[Endpoint]:
             summary="Recompute the hash chain and every balance; name the first bad one",
             scopes=_READ,
             response_schema=VERIFY_SCHEMA,
-            query_parameters=_VERIFY_QUERY,
+            query_parameters=VERIFY_QUERY,
             tag="ledger",
         ),
     ]
