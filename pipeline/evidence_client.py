@@ -2,8 +2,10 @@
 
 It authenticates as a service client: an OAuth2 client-credentials token from the API's
 `/v1/oauth/token` (bound to the client's Ed25519 key), and every POST signed per RFC 9421
-(label sig1, ed25519, Content-Digest per RFC 9530, a fresh nonce) with the independent
-`http-message-signatures` library, exactly as API.md asks of any integrator.
+(label sig1, ed25519, Content-Digest per RFC 9530, a fresh nonce), exactly as API.md asks
+of any integrator. Both come from the platform's client rooms (`app.platform.client_tokens`
+and `client_signing`, the ones `SignedClient` uses), so there is one token cache and one
+signer on the caller's side.
 
 Configuration comes from the environment (see `sink_from_env`); the CI secret store holds
 the client secret and the private key, never the repository.
@@ -16,17 +18,17 @@ import gzip
 import hashlib
 import json
 import os
-import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 
+from app.platform.client_credentials import ClientCredentials
+from app.platform.client_signing import sign_request
+from app.platform.client_tokens import TokenCache, TokenRequestError
 from pipeline.bundle import Appended
 from pipeline.keys import private_key
 from pipeline.runner import EvidenceWriteError
@@ -36,7 +38,6 @@ DEFAULT_ISSUER_URL = "http://127.0.0.1:8000"
 TIMEOUT_S = 10.0
 MAX_ATTEMPTS = 3
 RETRY_BACKOFF_S = 0.5
-TOKEN_REFRESH_MARGIN_S = 30
 # The evidence service refuses attachments above 512 KiB by default; bigger reports go gzip'd.
 ATTACHMENT_COMPRESS_ABOVE_BYTES = 256 * 1024
 MAX_PAGES = 50
@@ -47,15 +48,6 @@ _MEDIA_TYPES = {
     ".xml": "application/xml",
     ".txt": "text/plain",
 }
-
-
-@dataclass
-class _Signable:
-    """The message shape HTTPMessageSigner reads and writes."""
-
-    method: str
-    url: str
-    headers: httpx.Headers
 
 
 class EvidenceClient:
@@ -78,8 +70,9 @@ class EvidenceClient:
         self._client_secret = client_secret
         self._key_id = key_id
         self._private_key = private_key
-        self._token: str | None = None
-        self._token_expires_at = 0.0
+        self._tokens = TokenCache(
+            self._issuer, ClientCredentials(client_id, client_secret, key_id, private_key)
+        )
         # Every record this client appended, for the run's evidence bundle.
         self.appended: list[Appended] = []
 
@@ -94,45 +87,10 @@ class EvidenceClient:
 
     # ---- auth -----------------------------------------------------------------------------
     def _access_token(self) -> str:
-        if self._token is not None and time.monotonic() < self._token_expires_at:
-            return self._token
         try:
-            response = self._issuer.post(
-                "/v1/oauth/token",
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": self._client_id,
-                    "client_secret": self._client_secret,
-                    "key_id": self._key_id,
-                },
-            )
-        except httpx.HTTPError as error:
-            raise EvidenceWriteError(f"token endpoint unreachable: {error}") from None
-        if response.status_code != 200:
-            raise EvidenceWriteError(f"token refused: {response.status_code} {response.text}")
-        body = response.json()
-        self._token = str(body["access_token"])
-        self._token_expires_at = time.monotonic() + int(body["expires_in"]) - TOKEN_REFRESH_MARGIN_S
-        return self._token
-
-    def _sign(self, request: httpx.Request, body: bytes) -> None:
-        covered = ["@method", "@target-uri"]
-        if "idempotency-key" in request.headers:
-            covered.append("idempotency-key")
-        signer = HTTPMessageSigner(
-            signature_algorithm=algorithms.ED25519,
-            key_resolver=MappingKeyResolver(
-                public_keys={}, private_keys={self._key_id: self._private_key}
-            ),
-        )
-        signer.sign(
-            _Signable(request.method, str(request.url), request.headers),
-            key_id=self._key_id,
-            nonce=secrets.token_urlsafe(24),
-            label="sig1",
-            covered_component_ids=covered,
-            body=body or None,
-        )
+            return self._tokens.get()
+        except TokenRequestError as error:
+            raise EvidenceWriteError(str(error)) from None
 
     # ---- calls ----------------------------------------------------------------------------
     def post(self, path: str, document: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,7 +113,7 @@ class EvidenceClient:
                     "Idempotency-Key": key,
                 },
             )
-            self._sign(request, body)
+            sign_request(request, key_id=self._key_id, private_key=self._private_key)
             try:
                 response = self._evidence.send(request)
             except httpx.HTTPError as error:
