@@ -8,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import api as ledger_api
-from app.payments import refunds, service, store, webhooks_out
+from app.payments import refunds, service, store, webhook_endpoints
 from app.payments.domain import (
     CaptureExceedsAuthorizedError,
     InvalidStateError,
@@ -129,7 +129,7 @@ async def get_payout_handler(call: Call, session: AsyncSession) -> Result:
 
 async def webhook_endpoint_handler(call: Call, session: AsyncSession) -> Result:
     body = call.body
-    created = await webhooks_out.create_endpoint(
+    created = await webhook_endpoints.create_endpoint(
         runtime(call),
         session,
         owner=_owner(call),
@@ -269,7 +269,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=WEBHOOK_ENDPOINT_SCHEMA,
             response_schema=WEBHOOK_ENDPOINT_RESPONSE_SCHEMA,
             idempotent=True,
-            errors=(webhooks_out.UnsafeWebhookUrlError,),
+            errors=(webhook_endpoints.UnsafeWebhookUrlError,),
             tag="payments",
         ),
         Endpoint(

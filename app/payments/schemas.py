@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.payments import webhooks_out
+from app.payments import webhook_endpoints
 from app.payments.config import PROVIDERS
 
 MAX_AMOUNT_MINOR = 2**63 - 1
@@ -92,7 +92,7 @@ WEBHOOK_ENDPOINT_SCHEMA: dict[str, Any] = {
             "type": "array",
             "minItems": 1,
             "maxItems": 20,
-            "items": {"type": "string", "enum": sorted(webhooks_out.KNOWN_EVENT_TYPES)},
+            "items": {"type": "string", "enum": sorted(webhook_endpoints.KNOWN_EVENT_TYPES)},
         },
         "description": {"type": "string", "maxLength": 500},
     },
