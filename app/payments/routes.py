@@ -15,7 +15,7 @@ from app.payments.domain import (
     RefundExceedsCapturedError,
 )
 from app.payments.routing import NoProviderAvailableError
-from app.payments.saga import ProviderDeclinedError, Runtime, run_capture, run_void
+from app.payments.saga import ProviderDeclinedError, Runtime, run_capture
 from app.payments.schemas import (
     CAPTURE_SCHEMA,
     EMPTY_SCHEMA,
@@ -28,6 +28,7 @@ from app.payments.schemas import (
     WEBHOOK_ENDPOINT_RESPONSE_SCHEMA,
     WEBHOOK_ENDPOINT_SCHEMA,
 )
+from app.payments.voids import run_void
 from app.platform.errors import DomainError, InvariantViolation, NotFoundError
 from app.platform.web import Call, Endpoint, Result
 
