@@ -125,7 +125,7 @@ class Stack:
 
     # ---- the backing services ------------------------------------------------------
     def start_postgres(self, timeout_s: float = 60) -> str:
-        """Use DATABASE_URL if given (checked within 8 s), else run the embedded server.
+        """Use DATABASE_URL if given (checked within 5 s), else run the embedded server.
 
         Calling it again after `kill("postgres")` restarts the embedded server on the same
         data directory and port (crash recovery replays the WAL)."""
@@ -205,8 +205,10 @@ class Stack:
     # ---- the whole stack -----------------------------------------------------------
     def start_services(self) -> None:
         """The backing services only: what integration tests need."""
-        self.start_vault()
+        # PostgreSQL first: an unreachable DATABASE_URL then fails start-up before anything
+        # else was started.
         self.start_postgres()
+        self.start_vault()
         self.start_opa()
         self.bootstrap()
         self.start_simulator()

@@ -15,7 +15,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import Route
 
-from app.payments import recovery, relay, routes, webhooks_in, webhooks_out
+from app.payments import (
+    dead_letters,
+    recovery,
+    relay,
+    routes,
+    webhook_delivery,
+    webhooks_in,
+)
 from app.payments.config import PaymentsConfig
 from app.payments.recovery import RecoveryReport
 from app.payments.saga import Runtime
@@ -105,7 +112,7 @@ async def run_worker_cycle(runtime: Runtime, http: httpx.AsyncClient) -> Payment
         relayed_events += passed.events
         if passed.events == 0:
             break
-    delivered = await webhooks_out.deliver_due(runtime, http)
+    delivered = await webhook_delivery.deliver_due(runtime, http)
     recovered = await recovery.recover(runtime)
     return PaymentsCycle(
         events_relayed=relayed_events,
@@ -127,12 +134,12 @@ def webhook_http_client() -> httpx.AsyncClient:
 
 async def list_dead_letters(sessions: async_sessionmaker[AsyncSession]) -> list[dict[str, Any]]:
     async with sessions() as session:
-        return await webhooks_out.dead_letters(session)
+        return await dead_letters.dead_letters(session)
 
 
 async def replay_dead_letter(sessions: async_sessionmaker[AsyncSession], delivery_id: int) -> bool:
     async with sessions() as session, session.begin():
-        return await webhooks_out.replay(session, delivery_id)
+        return await dead_letters.replay(session, delivery_id)
 
 
 @dataclass(frozen=True, slots=True)

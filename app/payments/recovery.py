@@ -17,13 +17,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.payments import refunds, store
-from app.payments.saga import (
-    Runtime,
-    settle_authorize,
-    settle_capture,
-    settle_void,
-)
+from app.payments.saga import Runtime, settle_authorize, settle_capture
 from app.payments.service import resume
+from app.payments.voids import settle_void
 from app.platform.errors import DomainError
 from app.providers.api import ProviderResult, ProviderUnavailableError
 

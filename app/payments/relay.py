@@ -22,7 +22,7 @@ from app.payments import store
 from app.payments.domain import PaymentEvent, PaymentStatus
 from app.payments.saga import Runtime, emit_status, move
 from app.payments.service import resume
-from app.payments.webhooks_out import event_body
+from app.payments.webhook_delivery import event_body
 from app.platform import outbox
 from app.platform.errors import DomainError
 from app.providers.api import ProviderUnavailableError

@@ -10,6 +10,10 @@ The pattern of every provider-facing step:
 If the process dies between 2 and 3, the step stays `started`; the recovery worker asks
 the provider's `lookup` with the same key and finishes step 3 exactly once (the row lock
 and the status check make step 3 idempotent, the key makes the provider call idempotent).
+
+This module holds the shared pieces (`Runtime`, `move`, `emit_status`) and the authorize
+and capture flows; the void flow is in `voids`, provider-reported facts in
+`provider_outcomes`, refunds in `refunds`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from app.payments.domain import (
     PaymentEvent,
     PaymentStatus,
     check_capture,
-    is_stale,
     transition,
 )
 from app.platform import metrics, outbox, tracing
@@ -370,130 +373,3 @@ async def _post_capture(
     target = await move(session, row, PaymentEvent.CAPTURED, captured_minor=amount)
     await emit_status(session, row.id)
     return target
-
-
-# ---- void -------------------------------------------------------------------------------
-
-
-@tracing.traced("saga.void")
-async def run_void(rt: Runtime, payment_id: str) -> None:
-    async def start(session: AsyncSession) -> tuple[store.PaymentRow, store.StepRow]:
-        row = await store.get_payment(session, payment_id, lock=True)
-        step = await store.open_step(session, payment_id, "void")
-        if step is not None:
-            await store.count_attempt(session, step.id)
-            return row, step
-        transition(row.status, PaymentEvent.VOIDED)
-        await store.add_step(
-            session,
-            payment_id,
-            "void",
-            "started",
-            attempts=1,
-            provider=row.provider,
-            provider_key=f"{payment_id}:void",
-        )
-        found = await store.open_step(session, payment_id, "void")
-        if found is None:
-            raise InvalidStateError("void step vanished")
-        return row, found
-
-    row, step = await rt.tx(start)
-    if row.provider is None or row.provider_ref is None or step.provider_key is None:
-        raise InvalidStateError("payment is not authorized at a provider")
-    result = await rt.providers.void(
-        row.provider, provider_reference=row.provider_ref, idempotency_key=step.provider_key
-    )
-    await test_pause_point(rt.config, "void")
-    await rt.tx(lambda s: settle_void(s, payment_id, result))
-    if result.outcome in (ProviderOutcome.DECLINED, ProviderOutcome.FAILED):
-        raise ProviderDeclinedError(f"the provider refused the void ({result.raw_status})")
-
-
-async def settle_void(
-    session: AsyncSession, payment_id: str, result: ProviderResult
-) -> PaymentStatus:
-    row = await store.get_payment(session, payment_id, lock=True)
-    step = await store.open_step(session, payment_id, "void")
-    if step is None or row.status is not PaymentStatus.AUTHORIZED:
-        return row.status
-    if result.outcome is ProviderOutcome.PENDING:
-        return row.status
-    if result.outcome is not ProviderOutcome.APPROVED:
-        await store.finish_step(
-            session, step.id, "failed", detail={"raw_status": result.raw_status}
-        )
-        return row.status
-    return await _release_hold(session, row, step, result.operation_reference)
-
-
-async def _release_hold(
-    session: AsyncSession, row: store.PaymentRow, step: store.StepRow, reference: str | None
-) -> PaymentStatus:
-    if row.hold_transaction_id is None:
-        raise InvalidStateError("authorized payment without a hold")
-    await ledger_api.void_transaction(session, row.hold_transaction_id)
-    await store.finish_step(session, step.id, "succeeded", provider_ref=reference)
-    await store.add_step(
-        session,
-        row.id,
-        "ledger_release",
-        "succeeded",
-        subject_id=row.hold_transaction_id,
-        amount_minor=row.amount_minor,
-    )
-    target = await move(session, row, PaymentEvent.VOIDED)
-    await emit_status(session, row.id)
-    return target
-
-
-# ---- provider events (webhooks) ---------------------------------------------------------
-
-
-async def apply_provider_outcome(
-    session: AsyncSession, row: store.PaymentRow, event: PaymentEvent, result: ProviderResult
-) -> str:
-    """Apply a provider-reported fact to a locked payment; returns what happened.
-
-    Safe out of order and idempotent: a stale fact (the payment is already past it) and a
-    fact already applied are ignored.
-    """
-    if is_stale(row.status, event):
-        return "stale"
-    if event is PaymentEvent.AUTHORIZED and row.status is PaymentStatus.PENDING:
-        await settle_authorize(session, row.id, result)
-        return "applied"
-    if event is PaymentEvent.PROVIDER_DECLINED and row.status is PaymentStatus.PENDING:
-        await settle_authorize(session, row.id, result)
-        return "applied"
-    if event is PaymentEvent.CAPTURED and row.status is PaymentStatus.AUTHORIZED:
-        step = await store.open_step(session, row.id, "capture")
-        if step is None:
-            amount = result.amount_minor or row.amount_minor
-            await store.add_step(
-                session,
-                row.id,
-                "capture",
-                "started",
-                provider=row.provider,
-                amount_minor=amount,
-                detail={"initiated_by": "provider_event"},
-            )
-        await settle_capture(session, row.id, result)
-        return "applied"
-    if event is PaymentEvent.VOIDED and row.status is PaymentStatus.AUTHORIZED:
-        step = await store.open_step(session, row.id, "void")
-        if step is None:
-            await store.add_step(
-                session,
-                row.id,
-                "void",
-                "started",
-                provider=row.provider,
-                detail={"initiated_by": "provider_event"},
-            )
-        await settle_void(session, row.id, result)
-        return "applied"
-    if (row.status, event) == (PaymentStatus.PENDING, PaymentEvent.CAPTURED):
-        return "too_early"
-    return "ignored"

@@ -25,7 +25,8 @@ from starlette.routing import Route
 
 from app.payments import recovery, refunds, store
 from app.payments.domain import PaymentEvent
-from app.payments.saga import Runtime, apply_provider_outcome
+from app.payments.provider_outcomes import apply_provider_outcome
+from app.payments.saga import Runtime
 from app.platform.errors import ConflictError, DomainError, InvariantViolation, NotFoundError
 from app.platform.web import problem_response, read_body
 from app.providers.api import (

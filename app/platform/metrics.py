@@ -3,7 +3,7 @@
 Every domain records through the functions here rather than touching the metric objects,
 so names, labels and units live in one place and the README's table can be checked
 against this module (the provider adapters keep their own three, next to the breaker, in
-`app/providers/caller.py`; the webhook deliveries theirs in `app/payments/webhooks_out.py`).
+`app/providers/caller.py`; the webhook deliveries theirs in `app/payments/webhook_delivery.py`).
 Label values always come from small closed sets (codes, outcomes,
 provider names, route templates): never ids, amounts or anything a client picks freely.
 """

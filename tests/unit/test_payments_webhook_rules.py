@@ -10,14 +10,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from app.payments.config import STANDARD_SCHEDULE_S, PaymentsConfig
-from app.payments.webhooks_out import (
-    UnsafeWebhookUrlError,
-    check_url,
-    new_secret,
-    next_delay_s,
-    retry_after_s,
-    signed_headers,
-)
+from app.payments.webhook_delivery import next_delay_s, retry_after_s, signed_headers
+from app.payments.webhook_endpoints import UnsafeWebhookUrlError, check_url, new_secret
 from app.platform.settings import SettingsError
 
 

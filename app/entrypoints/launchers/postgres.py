@@ -24,6 +24,11 @@ DATABASE_NAME = "moneypath"
 EVIDENCE_DATABASE_NAME = "moneypath_evidence"
 
 
+# An external server is expected to be up already; a few seconds cover one that is still
+# accepting its first connections, and the whole `moneypath up` then fails within 10 s.
+EXTERNAL_DATABASE_CHECK_S = 5
+
+
 def check_database(url: str, timeout_s: float) -> None:
     """Fail within `timeout_s` with one line if PostgreSQL at `url` does not answer."""
     deadline = time.monotonic() + timeout_s
@@ -44,8 +49,8 @@ def check_database(url: str, timeout_s: float) -> None:
 
 
 def use_external(url: str) -> str:
-    """Check the server DATABASE_URL names (within 8 s) and make the evidence database."""
-    check_database(url, timeout_s=8)
+    """Check the server DATABASE_URL names, then make the evidence database."""
+    check_database(url, timeout_s=EXTERNAL_DATABASE_CHECK_S)
     ensure_database(url, EVIDENCE_DATABASE_NAME)
     return url
 

@@ -1,32 +1,25 @@
-"""Merchant webhooks: endpoint registration, and delivery with Standard Webhooks signatures.
+"""Merchant webhook delivery with Standard Webhooks signatures: claiming, signing,
+attempts, recording and backoff.
 
-- A secret is `whsec_` + base64 of 32 random bytes, kept in OpenBao (kv) and shown once.
 - `webhook-id` is the event id, the same on every attempt; `webhook-timestamp` and the
   signature are made fresh per attempt (the `standardwebhooks` library signs).
 - At most `webhook_max_attempts` attempts on the Standard Webhooks schedule scaled by a
   setting, capped, with +-20 % jitter; 429/503 honour `Retry-After` (capped too); 410
   disables the endpoint; redirects are not followed; each attempt has a 15 s timeout.
 - After the last attempt the delivery is dead-lettered (a metric counts it); the CLI
-  lists dead letters and replays one.
-- In production an endpoint that resolves to a loopback, private, link-local or otherwise
-  non-public address is refused at registration and again at every delivery (SSRF: DNS
-  can change between the two).
+  lists dead letters and replays one (`dead_letters`).
+- The endpoint's URL is checked again before every attempt (`webhook_endpoints.check_url`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
-import ipaddress
 import json
 import random
-import secrets
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -35,33 +28,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
-from app.payments import store
 from app.payments.config import STANDARD_SCHEDULE_S
 from app.payments.saga import Runtime
+from app.payments.webhook_endpoints import SECRET_PATH, UnsafeWebhookUrlError, check_url
 from app.platform.errors import ValidationError
 from app.platform.utc import rfc3339
 
+# The logger keeps its name from before the split so log queries and alerts still match.
 log = structlog.get_logger("moneypath.payments.webhooks_out")
 
-SECRET_PATH = "moneypath/webhook-endpoints/{endpoint_id}"  # noqa: S105 - a Vault path
-SECRET_BYTES = 32
 MAX_RETRY_AFTER_S = 3600.0
 MAX_DELIVERIES_PER_CYCLE = 50
 MAX_RESPONSE_BYTES_KEPT = 200
-KNOWN_EVENT_TYPES = frozenset(
-    {
-        "payment.authorized",
-        "payment.captured",
-        "payment.voided",
-        "payment.declined",
-        "payment.failed",
-        "payment.pending_review",
-        "payment.refunded",
-        "payout.paid",
-        "payout.failed",
-        "*",
-    }
-)
 
 DELIVERIES = Counter(
     "moneypath_webhook_deliveries_total",
@@ -72,120 +50,6 @@ DEAD_LETTERS = Counter(
     "moneypath_webhook_dead_letters_total",
     "Merchant webhook deliveries given up after the last attempt.",
 )
-
-
-class UnsafeWebhookUrlError(ValidationError):
-    title = "Webhook URL not allowed"
-
-
-def new_secret() -> str:
-    return "whsec_" + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
-
-
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return not (
-        ip.is_loopback
-        or ip.is_private
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
-
-
-async def check_url(url: str, *, allow_insecure: bool, production: bool) -> None:
-    """Refuse a URL we must not call. Run at registration and before every delivery."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"https", "http"} or not parts.hostname:
-        raise UnsafeWebhookUrlError("the URL must be an absolute http(s) URL")
-    if parts.username or parts.password:
-        raise UnsafeWebhookUrlError("the URL must not carry credentials")
-    if parts.scheme == "http" and not allow_insecure:
-        raise UnsafeWebhookUrlError("plain http is allowed only with allow_insecure_webhook_urls")
-    host = parts.hostname
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None and not allow_insecure and not _is_public(host):
-        raise UnsafeWebhookUrlError(
-            "loopback and private addresses need allow_insecure_webhook_urls"
-        )
-    if not production:
-        return
-    # Production: every address the name resolves to must be public, checked now.
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM), timeout=5
-        )
-    except (OSError, TimeoutError):
-        raise UnsafeWebhookUrlError(f"cannot resolve {host}") from None
-    addresses = {str(info[4][0]) for info in infos}
-    if not addresses or not all(_is_public(address) for address in addresses):
-        raise UnsafeWebhookUrlError(f"{host} resolves to a non-public address")
-
-
-# ---- registration -------------------------------------------------------------------------
-
-
-async def create_endpoint(
-    rt: Runtime,
-    session: AsyncSession,
-    *,
-    owner: str,
-    url: str,
-    event_types: list[str],
-    description: str | None,
-) -> dict[str, Any]:
-    await check_url(
-        url, allow_insecure=rt.config.allow_insecure_webhook_urls, production=rt.config.production
-    )
-    unknown = sorted(set(event_types) - KNOWN_EVENT_TYPES)
-    if unknown:
-        raise ValidationError(f"unknown event types: {', '.join(unknown)}")
-    if rt.vault is None:
-        raise ValidationError("webhook endpoints need the secret store")
-    endpoint_id = store.new_id("we")
-    secret = new_secret()
-    await asyncio.to_thread(
-        rt.vault.write_secret, SECRET_PATH.format(endpoint_id=endpoint_id), {"secret": secret}
-    )
-    row = (
-        await session.execute(
-            text(
-                "INSERT INTO payments.webhook_endpoints (id, owner, url, event_types, description)"
-                " VALUES (:id, :owner, :url, :types, :description) RETURNING created_at"
-            ),
-            {
-                "id": endpoint_id,
-                "owner": owner,
-                "url": url,
-                "types": sorted(set(event_types)),
-                "description": description,
-            },
-        )
-    ).one()
-    return {
-        "id": endpoint_id,
-        "url": url,
-        "event_types": sorted(set(event_types)),
-        "description": description,
-        "enabled": True,
-        "secret": secret,
-        "created_at": store.iso(row.created_at),
-    }
-
-
-async def endpoint_owner(session: AsyncSession, endpoint_id: str) -> str | None:
-    found = await session.execute(
-        text("SELECT owner FROM payments.webhook_endpoints WHERE id = :id"), {"id": endpoint_id}
-    )
-    return found.scalar_one_or_none()
-
-
-# ---- delivery -------------------------------------------------------------------------------
 
 
 def next_delay_s(attempts_made: int, scale: float, rng: random.Random | None = None) -> float:
@@ -380,33 +244,6 @@ async def _record(rt: Runtime, session: AsyncSession, *, item: Due, outcome: Out
             ),
             {"id": item.endpoint_id},
         )
-
-
-# ---- dead letters -------------------------------------------------------------------------
-
-
-async def dead_letters(session: AsyncSession, limit: int = 100) -> list[dict[str, Any]]:
-    rows = await session.execute(
-        text(
-            "SELECT id, endpoint_id, event_id, event_type, attempts, last_status_code, last_error,"
-            " updated_at FROM payments.deliveries WHERE status = 'dead' ORDER BY id LIMIT :limit"
-        ),
-        {"limit": limit},
-    )
-    return [{**dict(row._mapping), "updated_at": store.iso(row.updated_at)} for row in rows]
-
-
-async def replay(session: AsyncSession, delivery_id: int) -> bool:
-    """Send a dead letter again: a fresh set of attempts, same event id and body."""
-    done = await session.execute(
-        text(
-            "UPDATE payments.deliveries SET status = 'pending', attempts = 0,"
-            " next_attempt_at = now(), updated_at = now() WHERE id = :id AND status = 'dead'"
-            " RETURNING id"
-        ),
-        {"id": delivery_id},
-    )
-    return done.first() is not None
 
 
 def event_body(
