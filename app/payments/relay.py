@@ -3,8 +3,10 @@
 Each pass claims, under `FOR UPDATE SKIP LOCKED`, only the oldest unpublished event of
 each aggregate (`platform.outbox.claim_heads`), so one payment's events go out in commit
 order even with several relays running. In the same transaction it:
-- fans a `payment.*` / `payout.*` event out to the owner's subscribed webhook endpoints,
-  one delivery row each, whose body is the payload as snapshotted at commit;
+- fans a `payment.*` / `payout.*` event out to the owner's subscribed webhook endpoints
+  that existed when the event occurred, one delivery row each, whose body is the payload
+  as snapshotted at commit (an endpoint registered later never receives older events, even
+  when the relay was behind);
 - applies a risk review decision to the payment held for review (approve: back to
   `pending`, and the saga authorizes it after commit; reject: `declined`);
 - marks the events published.
@@ -50,13 +52,19 @@ async def _fan_out(session: AsyncSession, event: outbox.StoredEvent) -> int:
             """
             INSERT INTO payments.deliveries (endpoint_id, event_id, event_type, body)
             SELECT e.id, :event_id, :event_type, :body FROM payments.webhook_endpoints e
-            WHERE e.owner = :owner AND e.enabled
+            WHERE e.owner = :owner AND e.enabled AND e.created_at <= :occurred_at
               AND (:event_type = ANY(e.event_types) OR '*' = ANY(e.event_types))
             ON CONFLICT (endpoint_id, event_id) DO NOTHING
             RETURNING id
             """
         ),
-        {"event_id": event.event_id, "event_type": event.event_type, "body": body, "owner": owner},
+        {
+            "event_id": event.event_id,
+            "event_type": event.event_type,
+            "body": body,
+            "owner": owner,
+            "occurred_at": event.occurred_at,
+        },
     )
     return len(made.all())
 

@@ -121,3 +121,53 @@ def test_relay_fans_a_payment_event_out_to_subscribed_endpoints_of_its_owner_onl
     assert body["type"] == "payment.captured"
     assert body["data"] == {"payment_id": body["data"]["payment_id"], "n": 7}
     assert body["id"].startswith("evt_")
+
+
+def test_relay_behind_does_not_send_an_older_event_to_an_endpoint_registered_after_it(
+    stack: Stack,
+) -> None:
+    from app.payments import api as payments_api
+    from app.payments.relay import relay_once
+    from app.platform.settings import VaultLogin
+    from app.platform.vault import Vault
+    from app.providers import api as providers_api
+
+    async def scenario() -> tuple[str, list[str]]:
+        engine = create_engine(str(stack.database_url), pool_size=3)
+        sessions = session_factory(engine)
+        vault = Vault.login(stack.vault_addr, VaultLogin(token="moneypath-dev-root"))
+        providers = providers_api.ProviderClients(
+            providers_api.ProviderSettings.from_env(stack.app_env()),
+            providers_api.read_provider_secrets(vault),
+        )
+        runtime = payments_api.start_payments(sessions, providers, vault=vault)
+        owner = "cli_" + secrets.token_hex(6)
+        older, newer = "pay_" + secrets.token_hex(6), "pay_" + secrets.token_hex(6)
+        try:
+            async with sessions() as session, session.begin():
+                await session.execute(text("UPDATE platform.outbox SET published_at = now()"))
+                await outbox.emit(session, _Happened(older, owner, 1))
+            # The endpoint is registered while the relay has not yet published the event.
+            async with sessions() as session, session.begin():
+                await session.execute(
+                    text(
+                        "INSERT INTO payments.webhook_endpoints (id, owner, url, event_types)"
+                        " VALUES (:id, :owner, 'http://127.0.0.1:9/x', ARRAY['*'])"
+                    ),
+                    {"id": "we_late_" + owner, "owner": owner},
+                )
+            async with sessions() as session, session.begin():
+                await outbox.emit(session, _Happened(newer, owner, 2))
+            await relay_once(runtime)
+            async with sessions() as session:
+                rows = await session.execute(
+                    text("SELECT body FROM payments.deliveries WHERE endpoint_id = :id"),
+                    {"id": "we_late_" + owner},
+                )
+                return newer, [json.loads(row.body)["data"]["payment_id"] for row in rows]
+        finally:
+            await providers.aclose()
+            await engine.dispose()
+
+    newer, delivered = asyncio.run(scenario())
+    assert delivered == [newer]
