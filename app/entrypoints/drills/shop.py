@@ -1,10 +1,11 @@
-"""What the payment drills share: the simulator's control API, a merchant with a verified
-customer, and the checks that every payment was charged once and booked once."""
+"""What the payment drills share: the simulator's control API, a merchant with verified
+customers, and the checks that every payment was charged once and booked once."""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -58,13 +59,37 @@ class Simulator:
         self.http.close()
 
 
+# A new customer may make three payments an hour before the risk policy holds the next one
+# for review (`policies/risk.rego`, `new_customer.count`). Drill traffic is many shoppers,
+# not one customer's burst, so each customer pays at most this many times.
+PAYMENTS_PER_CUSTOMER = 3
+
+
 @dataclass
 class Shop:
-    """A merchant account and one verified customer paying into it."""
+    """A merchant account and the verified customers paying into it.
+
+    A payment retried with the same idempotency key is made by the same customer, so the
+    retry is the same request; a new key goes to the current customer until that customer
+    has made `PAYMENTS_PER_CUSTOMER` payments, then to a newly verified one."""
 
     client: SignedClient
-    customer_id: str
     account_id: str
+    _customer_by_key: dict[str, str] = field(default_factory=dict)
+    _current: str | None = None
+    _current_uses: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def customer_for(self, key: str) -> str:
+        with self._lock:
+            known = self._customer_by_key.get(key)
+            if known is not None:
+                return known
+            if self._current is None or self._current_uses >= PAYMENTS_PER_CUSTOMER:
+                self._current, self._current_uses = verified_customer(self.client), 0
+            self._current_uses += 1
+            self._customer_by_key[key] = self._current
+            return self._current
 
     def pay(
         self, amount_minor: int, *, key: str, provider: str = "auto", token: str = APPROVE_TOKEN
@@ -72,7 +97,7 @@ class Shop:
         body = {
             "amount_minor": amount_minor,
             "currency": CURRENCY,
-            "customer_id": self.customer_id,
+            "customer_id": self.customer_for(key),
             "payment_method": {"provider": provider, "token": token},
             "merchant_account_id": self.account_id,
             "capture": "automatic",
@@ -91,7 +116,7 @@ def new_key() -> str:
     return f"drill-{secrets.token_hex(8)}"
 
 
-def open_shop(client: SignedClient) -> Shop:
+def verified_customer(client: SignedClient) -> str:
     customer = client.post(
         "/v1/customers",
         json={"name": "Drill Buyer", "email": "drill@example.com", "country": "DE"},
@@ -105,7 +130,11 @@ def open_shop(client: SignedClient) -> Shop:
     )
     if verified.status_code != 200:
         raise RuntimeError(f"could not verify the customer: {verified.text}")
-    return Shop(client, customer_id, open_account(client, "credit"))
+    return customer_id
+
+
+def open_shop(client: SignedClient) -> Shop:
+    return Shop(client, open_account(client, "credit"))
 
 
 def unsettled(shop: Shop, payment_ids: set[str]) -> list[str]:
