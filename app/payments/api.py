@@ -158,6 +158,7 @@ class SettledMoney:
     settled_on: date
     ledger_transaction_id: str | None
     subject_id: str  # our payment, refund or payout id
+    settled_at: datetime | None = None  # when our side finished it (aware UTC)
 
 
 # Captures come from their saga steps (a payment may be captured in parts), refunds and
@@ -208,6 +209,24 @@ async def list_settled(
             settled_on=row.at.astimezone(UTC).date(),
             ledger_transaction_id=row.txn,
             subject_id=row.subject_id,
+            settled_at=row.at.astimezone(UTC),
         )
         for row in rows
     ]
+
+
+async def earliest_settled_by_day(
+    session: AsyncSession, provider: str, since: datetime, until: datetime
+) -> dict[date, datetime]:
+    """For each UTC day on which money settled at `provider` in [since, until) (at most
+    MAX_SETTLED_DAYS days), the earliest moment it did: list_settled, summarised."""
+    if not timedelta(0) < until - since <= timedelta(days=MAX_SETTLED_DAYS):
+        raise ValidationError(f"a settled listing spans 1 to {MAX_SETTLED_DAYS} days")
+    rows = await session.execute(
+        text(
+            "SELECT (at AT TIME ZONE 'UTC')::date AS day, min(at) AS first_at"  # noqa: S608
+            f" FROM ({_SETTLED_SQL.text}) AS settled GROUP BY 1"
+        ),
+        {"provider": provider, "since": since, "until": until},
+    )
+    return {row.day: row.first_at.astimezone(UTC) for row in rows}

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from app.platform.errors import ValidationError
@@ -98,6 +98,7 @@ class InternalRecord:
     currency: str
     occurred_on: date
     payment_id: str | None = None
+    occurred_at: datetime | None = None  # the moment, when known (aware UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +121,12 @@ class Classified:
 @dataclass(slots=True)
 class Report:
     results: list[Classified] = field(default_factory=list)
-    pending_references: list[str] = field(default_factory=list)
+    # Records no line named yet, younger than the date tolerance: a later file may list them.
+    pending: list[InternalRecord] = field(default_factory=list)
+
+    @property
+    def pending_references(self) -> list[str]:
+        return [record.reference for record in self.pending]
 
     def count(self, line_class: LineClass) -> int:
         return sum(1 for result in self.results if result.line_class == line_class)
@@ -193,7 +199,7 @@ def reconcile(
                     )
                 )
             else:
-                report.pending_references.append(record.reference)
+                report.pending.append(record)
     return report
 
 
