@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import httpx
 from sqlalchemy import text
@@ -142,9 +142,11 @@ async def replay_dead_letter(sessions: async_sessionmaker[AsyncSession], deliver
         return await dead_letters.replay(session, delivery_id)
 
 
-@dataclass(frozen=True, slots=True)
-class SettledMoney:
+class SettledMoney(NamedTuple):
     """Money we moved through a provider and booked: what its settlement file should list.
+
+    A named tuple, not a dataclass: a day at a busy provider lists a million of them,
+    and a tuple is built several times faster.
 
     `provider_reference` is the id the provider's file names it by: the charge id for
     captures and refunds (a refund line names the charge it refunds), the payout id for
@@ -200,19 +202,15 @@ async def list_settled(
         _SETTLED_SQL,
         {"provider": provider, "since": since, "until": since + timedelta(days=days)},
     )
-    return [
-        SettledMoney(
-            kind=row.kind,
-            provider_reference=row.reference,
-            amount_minor=int(row.amount_minor),
-            currency=row.currency,
-            settled_on=row.at.astimezone(UTC).date(),
-            ledger_transaction_id=row.txn,
-            subject_id=row.subject_id,
-            settled_at=row.at.astimezone(UTC),
+    settled: list[SettledMoney] = []
+    for kind, reference, amount, currency, at, txn, subject_id in rows.tuples():
+        moment = at.astimezone(UTC)
+        settled.append(
+            SettledMoney(
+                kind, reference, int(amount), currency, moment.date(), txn, subject_id, moment
+            )
         )
-        for row in rows
-    ]
+    return settled
 
 
 async def earliest_settled_by_day(

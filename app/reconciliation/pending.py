@@ -48,15 +48,16 @@ async def open_records(
             {"provider": provider, **_window(first_day, settlement_date)},
         )
         still_open = (reconciled_days, {(row.kind, row.reference) for row in waiting})
+    record = domain.InternalRecord
     return [
-        domain.InternalRecord(
-            reference=item.provider_reference,
-            kind=item.kind,
-            amount_minor=item.amount_minor,
-            currency=item.currency,
-            occurred_on=item.settled_on,
-            payment_id=item.subject_id,
-            occurred_at=item.settled_at,
+        record(
+            item.provider_reference,
+            item.kind,
+            item.amount_minor,
+            item.currency,
+            item.settled_on,
+            item.subject_id,
+            item.settled_at,
         )
         for item in settled
         if still_open is None
