@@ -203,7 +203,7 @@ async def list_settled(
         {"provider": provider, "since": since, "until": since + timedelta(days=days)},
     )
     settled: list[SettledMoney] = []
-    for kind, reference, amount, currency, at, txn, subject_id in rows.tuples():
+    for kind, reference, amount, currency, at, txn, subject_id in rows:
         moment = at.astimezone(UTC)
         settled.append(
             SettledMoney(
