@@ -36,11 +36,13 @@ MAX_RELAY_PASSES_PER_CYCLE = 10
 MAX_SETTLED_DAYS = 32
 
 __all__ = [
+    "SETTLED_TABLE",
     "PaymentsConfig",
     "PaymentsCycle",
     "RecoveryReport",
     "Runtime",
     "SettledMoney",
+    "earliest_settled_by_day",
     "endpoints",
     "list_dead_letters",
     "list_settled",
@@ -49,6 +51,7 @@ __all__ = [
     "recover",
     "replay_dead_letter",
     "run_worker_cycle",
+    "stage_settled",
     "start_payments",
     "webhook_http_client",
 ]
@@ -228,3 +231,29 @@ async def earliest_settled_by_day(
         {"provider": provider, "since": since, "until": until},
     )
     return {row.day: row.first_at.astimezone(UTC) for row in rows}
+
+
+SETTLED_TABLE = "settled_money"
+
+
+async def stage_settled(
+    session: AsyncSession, provider: str, first_day: date, last_day: date
+) -> None:
+    """What list_settled lists, left in the temporary table `settled_money` (kind,
+    reference, amount_minor, currency, at, subject_id), dropped at the end of the
+    transaction: for a caller that joins a million of them in SQL instead of loading them."""
+    days = (last_day - first_day).days + 1
+    if not 1 <= days <= MAX_SETTLED_DAYS:
+        raise ValidationError(f"a settled listing spans 1 to {MAX_SETTLED_DAYS} days")
+    since = datetime.combine(first_day, time.min, tzinfo=UTC)
+    await session.execute(text(f"DROP TABLE IF EXISTS pg_temp.{SETTLED_TABLE}"))
+    await session.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {SETTLED_TABLE} ON COMMIT DROP AS"  # noqa: S608 - fixed
+            " SELECT kind, reference, amount_minor::bigint AS amount_minor, currency, at,"
+            f" subject_id FROM ({_SETTLED_SQL.text}) AS settled"
+        ),
+        {"provider": provider, "since": since, "until": since + timedelta(days=days)},
+    )
+    # Temporary tables get no autovacuum: without statistics the planner guesses badly.
+    await session.execute(text(f"ANALYZE {SETTLED_TABLE}"))

@@ -139,7 +139,7 @@ class Report:
 
 
 # Settlement types that move money we record, and the internal kind each one settles.
-_SETTLES: dict[str, RecordKind] = {"capture": "capture", "refund": "refund", "payout": "payout"}
+SETTLES: dict[str, RecordKind] = {"capture": "capture", "refund": "refund", "payout": "payout"}
 
 
 def reconcile(
@@ -150,16 +150,50 @@ def reconcile(
     tolerances: Tolerances,
     keep_matched: bool = True,
 ) -> Report:
-    """Classify every line of one provider's file for one day against our records."""
+    """Classify every line of one provider's file for one day against our records, all
+    in memory. (A run streams the same two steps, `classify_group` per group and
+    `classify_unnamed` per record no line names, from the database instead.)"""
     report = Report(keep_matched=keep_matched)
     by_reference: dict[tuple[RecordKind, str], list[InternalRecord]] = defaultdict(list)
     for record in records:
         by_reference[(record.kind, record.reference)].append(record)
-
-    seen: set[tuple[object, ...]] = set()
-    groups: dict[tuple[str, tuple[str, ...]], list[ProviderLine]] = {}
+    groups: dict[tuple[str, tuple[str, ...]], list[ProviderLine]] = defaultdict(list)
     for line in lines:
-        identity = line[1:]  # ProviderLine.identity(), inlined: this loop runs per line
+        groups[(line.kind, line.references)].append(line)
+    named: set[tuple[RecordKind, str]] = set()
+    for (kind, references), group in groups.items():
+        keys = named_keys(kind, references)
+        named.update(keys)
+        known = [record for key in keys for record in by_reference.get(key, ())]
+        classify_group(report, group, known, tolerances)
+    for key, kept in by_reference.items():
+        if key not in named:
+            for record in kept:
+                classify_unnamed(report, record, settlement_date, tolerances)
+    return report
+
+
+def named_keys(kind: str, references: tuple[str, ...]) -> list[tuple[RecordKind, str]]:
+    """The records a group of lines settles: (record kind, reference) for each reference
+    of a settling kind; none for fees and adjustments."""
+    settles = SETTLES.get(kind)
+    return [] if settles is None else [(settles, reference) for reference in references]
+
+
+def classify_group(
+    report: Report,
+    group: Sequence[ProviderLine],
+    known: Sequence[InternalRecord],
+    tolerances: Tolerances,
+) -> None:
+    """One group: the lines of one kind naming the same references, in file order, and
+    the records those references name. A line identical to an earlier one is a
+    `duplicate` (identical lines always share kind and references, so always a group);
+    the others are classified together, when they settle money of ours."""
+    seen: set[tuple[object, ...]] = set()
+    unique: list[ProviderLine] = []
+    for line in group:
+        identity = line[1:]  # ProviderLine.identity(), inlined: this runs per line
         if identity in seen:
             report.add(
                 Classified(
@@ -174,54 +208,36 @@ def reconcile(
             )
             continue
         seen.add(identity)
-        if line.kind not in _SETTLES:
-            continue  # fees and adjustments on their own settle nothing of ours
-        group_key = (line.kind, line.references)
-        group = groups.get(group_key)
-        if group is None:
-            groups[group_key] = [line]
-        else:
-            group.append(line)
-    del seen
+        unique.append(line)
+    first = unique[0]
+    if first.kind in SETTLES:  # fees and adjustments on their own settle nothing of ours
+        report.add(_classify(unique, first.references, known, tolerances))
 
-    named: set[tuple[RecordKind, str]] = set()
-    no_records: list[InternalRecord] = []
-    for (kind, references), group in groups.items():
-        settles = _SETTLES[kind]
-        if len(references) == 1:
-            key_one = (settles, references[0])
-            known = by_reference.get(key_one, no_records)
-            named.add(key_one)
-        else:
-            keys = [(settles, reference) for reference in references]
-            known = [record for key in keys for record in by_reference.get(key, no_records)]
-            named.update(keys)
-        report.add(_classify(group, references, known, tolerances))
 
-    for key, kept in by_reference.items():
-        if key in named:
-            continue
-        for record in kept:
-            if (settlement_date - record.occurred_on).days >= tolerances.days:
-                report.add(
-                    Classified(
-                        "missing_at_provider",
-                        (),
-                        (record.reference,),
-                        None,
-                        record.amount_minor,
-                        (record.currency,),
-                    )
-                )
-            else:
-                report.pending.append(record)
-    return report
+def classify_unnamed(
+    report: Report, record: InternalRecord, settlement_date: date, tolerances: Tolerances
+) -> None:
+    """One of our records no line names: missing at the provider once it is at least the
+    date tolerance old, else pending (a later file may list it)."""
+    if (settlement_date - record.occurred_on).days >= tolerances.days:
+        report.add(
+            Classified(
+                "missing_at_provider",
+                (),
+                (record.reference,),
+                None,
+                record.amount_minor,
+                (record.currency,),
+            )
+        )
+    else:
+        report.pending.append(record)
 
 
 def _classify(
-    group: list[ProviderLine],
+    group: Sequence[ProviderLine],
     references: tuple[str, ...],
-    known: list[InternalRecord],
+    known: Sequence[InternalRecord],
     tolerances: Tolerances,
 ) -> Classified:
     if len(group) == 1 and len(known) == 1:

@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.platform import audit
 from app.platform.errors import ConflictError, NotFoundError, ValidationError
 from app.providers import api as providers_api
-from app.reconciliation import domain, pending
+from app.reconciliation import domain, pending, staging
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
-MAX_LINES = 2_000_000
+MAX_LINES = staging.MAX_LINES
 MAX_REASON_LENGTH = 500
 RUN_EVENT = "recon.run"
 # The controls a run is evidence for, in the catalogue's `FRAMEWORK:CONTROL` form.
@@ -171,31 +171,6 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _lines(provider: str, data: bytes) -> list[domain.ProviderLine]:
-    if len(data) > MAX_FILE_BYTES:
-        raise ValidationError(f"a settlement file is at most {MAX_FILE_BYTES} bytes")
-    lines: list[domain.ProviderLine] = []
-    line_of = domain.ProviderLine
-    # A file that does not parse raises SettlementFileError (422 invalid_settlement_file).
-    for line in providers_api.parse_settlement_file(provider, data):
-        if len(lines) >= MAX_LINES:
-            raise ValidationError(f"a settlement file has at most {MAX_LINES} lines")
-        if line.gross_minor < 0 or line.fee_minor < 0:
-            raise ValidationError(f"settlement line {line.line_number} has a negative amount")
-        lines.append(
-            line_of(
-                line.line_number,
-                line.record_type,
-                line.provider_references,
-                line.operation_reference,
-                line.gross_minor,
-                line.fee_minor,
-                line.currency,
-            )
-        )
-    return lines
-
-
 async def reconcile(
     session: AsyncSession,
     provider: str,
@@ -216,15 +191,16 @@ async def reconcile(
     if existing is not None:
         return existing, False
     started_at = datetime.now(UTC)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValidationError(f"a settlement file is at most {MAX_FILE_BYTES} bytes")
+    report = domain.Report(keep_matched=False)  # matched groups are counted, not kept
     with _no_cycle_collection():
-        lines = _lines(provider, data)
-        records = await pending.open_records(session, provider, settlement_date, tolerances.days)
-        report = domain.reconcile(
-            lines, records, settlement_date=settlement_date, tolerances=tolerances,
-            keep_matched=False,
-        )  # fmt: skip
-        line_count = len(lines)
-        del lines, records  # the report keeps what is stored; free the rest before writing
+        line_count = await staging.stage_lines(session, provider, data)
+        await staging.stage_records(session, provider, settlement_date, tolerances.days)
+        async for group, known in staging.groups(session):
+            domain.classify_group(report, group, known, tolerances)
+        async for record in staging.unnamed(session):
+            domain.classify_unnamed(report, record, settlement_date, tolerances)
     digest = hashlib.sha256(data).hexdigest()
     run_id = "rrn_" + secrets.token_hex(12)
     counts = {

@@ -275,3 +275,30 @@ def test_lag_is_the_oldest_unreconciled_transaction_and_pending_ones_count_when_
     gauge = REGISTRY.get_sample_value("moneypath_reconciliation_lag_seconds", {"provider": "acme"})
     assert gauge is not None
     assert gauge < (datetime.now(UTC) - _at(day_b, 9)).total_seconds()
+
+
+def test_odd_references_reach_the_exceptions_unchanged_when_the_file_is_staged_through_copy(
+    stack: Stack,
+) -> None:
+    # Quotes, commas, braces, backslashes and a tab: COPY's and text[]'s special characters.
+    odd = 'ch_"q",{b}\\s\tt'
+    day = _today() - timedelta(days=70)
+    (known,) = _unique_charges(1)
+    _seed(stack, "acme", [(known, 900, _at(day, 7))])
+    row = f'{day.isoformat()},2,CAPTURE,"{odd.replace(chr(34), chr(34) * 2)}",op_x,500,0,500,USD\n'
+    data = _file(day, [(known, 900)]) + row.encode()
+
+    async def scenario(
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> tuple[runs.Run, list[runs.ReconException]]:
+        async with sessions() as session, session.begin():
+            run, _ = await runs.reconcile(
+                session, "acme", day, data, source="uploaded", started_by="test",
+                tolerances=domain.Tolerances(amount_minor=0, days=0),
+            )  # fmt: skip
+            return run, await runs.exceptions_of(session, run.id)
+
+    run, found = _run(stack, scenario)
+    assert (run.lines, run.matched, run.unmatched_internal) == (2, 1, 1)
+    assert [item.provider_references for item in found] == [(odd,)]
+    assert [item.line_numbers for item in found] == [(3,)]
