@@ -33,6 +33,9 @@ from app.reconciliation import domain
 
 CHUNK_LINES = 20_000
 STREAM_ROWS = 10_000
+# A run's sorts and joins over a million rows outlast the connections' 15 s statement
+# timeout meant for requests; a run's own statements get this bound instead.
+STATEMENT_TIMEOUT_MS = 300_000
 MAX_LINES = 2_000_000
 _SETTLED = payments_api.SETTLED_TABLE
 _NULL = "\\N"  # COPY's text format for SQL NULL
@@ -49,6 +52,7 @@ async def stage_lines(session: AsyncSession, provider: str, data: bytes) -> int:
     """Parse `data` through the provider's adapter into `recon_lines`; returns the number
     of lines. Raises SettlementFileError or ValidationError (nothing is kept then: the
     caller's transaction rolls back)."""
+    await session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
     await session.execute(text("DROP TABLE IF EXISTS pg_temp.recon_lines"))
     await session.execute(
         text(
@@ -60,21 +64,27 @@ async def stage_lines(session: AsyncSession, provider: str, data: bytes) -> int:
     driver = await _driver(session)
     count = 0
     chunk: list[str] = []
+    # A COPY per chunk: one COPY over the whole parse would be one statement as long as
+    # the parse, and the connection's statement timeout would cancel it.
     copy_sql = f"COPY recon_lines ({', '.join(_LINE_COLUMNS)}) FROM STDIN"
-    async with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:
-        # A file that does not parse raises SettlementFileError (422 invalid_settlement_file).
-        for line in providers_api.parse_settlement_file(provider, data):
-            count += 1
-            if count > MAX_LINES:
-                raise ValidationError(f"a settlement file has at most {MAX_LINES} lines")
-            if line.gross_minor < 0 or line.fee_minor < 0:
-                raise ValidationError(f"settlement line {line.line_number} has a negative amount")
-            chunk.append(_copy_row(line))
-            if len(chunk) >= CHUNK_LINES:
-                await copy.write("".join(chunk).encode())
-                chunk.clear()
-        if chunk:
+
+    async def flush() -> None:
+        async with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:
             await copy.write("".join(chunk).encode())
+        chunk.clear()
+
+    # A file that does not parse raises SettlementFileError (422 invalid_settlement_file).
+    for line in providers_api.parse_settlement_file(provider, data):
+        count += 1
+        if count > MAX_LINES:
+            raise ValidationError(f"a settlement file has at most {MAX_LINES} lines")
+        if line.gross_minor < 0 or line.fee_minor < 0:
+            raise ValidationError(f"settlement line {line.line_number} has a negative amount")
+        chunk.append(_copy_row(line))
+        if len(chunk) >= CHUNK_LINES:
+            await flush()
+    if chunk:
+        await flush()
     await session.execute(text("ANALYZE recon_lines"))
     return count
 
