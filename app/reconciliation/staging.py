@@ -184,7 +184,7 @@ async def _fetch(session: AsyncSession, name: str, sql: str) -> AsyncIterator[li
     # A cursor is planned for its first 10 % of rows by default (nested loops over the
     # unindexed temporary tables); this one is read to the end.
     await session.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
-    async with driver.cursor(name=name) as cursor:
+    async with driver.cursor(name=name, binary=True) as cursor:
         await cursor.execute(sql)
         while page := await cursor.fetchmany(STREAM_ROWS):
             yield page
