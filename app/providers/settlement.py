@@ -77,11 +77,13 @@ def parse(provider: ProviderName, data: bytes) -> Iterator[SettlementLine]:
         expected = ACME_HEADER if provider == "acme" else GLOBEX_HEADER
         if header != expected:
             raise SettlementFileError(f"{provider} settlement header must be {','.join(expected)}")
+        normalise = _Normaliser(provider)
+        line = normalise.acme if provider == "acme" else normalise.globex
         for number, row in enumerate(rows, start=2):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             try:
-                yield _acme(row, number) if provider == "acme" else _globex(row, number)
+                yield line(row, number)
             except (ValueError, KeyError) as error:
                 raise SettlementFileError(f"{provider} settlement line {number}: {error}") from None
     except (UnicodeDecodeError, csv.Error) as error:
@@ -91,9 +93,9 @@ def parse(provider: ProviderName, data: bytes) -> Iterator[SettlementLine]:
 def _fields(row: list[str], count: int) -> list[str]:
     if len(row) != count:
         raise ValueError(f"{len(row)} fields, expected {count}")
-    if any(len(value) > MAX_FIELD_CHARS for value in row):
+    if max(map(len, row)) > MAX_FIELD_CHARS:
         raise ValueError("a field is too long")
-    return [value.strip() for value in row]
+    return list(map(str.strip, row))
 
 
 def _integer(text: str, what: str) -> int:
@@ -109,64 +111,89 @@ def _references(text: str, separator: str | None) -> tuple[str, ...]:
     return references
 
 
-def _line(
-    provider: ProviderName,
-    settlement_date: str,
-    number: int,
-    record_type: SettlementRecordType,
-    references: tuple[str, ...],
-    operation: str,
-    gross: int,
-    fee: int,
-    net: int,
-    currency: str,
-) -> SettlementLine:
-    exponent_of(currency)  # raises for a malformed code
-    if net != gross - fee:
-        raise ValueError(f"net {net} is not gross {gross} minus fee {fee}")
-    if record_type != "fee" and not references:
-        raise ValueError("no provider reference")
-    return SettlementLine(
-        provider=provider,
-        settlement_date=date.fromisoformat(settlement_date),
-        line_number=number,
-        record_type=record_type,
-        provider_references=references,
-        operation_reference=operation or None,
-        gross_minor=gross,
-        fee_minor=fee,
-        net_minor=net,
-        currency=currency,
-    )
+class _Normaliser:
+    """One file's lines into SettlementLine. Files run to a million lines, so the checks
+    that repeat the same answer line after line (a day's date, a currency's code) are
+    remembered per file, in bounded caches, and the tuple is built positionally."""
 
+    _CACHE_ENTRIES = 64
 
-def _acme(row: list[str], number: int) -> SettlementLine:
-    day, _line_no, kind, charges, operation, amount, fee, net, currency = _fields(row, 9)
-    return _line(
-        "acme",
-        day,
-        number,
-        ACME_TYPES[kind],
-        _references(charges, "|"),
-        operation,
-        _integer(amount, "amount"),
-        _integer(fee, "fee"),
-        _integer(net, "net"),
-        currency,
-    )
+    def __init__(self, provider: ProviderName) -> None:
+        self.provider = provider
+        self._days: dict[str, date] = {}
+        self._currencies: set[str] = set()
 
+    def _day(self, text: str) -> date:
+        day = self._days.get(text)
+        if day is None:
+            day = date.fromisoformat(text)
+            if len(self._days) < self._CACHE_ENTRIES:
+                self._days[text] = day
+        return day
 
-def _globex(row: list[str], number: int) -> SettlementLine:
-    day, kind, payments, reference, currency, gross, commission, net = _fields(row, 8)
-    return _line(
-        "globex",
-        day,
-        number,
-        GLOBEX_TYPES[kind],
-        _references(payments, None),
-        reference,
-        decimal_to_minor(gross, currency),
-        decimal_to_minor(commission, currency),
-        decimal_to_minor(net, currency),
-        currency,
-    )
+    def _currency(self, currency: str) -> None:
+        if currency not in self._currencies:
+            exponent_of(currency)  # raises for a malformed code
+            if len(self._currencies) < self._CACHE_ENTRIES:
+                self._currencies.add(currency)
+
+    def _line(
+        self,
+        settlement_date: str,
+        number: int,
+        record_type: SettlementRecordType,
+        references: tuple[str, ...],
+        operation: str,
+        gross: int,
+        fee: int,
+        net: int,
+        currency: str,
+    ) -> SettlementLine:
+        self._currency(currency)
+        if net != gross - fee:
+            raise ValueError(f"net {net} is not gross {gross} minus fee {fee}")
+        if record_type != "fee" and not references:
+            raise ValueError("no provider reference")
+        return SettlementLine(
+            self.provider,
+            self._day(settlement_date),
+            number,
+            record_type,
+            references,
+            operation or None,
+            gross,
+            fee,
+            net,
+            currency,
+        )
+
+    def acme(self, row: list[str], number: int) -> SettlementLine:
+        day, _line_no, kind, charges, operation, amount, fee, net, currency = _fields(row, 9)
+        # One charge per line is the norm: no split, no generator.
+        single = "|" not in charges and charges
+        references = (charges,) if single else _references(charges, "|")
+        return self._line(
+            day,
+            number,
+            ACME_TYPES[kind],
+            references,
+            operation,
+            _integer(amount, "amount"),
+            _integer(fee, "fee"),
+            _integer(net, "net"),
+            currency,
+        )
+
+    def globex(self, row: list[str], number: int) -> SettlementLine:
+        day, kind, payments, reference, currency, gross, commission, net = _fields(row, 8)
+        return self._line(
+            day,
+            number,
+            GLOBEX_TYPES[kind],
+            _references(payments, None),
+            reference,
+            decimal_to_minor(gross, currency),
+            decimal_to_minor(commission, currency),
+            decimal_to_minor(net, currency),
+            currency,
+        )

@@ -108,6 +108,24 @@ def _array(references: tuple[str, ...]) -> str:
 def _copy_row(line: providers_api.SettlementLine) -> str:
     """One line as a row of COPY's text format (writing rows one by one through the
     driver's adapters costs several times more per line)."""
+    references = line.provider_references
+    operation = line.operation_reference
+    # Nearly every line holds no character COPY or an array literal would escape: one
+    # scan over its text decides, and such a line is written as is.
+    plain = "".join((line.record_type, line.currency, operation or "", *references))
+    if not references or "\\" in plain or '"' in plain or "\t" in plain or "\n" in plain:
+        return _escaped_row(line)
+    if "\r" in plain:
+        return _escaped_row(line)
+    array = '{"' + '","'.join(references) + '"}'
+    return (
+        f"{line.line_number}\t{line.record_type}\t{array}"
+        f"\t{_NULL if operation is None else operation}"
+        f"\t{line.gross_minor}\t{line.fee_minor}\t{line.currency}\n"
+    )
+
+
+def _escaped_row(line: providers_api.SettlementLine) -> str:
     operation = _NULL if line.operation_reference is None else line.operation_reference
     return (
         f"{line.line_number}\t{_copy_field(line.record_type)}"
