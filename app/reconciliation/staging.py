@@ -180,17 +180,33 @@ async def stage_records(
     await session.execute(text("ANALYZE recon_named"))
 
 
-# Lines, then the records their group names, ordered by group: one row each (arrays of
-# records would be parsed far more slowly by the driver than plain rows).
+# Every line, ordered by group, carrying its group's record when the group names exactly
+# one (the usual case: one row per line, not a row per line and another per record); the
+# records of a group naming several follow its lines as rows of their own. Which records a
+# group pairs with, and what they mean for it, stays domain.classify_group's.
 _GROUPS_SQL = f"""
+WITH pairs AS MATERIALIZED (
+  SELECT n.kind, n.refs, s.reference, s.kind AS record_kind, s.amount_minor, s.currency,
+         s.at, s.subject_id
+    FROM recon_named n
+    JOIN {_SETTLED} s ON s.kind = n.record_kind AND s.reference = n.reference
+), single AS (
+  SELECT kind, refs, count(*) AS records,
+         CASE WHEN count(*) = 1 THEN min(reference) END AS reference,
+         CASE WHEN count(*) = 1 THEN min(record_kind) END AS record_kind,
+         CASE WHEN count(*) = 1 THEN min(amount_minor) END AS amount_minor,
+         CASE WHEN count(*) = 1 THEN min(currency) END AS currency,
+         CASE WHEN count(*) = 1 THEN min(at) END AS at,
+         CASE WHEN count(*) = 1 THEN min(subject_id) END AS subject_id
+    FROM pairs GROUP BY kind, refs
+)
 SELECT l.kind, l.refs, 0 AS part, l.line_number, l.op, l.gross, l.fee, l.currency,
-       NULL::text AS reference, NULL::text AS record_kind, NULL::timestamptz AS at,
-       NULL::text AS subject_id
-  FROM recon_lines l
+       r.records, r.reference, r.record_kind, r.amount_minor, r.currency, r.at, r.subject_id
+  FROM recon_lines l LEFT JOIN single r ON r.kind = l.kind AND r.refs = l.refs
 UNION ALL
-SELECT n.kind, n.refs, 1, NULL, NULL, NULL, s.amount_minor, s.currency, s.reference, s.kind,
-       s.at, s.subject_id
-  FROM recon_named n JOIN {_SETTLED} s ON s.kind = n.record_kind AND s.reference = n.reference
+SELECT p.kind, p.refs, 1, NULL, NULL, NULL, NULL, NULL, r.records, p.reference,
+       p.record_kind, p.amount_minor, p.currency, p.at, p.subject_id
+  FROM pairs p JOIN single r ON r.kind = p.kind AND r.refs = p.refs AND r.records > 1
  ORDER BY 1, 2, 3, 4
 """  # noqa: S608 - fixed table names
 
@@ -219,19 +235,22 @@ async def groups(
     record = domain.InternalRecord
     async for page in _fetch(session, "recon_groups", _GROUPS_SQL):
         for row in page:
-            kind, refs, part, number, operation, gross, amount, currency = row[:8]
+            kind, refs, part, number, operation, gross, fee, currency, records = row[:9]
             if key is None or kind != key[0] or refs != key[1]:
                 if lines:
                     yield lines, known
                 key, lines, known = (kind, refs), [], []
             if part == 0:
-                lines.append(line(number, kind, tuple(refs), operation, gross, amount, currency))
-            else:
-                reference, record_kind, at, subject = row[8:]
-                moment = at.astimezone(UTC)
-                known.append(
-                    record(reference, record_kind, amount, currency, moment.date(), subject, moment)
+                lines.append(line(number, kind, tuple(refs), operation, gross, fee, currency))
+                if records != 1 or len(lines) > 1:
+                    continue  # no record, several (rows of their own), or already taken
+            reference, record_kind, amount, record_currency, at, subject = row[9:]
+            moment = at.astimezone(UTC)
+            known.append(
+                record(
+                    reference, record_kind, amount, record_currency, moment.date(), subject, moment
                 )
+            )
     if lines:
         yield lines, known
 
