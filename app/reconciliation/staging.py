@@ -182,8 +182,9 @@ async def stage_records(
 
 # Every line, ordered by group, carrying its group's record when the group names exactly
 # one (the usual case: one row per line, not a row per line and another per record); the
-# records of a group naming several follow its lines as rows of their own. Which records a
-# group pairs with, and what they mean for it, stays domain.classify_group's.
+# records of a group naming several come as rows of their own (no line number). A group's
+# single reference travels as plain text: the driver loads a text[] several times slower.
+# Which records a group pairs with, and what they mean for it, stays domain.classify_group's.
 _GROUPS_SQL = f"""
 WITH pairs AS MATERIALIZED (
   SELECT n.kind, n.refs, s.reference, s.kind AS record_kind, s.amount_minor, s.currency,
@@ -200,12 +201,15 @@ WITH pairs AS MATERIALIZED (
          CASE WHEN count(*) = 1 THEN min(subject_id) END AS subject_id
     FROM pairs GROUP BY kind, refs
 )
-SELECT l.kind, l.refs, 0 AS part, l.line_number, l.op, l.gross, l.fee, l.currency,
-       r.records, r.reference, r.record_kind, r.amount_minor, r.currency, r.at, r.subject_id
+SELECT l.kind, CASE WHEN cardinality(l.refs) = 1 THEN l.refs[1] END,
+       CASE WHEN cardinality(l.refs) <> 1 THEN l.refs END, l.line_number, l.op, l.gross,
+       l.fee, l.currency, r.reference, r.record_kind, r.amount_minor, r.currency, r.at,
+       r.subject_id
   FROM recon_lines l LEFT JOIN single r ON r.kind = l.kind AND r.refs = l.refs
 UNION ALL
-SELECT p.kind, p.refs, 1, NULL, NULL, NULL, NULL, NULL, r.records, p.reference,
-       p.record_kind, p.amount_minor, p.currency, p.at, p.subject_id
+SELECT p.kind, CASE WHEN cardinality(p.refs) = 1 THEN p.refs[1] END,
+       CASE WHEN cardinality(p.refs) <> 1 THEN p.refs END, NULL, NULL, NULL, NULL, NULL,
+       p.reference, p.record_kind, p.amount_minor, p.currency, p.at, p.subject_id
   FROM pairs p JOIN single r ON r.kind = p.kind AND r.refs = p.refs AND r.records > 1
  ORDER BY 1, 2, 3, 4
 """  # noqa: S608 - fixed table names
@@ -228,23 +232,24 @@ async def groups(
     session: AsyncSession,
 ) -> AsyncIterator[tuple[list[domain.ProviderLine], list[domain.InternalRecord]]]:
     """Each group of lines (file order) with the records its references name."""
-    key: tuple[str, list[str]] | None = None
+    key: tuple[str, str | None, list[str] | None] | None = None
     lines: list[domain.ProviderLine] = []
     known: list[domain.InternalRecord] = []
     line = domain.ProviderLine
     record = domain.InternalRecord
     async for page in _fetch(session, "recon_groups", _GROUPS_SQL):
         for row in page:
-            kind, refs, part, number, operation, gross, fee, currency, records = row[:9]
-            if key is None or kind != key[0] or refs != key[1]:
+            kind, single, refs, number, operation, gross, fee, currency, reference = row[:9]
+            if key is None or kind != key[0] or single != key[1] or refs != key[2]:
                 if lines:
                     yield lines, known
-                key, lines, known = (kind, refs), [], []
-            if part == 0:
-                lines.append(line(number, kind, tuple(refs), operation, gross, fee, currency))
-                if records != 1 or len(lines) > 1:
-                    continue  # no record, several (rows of their own), or already taken
-            reference, record_kind, amount, record_currency, at, subject = row[9:]
+                key, lines, known = (kind, single, refs), [], []
+                references = (single,) if refs is None else tuple(refs)
+            if number is not None:
+                lines.append(line(number, kind, references, operation, gross, fee, currency))
+                if reference is None or len(lines) > 1:
+                    continue  # no single record, or the group's first line carried it
+            record_kind, amount, record_currency, at, subject = row[9:]
             moment = at.astimezone(UTC)
             known.append(
                 record(
