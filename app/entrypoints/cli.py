@@ -26,6 +26,7 @@ def _ports_from_env() -> Ports:
         api=int(os.environ.get("API_PORT", defaults.api)),
         evidence=int(os.environ.get("EVIDENCE_PORT", defaults.evidence)),
         sim=int(os.environ.get("SIM_PORT", defaults.sim)),
+        worker_metrics=int(os.environ.get("WORKER_METRICS_PORT", defaults.worker_metrics)),
     )
 
 
@@ -51,7 +52,7 @@ def up(args: argparse.Namespace) -> int:
         print(
             f"moneypath is up: api {stack.api_url}  evidence {stack.evidence_url}  "
             f"opa {stack.opa_url}  vault {stack.vault_addr}  provider-sim {stack.sim_url}  "
-            f"logs {stack.log_dir}",
+            f"worker-metrics {stack.worker_metrics_url}  logs {stack.log_dir}",
             flush=True,
         )
         while not stopping:

@@ -32,10 +32,12 @@ class Ports:
     api: int = 8000
     evidence: int = 8081
     sim: int = 8090
+    # The worker's own /metrics (app/entrypoints/worker_metrics.py).
+    worker_metrics: int = 9101
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(6)))
+        return cls(*(free_port() for _ in range(7)))
 
 
 @dataclass
@@ -82,6 +84,10 @@ class Stack:
     @property
     def sim_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.sim}"
+
+    @property
+    def worker_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.worker_metrics}/metrics"
 
     def app_env(self) -> dict[str, str]:
         """The environment the API and evidence processes get: addresses and the dev token."""
@@ -198,9 +204,15 @@ class Stack:
             self.group, port=self.ports.evidence, env=self.app_env(), timeout_s=timeout_s
         )
 
-    def start_worker(self) -> None:
-        """The maintenance loop (hold expiry, partitions, idempotency-key cleanup)."""
-        apps.start_worker(self.group, env=self.app_env())
+    def start_worker(self, timeout_s: float = 60) -> None:
+        """The maintenance loop (hold expiry, partitions, idempotency-key cleanup, payments'
+        background steps), serving its /metrics on `ports.worker_metrics`."""
+        apps.start_worker(
+            self.group,
+            env=self.app_env(),
+            metrics_port=self.ports.worker_metrics,
+            timeout_s=timeout_s,
+        )
 
     # ---- the whole stack -----------------------------------------------------------
     def start_services(self) -> None:

@@ -58,6 +58,15 @@ def url_setting(env: Mapping[str, str], name: str, default: str) -> str:
     return value.rstrip("/")
 
 
+def ip_setting(env: Mapping[str, str], name: str, default: str) -> str:
+    """An IP address literal to bind to (a listener's address, never a host name)."""
+    value = env.get(name) or default
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not an IP address") from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -115,6 +124,9 @@ class Settings:
     log_level: str
     # A JSON cost model (app/platform/cost_model.py); None uses the placeholder defaults.
     cost_model_file: Path | None = None
+    # Where `moneypath worker` serves its own /metrics (0: not at all).
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 0
 
     @property
     def is_dev(self) -> bool:
@@ -191,4 +203,11 @@ class Settings:
             cost_model_file=Path(source["COST_MODEL_FILE"])
             if source.get("COST_MODEL_FILE")
             else None,
+            worker_metrics_host=ip_setting(source, "WORKER_METRICS_HOST", "127.0.0.1"),
+            # Served by default in production, so the worker's figures (dead letters,
+            # provider calls) cannot silently go unwatched; a dev or test worker serves
+            # them only when told a port, so parallel workers never fight over one.
+            worker_metrics_port=integer_setting(
+                source, "WORKER_METRICS_PORT", 9101 if environment == "production" else 0, 0, 65535
+            ),
         )
