@@ -139,7 +139,7 @@ async def list_dead_letters(sessions: async_sessionmaker[AsyncSession]) -> list[
 
 
 async def sample_dead_letters(sessions: async_sessionmaker[AsyncSession]) -> int:
-    """Set `moneypath_webhook_dead_letters` from the database (at scrape time)."""
+    """Set `moneypath_webhook_dead_letters_waiting` from the database (at scrape time)."""
     return await dead_letters.sample(sessions)
 
 

@@ -15,7 +15,7 @@ from app.payments import store
 # this gauge is the state in the database (dead and not replayed), the same from any
 # process that samples it, so it survives restarts and needs no particular scrape target.
 WAITING = Gauge(
-    "moneypath_webhook_dead_letters",
+    "moneypath_webhook_dead_letters_waiting",
     "Merchant webhook deliveries dead-lettered and not replayed yet (sampled from the database).",
 )
 
