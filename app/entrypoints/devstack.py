@@ -163,6 +163,26 @@ class Stack:
             watch=self.watch_policies,
             timeout_s=timeout_s,
         )
+        # A restarted OPA (the opa-down drill) forgot the registrations made through its
+        # data API; the anchor writer's is made again here (none before the bootstrap).
+        if "openbao" in self.processes:
+            self.trust_anchor_writer()
+
+    def trust_anchor_writer(self) -> None:
+        """Trust the worker's anchor client for `ledger.checkpoint` and nothing else.
+
+        Through OPA's data API, as CI registers its pipeline's client: production lists
+        the client id under `ledger.checkpoint` in policies/trust/evidence_submitters.json.
+        """
+        from app.entrypoints import anchors
+        from app.platform.settings import VaultLogin
+        from app.platform.vault import Vault
+        from evidence import trust
+
+        vault = Vault.login(self.vault_addr, VaultLogin(token=DEV_ROOT_TOKEN))
+        credentials = anchors.credentials_from_vault(vault)
+        if credentials is not None:
+            trust.register_submitter(self.opa_url, credentials.client_id, [anchors.CHECKPOINT_TYPE])
 
     def start_simulator(self, timeout_s: float = 30) -> None:
         """The provider simulator, sending its webhooks to the API's address; its state file
@@ -188,6 +208,7 @@ class Stack:
             database_url=self.started_database_url(),
             evidence_database_url=self.database_url_for(EVIDENCE_DATABASE_NAME),
         )
+        self.trust_anchor_writer()
 
     def start_api(self, timeout_s: float = 60) -> None:
         apps.start_api(
