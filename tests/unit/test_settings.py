@@ -142,7 +142,7 @@ def test_production_accepts_plain_http_on_loopback_when_explicitly_allowed() -> 
     assert settings.vault_addr == "http://127.0.0.1:8200"
     assert settings.public_base_url == "http://[::1]:80"
     # The allowance is for loopback only: the network stays https.
-    with pytest.raises(SettingsError, match="VAULT_ADDR=.*https"):
+    with pytest.raises(SettingsError, match=r"VAULT_ADDR=.*https"):
         Settings.from_env({**allowed, "VAULT_ADDR": "http://vault.internal:8200"})
 
 
@@ -152,7 +152,7 @@ def test_evidence_refuses_a_loopback_http_issuer_in_production_when_not_explicit
     from evidence.config import EvidenceSettings
 
     issuer = {"API_ISSUER_URL": "http://127.0.0.1:8000"}
-    with pytest.raises(SettingsError, match="API_ISSUER_URL=.*ALLOW_PLAIN_HTTP_LOOPBACK"):
+    with pytest.raises(SettingsError, match=r"API_ISSUER_URL=.*ALLOW_PLAIN_HTTP_LOOPBACK"):
         EvidenceSettings.from_env({**APPROLE, **issuer})
     allowed = EvidenceSettings.from_env({**APPROLE, **issuer, "ALLOW_PLAIN_HTTP_LOOPBACK": "1"})
     assert allowed.jwks_url == "http://127.0.0.1:8000/.well-known/jwks.json"
