@@ -87,6 +87,17 @@ def test_anchor_client_writes_ledger_checkpoint_when_trusted_for_it(
     assert record_id.startswith("evd_")
 
 
+def test_anchoring_an_unchanged_head_returns_its_first_record_when_the_ledger_is_idle(
+    live_stack: Stack, anchor: ClientCredentials
+) -> None:
+    # Same head, later timestamps: the evidence service answers 422 idempotency_key_reused,
+    # which is not a failure but the head's existing anchor (before: an error every cadence).
+    first = asyncio.run(_anchor_live_head(live_stack, anchor))
+    again = asyncio.run(_anchor_live_head(live_stack, anchor))
+    assert first is not None
+    assert again == first
+
+
 def test_other_client_cannot_write_ledger_checkpoint_when_it_holds_evidence_write(
     live_stack: Stack,
     client_factory: ClientFactory,
@@ -130,3 +141,19 @@ def test_anchor_client_is_trusted_for_ledger_checkpoint_only_when_policy_is_aske
     )
     assert response.status_code == 200
     assert response.json()["result"] == [True, False, False, False]
+
+
+def test_anchor_client_stays_trusted_when_opa_is_restarted(
+    live_stack: Stack, anchor: ClientCredentials
+) -> None:
+    # OPA keeps data-API registrations in memory; the dev stack makes the anchor's again
+    # when it starts OPA (the opa-down drill restarts it under a running worker).
+    live_stack.stop("opa")
+    live_stack.start_opa()
+    registered = httpx.get(
+        f"{live_stack.opa_url}/v1/data/trust/registered_evidence_submitters/{anchor.client_id}",
+        timeout=5,
+    )
+    assert registered.json()["result"] == [anchors.CHECKPOINT_TYPE]
+    record_id = asyncio.run(_anchor_live_head(live_stack, anchor))
+    assert record_id is not None
