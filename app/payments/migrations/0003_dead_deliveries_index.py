@@ -4,14 +4,14 @@
 CLI lists them; without this both read the whole deliveries table, which grows with every
 event and endpoint. Dead letters are few, so the index stays small.
 
-Revision ID: payments_0002
-Revises: payments_0001
+Revision ID: payments_0003
+Revises: payments_0002
 """
 
 from alembic import op
 
-revision = "payments_0002"
-down_revision = "payments_0001"
+revision = "payments_0003"
+down_revision = "payments_0002"
 branch_labels = None
 depends_on = None
 
