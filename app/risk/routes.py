@@ -109,34 +109,19 @@ def review_json(review: Review) -> dict[str, Any]:
     }
 
 
-def _after(call: Call) -> tuple[datetime, str] | None:
-    cursor = web.decode_cursor(call.query)
-    if cursor is None:
-        return None
-    at, review_id = cursor.get("at"), cursor.get("id")
-    if not isinstance(at, str) or not isinstance(review_id, str) or len(review_id) > 64:
-        raise ValidationError("cursor is not one we issued")
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        raise ValidationError("cursor is not one we issued") from None
-    if moment.tzinfo is None:
-        raise ValidationError("cursor is not one we issued")
-    return moment, review_id
-
-
 async def list_reviews(call: Call, session: AsyncSession) -> Result:
     status = call.query.get("status")
     if status is not None and status not in domain.REVIEW_STATUSES:
         raise ValidationError(f"status must be one of {', '.join(domain.REVIEW_STATUSES)}")
     page = await reviews.list_page(
-        session, status=status, limit=web.page_limit(call.query), after=_after(call)
+        session,
+        status=status,
+        limit=web.page_limit(call.query),
+        after=web.decode_time_cursor(call.query),
     )
     next_cursor = None
     if page.next_after is not None:
-        # Microsecond ISO time: the keyset position must round-trip exactly.
-        at, review_id = page.next_after
-        next_cursor = web.encode_cursor({"at": at.isoformat(), "id": review_id})
+        next_cursor = web.encode_time_cursor(*page.next_after)
     return Result(200, {"data": [review_json(r) for r in page.reviews], "next_cursor": next_cursor})
 
 

@@ -36,7 +36,9 @@ from app.platform.web.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     decode_cursor,
+    decode_time_cursor,
     encode_cursor,
+    encode_time_cursor,
     page_limit,
 )
 from app.platform.web.responses import json_response, problem_response
@@ -61,8 +63,10 @@ __all__ = [
     "SignatureVerifier",
     "client_ip",
     "decode_cursor",
+    "decode_time_cursor",
     "domain_error_handler",
     "encode_cursor",
+    "encode_time_cursor",
     "endpoint_route",
     "endpoint_routes",
     "http_exception_handler",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from app.platform.errors import ValidationError
@@ -12,6 +13,7 @@ from app.platform.errors import ValidationError
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 MAX_CURSOR_LENGTH = 512
+MAX_CURSOR_ID_LENGTH = 64
 
 
 def page_limit(query: Mapping[str, str]) -> int:
@@ -42,3 +44,32 @@ def decode_cursor(query: Mapping[str, str]) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise ValidationError("cursor is not one we issued")
     return value
+
+
+def encode_time_cursor(at: datetime, item_id: str) -> str:
+    """The cursor of a list kept in (created time, id) order.
+
+    Microsecond ISO time, so the keyset position round-trips exactly.
+    """
+    return encode_cursor({"at": at.isoformat(), "id": item_id})
+
+
+def decode_time_cursor(query: Mapping[str, str]) -> tuple[datetime, str] | None:
+    """The (aware time, id) position a cursor from `encode_time_cursor` names, or None."""
+    cursor = decode_cursor(query)
+    if cursor is None:
+        return None
+    at, item_id = cursor.get("at"), cursor.get("id")
+    if (
+        not isinstance(at, str)
+        or not isinstance(item_id, str)
+        or len(item_id) > MAX_CURSOR_ID_LENGTH
+    ):
+        raise ValidationError("cursor is not one we issued")
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        raise ValidationError("cursor is not one we issued") from None
+    if moment.tzinfo is None:
+        raise ValidationError("cursor is not one we issued")
+    return moment, item_id
