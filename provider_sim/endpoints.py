@@ -119,15 +119,7 @@ class Endpoints:
         )  # fmt: skip
 
     async def capture(self, request: Request) -> Response:
-        amount, currency = self._wire.amount(await json_body(request))
-        charge_id, key = request.path_params["charge"], self._key(request)
-        return await run(
-            self._sim, self._wire.dialect, operation="capture", key=key,
-            process=lambda: self._sim.engine.capture(
-                self._provider, key or "", charge_id=charge_id, amount_minor=amount,
-                currency=currency,
-            ),
-        )  # fmt: skip
+        return await self._move_money(request, "capture", self._sim.engine.capture)
 
     async def void(self, request: Request) -> Response:
         charge_id, key = request.path_params["charge"], self._key(request)
@@ -137,11 +129,17 @@ class Endpoints:
         )  # fmt: skip
 
     async def refund(self, request: Request) -> Response:
+        return await self._move_money(request, "refund", self._sim.engine.refund)
+
+    async def _move_money(
+        self, request: Request, operation: str, act: Callable[..., Operation]
+    ) -> Response:
+        """A capture or refund: an amount against the path's charge."""
         amount, currency = self._wire.amount(await json_body(request))
         charge_id, key = request.path_params["charge"], self._key(request)
         return await run(
-            self._sim, self._wire.dialect, operation="refund", key=key,
-            process=lambda: self._sim.engine.refund(
+            self._sim, self._wire.dialect, operation=operation, key=key,
+            process=lambda: act(
                 self._provider, key or "", charge_id=charge_id, amount_minor=amount,
                 currency=currency,
             ),
