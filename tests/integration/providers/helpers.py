@@ -88,13 +88,7 @@ async def capture(
     *,
     idempotency_key: str | None = None,
 ) -> ProviderResult:
-    return await providers.capture(
-        provider,
-        provider_reference=reference,
-        amount_minor=amount_minor,
-        currency="EUR",
-        idempotency_key=idempotency_key or key(),
-    )
+    return await _on_charge(providers.capture, provider, reference, amount_minor, idempotency_key)
 
 
 async def refund(
@@ -105,7 +99,17 @@ async def refund(
     *,
     idempotency_key: str | None = None,
 ) -> ProviderResult:
-    return await providers.refund(
+    return await _on_charge(providers.refund, provider, reference, amount_minor, idempotency_key)
+
+
+async def _on_charge(
+    operation: Callable[..., Awaitable[ProviderResult]],
+    provider: str,
+    reference: str,
+    amount_minor: int,
+    idempotency_key: str | None,
+) -> ProviderResult:
+    return await operation(
         provider,
         provider_reference=reference,
         amount_minor=amount_minor,
