@@ -94,3 +94,17 @@ class PayoutPaid(_PayoutEvent):
 @dataclass(frozen=True, slots=True)
 class PayoutFailed(_PayoutEvent):
     EVENT_TYPE: ClassVar[str] = "payout.failed"
+
+
+# Every event above reaches merchants: a webhook endpoint subscribes to these types (or "*").
+MERCHANT_EVENTS: tuple[type[Event], ...] = (
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentVoided,
+    PaymentDeclined,
+    PaymentFailed,
+    PaymentHeldForReview,
+    PaymentRefunded,
+    PayoutPaid,
+    PayoutFailed,
+)

@@ -39,3 +39,8 @@ def test_event_payload_is_its_fields_only_when_written_to_the_outbox(cls: type[E
     assert not hasattr(event, "__dict__")  # slotted all the way down, base included
     with pytest.raises(dataclasses.FrozenInstanceError):
         setattr(event, dataclasses.fields(event)[0].name, "changed")
+
+
+def test_merchant_event_list_holds_every_payment_event_when_endpoints_subscribe() -> None:
+    payment_classes = [cls for cls in EVENTS if cls.__module__ == payment_events.__name__]
+    assert set(payment_events.MERCHANT_EVENTS) == set(payment_classes)
