@@ -99,7 +99,7 @@ async def _claim_due(rt: Runtime, limit: int) -> list[Due]:
                 FROM payments.deliveries d JOIN payments.webhook_endpoints e
                   ON e.id = d.endpoint_id
                 WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-                ORDER BY d.next_attempt_at LIMIT :limit
+                ORDER BY d.next_attempt_at, d.id LIMIT :limit
                 FOR UPDATE OF d SKIP LOCKED
                 """
             ),
@@ -187,11 +187,25 @@ async def _attempt(rt: Runtime, http: httpx.AsyncClient, item: Due) -> Outcome:
 async def deliver_due(
     rt: Runtime, http: httpx.AsyncClient, *, limit: int = MAX_DELIVERIES_PER_CYCLE
 ) -> int:
-    """Send every due delivery once (concurrently, bounded by `limit`); returns how many."""
+    """Send every due delivery once; returns how many (at most `limit`).
+
+    Endpoints are served concurrently, but one endpoint's deliveries go one after another
+    in the order their events were relayed, so a receiver that is keeping up sees a
+    payment's events in order. That is best effort, not a promise: a failed attempt is
+    retried later while newer events go ahead, so receivers order by the event's
+    `created_at` and the payment's own state (docs/money-path.md)."""
     due = await _claim_due(rt, limit)
-    outcomes = await asyncio.gather(*(_attempt(rt, http, item) for item in due))
-    for item, outcome in zip(due, outcomes, strict=True):
-        await rt.tx(functools.partial(_record, rt, item=item, outcome=outcome))
+    by_endpoint: dict[str, list[Due]] = {}
+    for item in due:
+        by_endpoint.setdefault(item.endpoint_id, []).append(item)
+
+    async def send_in_order(items: list[Due]) -> list[Outcome]:
+        return [await _attempt(rt, http, item) for item in items]
+
+    sent = await asyncio.gather(*(send_in_order(items) for items in by_endpoint.values()))
+    for items, outcomes in zip(by_endpoint.values(), sent, strict=True):
+        for item, outcome in zip(items, outcomes, strict=True):
+            await rt.tx(functools.partial(_record, rt, item=item, outcome=outcome))
     return len(due)
 
 

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from app.entrypoints.devstack import Stack
+from app.platform.db import PING_AFTER_IDLE_S
 from tests.integration.ledger.helpers import open_account, transfer
 
 WRITE = ["ledger:write", "ledger:read"]
@@ -30,7 +31,11 @@ def _log_statements(database_url: str, value: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as connection:
         connection.execute(f"ALTER SYSTEM SET log_statement = '{value}'")
         connection.execute("SELECT pg_reload_conf()")
-    time.sleep(0.5)  # every backend picks the reload up at its next command
+    # An idle backend applies a reload only after the next command it reads, so the API's
+    # pooled connections would run one more statement unlogged. Waiting past the pool's
+    # idle threshold makes the pool ping each one first (db.py), and the ping (filtered
+    # out below) is that command.
+    time.sleep(PING_AFTER_IDLE_S + 0.5)
 
 
 def _statements_of(stack: Stack, action: Any) -> list[str]:
