@@ -112,14 +112,7 @@ RUN_SCHEMA: dict[str, Any] = {
         "created_at": {"type": "string", "format": "date-time"},
     },
 }
-EXCEPTION_PAGE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["data", "next_cursor"],
-    "properties": {
-        "data": {"type": "array", "items": EXCEPTION_SCHEMA},
-        "next_cursor": {"type": ["string", "null"]},
-    },
-}
+EXCEPTION_PAGE_SCHEMA = web.page_schema(EXCEPTION_SCHEMA)
 _LIST_PARAMETERS: tuple[dict[str, Any], ...] = (
     {
         "name": "status",
@@ -128,13 +121,7 @@ _LIST_PARAMETERS: tuple[dict[str, Any], ...] = (
         "description": "Only exceptions in this status (all when left out).",
         "schema": {"type": "string", "enum": list(EXCEPTION_STATUSES)},
     },
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "integer", "minimum": 1, "maximum": web.MAX_PAGE_SIZE},
-    },
-    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+    *web.PAGE_PARAMETERS,
 )
 
 

@@ -61,14 +61,7 @@ REVIEW_SCHEMA: dict[str, Any] = {
         "created_at": {"type": "string", "format": "date-time"},
     },
 }
-REVIEW_PAGE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["data", "next_cursor"],
-    "properties": {
-        "data": {"type": "array", "items": REVIEW_SCHEMA},
-        "next_cursor": {"type": ["string", "null"]},
-    },
-}
+REVIEW_PAGE_SCHEMA = web.page_schema(REVIEW_SCHEMA)
 _LIST_PARAMETERS: tuple[dict[str, Any], ...] = (
     {
         "name": "status",
@@ -77,13 +70,7 @@ _LIST_PARAMETERS: tuple[dict[str, Any], ...] = (
         "description": "Only reviews in this status (all statuses when left out).",
         "schema": {"type": "string", "enum": list(domain.REVIEW_STATUSES)},
     },
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "integer", "minimum": 1, "maximum": web.MAX_PAGE_SIZE},
-    },
-    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+    *web.PAGE_PARAMETERS,
 )
 
 

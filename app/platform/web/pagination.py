@@ -16,6 +16,30 @@ MAX_CURSOR_LENGTH = 512
 MAX_CURSOR_ID_LENGTH = 64
 
 
+# The query parameters every list takes (API.md "Lists"), for its OpenAPI operation.
+PAGE_PARAMETERS: tuple[dict[str, Any], ...] = (
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+    },
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+)
+
+
+def page_schema(item_schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The response schema of one list page: its items and the next page's cursor."""
+    return {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {"type": "array", "items": item_schema},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    }
+
+
 def page_limit(query: Mapping[str, str]) -> int:
     raw = query.get("limit")
     if raw is None:
