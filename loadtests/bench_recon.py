@@ -8,7 +8,8 @@ It writes acme's settlement CSV for the day with every line matching, except 0.1
 planted amount difference, and then measures, in the same run:
 
 1. ours: `runs.reconcile` as the API and the worker run it (parse through the provider's
-   adapter, `payments_api.list_settled`, the pure matching rules, the run and exception
+   adapter in chunks COPYed to a temporary table, the day's settled records staged by
+   payments, the pairing streamed back to the pure matching rules, the run and exception
    rows, the audit record), in one transaction;
 2. the baseline: COPY the same file into a temporary table and one SQL join against the
    same payments and steps, counting matched lines and amount mismatches.

@@ -35,6 +35,9 @@ from app.platform.vault import Vault
 log = structlog.get_logger("moneypath.anchors")
 
 ANCHOR_CLIENT_SECRET = "moneypath/ledger-anchor-client"  # noqa: S105 - a Vault path
+# Reconciliation writes its `recon.run` records as a client of its own (evidence:write
+# only), so the trust policy can name it as the one writer of that type.
+RECON_CLIENT_SECRET = "moneypath/recon-evidence-client"  # noqa: S105 - a Vault path
 CHECKPOINT_TYPE = "ledger.checkpoint"
 # PCI DSS 10.3.4: audit records are protected by change detection; SOC 2 CC7.2: the
 # system is monitored for anomalies that could compromise its objectives.
@@ -58,14 +61,17 @@ class Anchored:
     record_id: str
 
 
-def credentials_from_vault(vault: Vault) -> ClientCredentials | None:
-    """The anchor client's credentials, or None when the bootstrap registered none."""
-    secret = vault.read_secret(ANCHOR_CLIENT_SECRET)
+def credentials_from_vault(
+    vault: Vault, path: str = ANCHOR_CLIENT_SECRET
+) -> ClientCredentials | None:
+    """An evidence client's credentials (the anchor client's by default), or None when
+    the bootstrap registered none."""
+    secret = vault.read_secret(path)
     if secret is None:
         return None
     key = serialization.load_pem_private_key(str(secret["private_key_pem"]).encode(), None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise AnchorError(f"kv/{ANCHOR_CLIENT_SECRET} holds no Ed25519 key")
+        raise AnchorError(f"kv/{path} holds no Ed25519 key")
     return ClientCredentials(
         client_id=str(secret["client_id"]),
         client_secret=str(secret["client_secret"]),
@@ -97,6 +103,29 @@ def evidence_client(
     return EvidenceClient(credentials, evidence_url=evidence_url, issuer_url=issuer_url)
 
 
+def recon_evidence_client(
+    vault: Vault, *, evidence_url: str, issuer_url: str
+) -> EvidenceClient | None:
+    """Reconciliation's client of the evidence service; None when none is registered
+    (runs then owe their records until a process with the client writes them)."""
+    credentials = credentials_from_vault(vault, RECON_CLIENT_SECRET)
+    if credentials is None:
+        log.warning("recon_evidence_disabled", reason=f"no kv/{RECON_CLIENT_SECRET}")
+        return None
+    return evidence_client(credentials, evidence_url=evidence_url, issuer_url=issuer_url)
+
+
+def register_recon_client(vault: Vault, database_url: str) -> None:
+    """Dev stack and tests: reconciliation's evidence client (evidence:write only)."""
+    register_client(
+        vault,
+        database_url,
+        path=RECON_CLIENT_SECRET,
+        name="reconciliation-evidence",
+        scopes=("evidence:write",),
+    )
+
+
 class EvidenceAnchors:
     """What `GET /v1/ledger/verify` asks for the latest anchored head (ledger.verify_routes'
     AnchorSource), over the API's own client of the evidence service."""
@@ -113,14 +142,22 @@ class EvidenceAnchors:
         return None if found is None else (found.head, found.record_id)
 
 
-def register_client(vault: Vault, database_url: str) -> None:
-    """Dev stack and tests: register the worker's evidence client (evidence:write, and
-    evidence:read for verify) and keep its credentials in Vault, once.
+def register_client(
+    vault: Vault,
+    database_url: str,
+    *,
+    path: str = ANCHOR_CLIENT_SECRET,
+    name: str = "ledger-anchor",
+    scopes: tuple[str, ...] = ("evidence:write", "evidence:read"),
+) -> None:
+    """Dev stack and tests: register an evidence client of the apps (by default the
+    worker's anchor client: evidence:write, and evidence:read for verify) and keep its
+    credentials in Vault at `path`, once.
 
     In production an operator does the same with `moneypath clients create` and writes
     the secret; the apps only ever read it.
     """
-    if vault.read_secret(ANCHOR_CLIENT_SECRET) is not None:
+    if vault.read_secret(path) is not None:
         return
     private_key = Ed25519PrivateKey.generate()
     public_pem = (
@@ -134,17 +171,14 @@ def register_client(vault: Vault, database_url: str) -> None:
         try:
             async with session_factory(engine)() as session, session.begin():
                 return await identity_api.create_client(
-                    session,
-                    name="ledger-anchor",
-                    scopes=["evidence:write", "evidence:read"],
-                    public_key_pem=public_pem,
+                    session, name=name, scopes=list(scopes), public_key_pem=public_pem
                 )
         finally:
             await engine.dispose()
 
     created = asyncio.run(create())
     vault.write_secret(
-        ANCHOR_CLIENT_SECRET,
+        path,
         {
             "client_id": created.client.id,
             "client_secret": created.client_secret,

@@ -41,6 +41,9 @@ class ApiServices(Services):
     # verify's reader of the chain head anchored in the evidence log (ledger.verify_routes'
     # AnchorSource); None when no anchor client is registered.
     ledger_anchors: anchors.EvidenceAnchors | None = None
+    # Reconciliation's evidence client: on-demand runs write their `recon.run` record
+    # at once (None: the worker writes it).
+    recon_evidence: anchors.EvidenceClient | None = None
 
 
 def all_endpoints() -> list[Endpoint]:
@@ -100,6 +103,9 @@ def create_app(
         vault, sessions, settings.public_base_url, lookup_sessions=autocommit_sessions
     )
     evidence = _evidence_client(settings, vault)
+    recon_evidence = anchors.recon_evidence_client(
+        vault, evidence_url=settings.evidence_url, issuer_url=settings.public_base_url
+    )
     services = ApiServices(
         sessions=sessions,
         autocommit_sessions=autocommit_sessions,
@@ -122,12 +128,15 @@ def create_app(
             sessions, providers, vault=vault, opa=opa, risk_timeout_ms=settings.risk_timeout_ms
         ),
         ledger_anchors=anchors.EvidenceAnchors(evidence) if evidence is not None else None,
+        recon_evidence=recon_evidence,
     )
 
     async def stop() -> None:
         await providers.aclose()
         if evidence is not None:
             await evidence.aclose()
+        if recon_evidence is not None:
+            await recon_evidence.aclose()
 
     return build_service_app(
         title="moneypath API",

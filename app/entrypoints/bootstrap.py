@@ -146,3 +146,5 @@ def bootstrap_dev(
     # registered as the owner, like every other first-start write; the worker itself only
     # reads its credentials from Vault and keeps its least-privilege role.
     anchors.register_client(vault, api_owner)
+    # Reconciliation's own evidence client, the one writer of `recon.run` records.
+    anchors.register_recon_client(vault, api_owner)

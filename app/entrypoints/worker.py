@@ -72,9 +72,12 @@ def start_payments_worker(
 
 
 async def run_cycle(
-    sessions: async_sessionmaker[AsyncSession], payments: PaymentsWorker | None = None
+    sessions: async_sessionmaker[AsyncSession],
+    payments: PaymentsWorker | None = None,
+    recon_evidence: AsyncSignedClient | None = None,
 ) -> CycleReport:
-    """One bounded pass of every maintenance step (and the payments steps, when given)."""
+    """One bounded pass of every maintenance step (and the payments steps, when given).
+    `recon_evidence` writes the runs' `recon.run` records (and those still owed)."""
     expired = await ledger_api.expire_holds(sessions)
     async with sessions() as session, session.begin():
         created = await ledger_api.ensure_posting_partitions(session, MONTHS_AHEAD)
@@ -104,7 +107,9 @@ async def run_cycle(
     recon = None
     if payments is not None:
         # Yesterday's settlement files: at most one fetch per provider, once per day.
-        recon = await reconciliation_api.run_scheduled(sessions, payments.runtime.providers)
+        recon = await reconciliation_api.run_scheduled(
+            sessions, payments.runtime.providers, evidence=recon_evidence
+        )
     report = CycleReport(expired, created, deleted, payments_cycle, pruned, recon)
     log.info(
         "worker_cycle",
@@ -140,6 +145,12 @@ def _evidence(settings: Settings, vault: Vault) -> AsyncSignedClient | None:
     )
 
 
+def _recon_evidence(settings: Settings, vault: Vault) -> AsyncSignedClient | None:
+    return anchors.recon_evidence_client(
+        vault, evidence_url=settings.evidence_url, issuer_url=settings.public_base_url
+    )
+
+
 def _sessions(settings: Settings) -> tuple[Vault, async_sessionmaker[AsyncSession]]:
     vault = Vault.login(settings.vault_addr, settings.vault_login)
     try:
@@ -153,14 +164,17 @@ async def run_once(settings: Settings) -> CycleReport:
     vault, sessions = _sessions(settings)
     payments = start_payments_worker(vault, sessions)
     evidence = _evidence(settings, vault)
+    recon_evidence = _recon_evidence(settings, vault)
     try:
-        report = await run_cycle(sessions, payments)
+        report = await run_cycle(sessions, payments, recon_evidence)
         if evidence is not None:
             await anchor_chain_head(sessions, evidence)
         return report
     finally:
         if evidence is not None:
             await evidence.aclose()
+        if recon_evidence is not None:
+            await recon_evidence.aclose()
         await payments.aclose()
         bind = sessions.kw.get("bind")
         if bind is not None:
@@ -172,6 +186,7 @@ async def run_forever(settings: Settings, *, interval_s: float, max_cycles: int 
     vault, sessions = _sessions(settings)
     payments = start_payments_worker(vault, sessions)
     evidence = _evidence(settings, vault)
+    recon_evidence = _recon_evidence(settings, vault)
     next_anchor_at = 0.0
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -181,7 +196,7 @@ async def run_forever(settings: Settings, *, interval_s: float, max_cycles: int 
     try:
         while not stopping.is_set() and (max_cycles is None or cycles < max_cycles):
             try:
-                await run_cycle(sessions, payments)
+                await run_cycle(sessions, payments, recon_evidence)
                 if evidence is not None and loop.time() >= next_anchor_at:
                     next_anchor_at = loop.time() + settings.ledger_checkpoint_interval_s
                     await anchor_chain_head(sessions, evidence)
@@ -193,6 +208,8 @@ async def run_forever(settings: Settings, *, interval_s: float, max_cycles: int 
     finally:
         if evidence is not None:
             await evidence.aclose()
+        if recon_evidence is not None:
+            await recon_evidence.aclose()
         await payments.aclose()
         bind = sessions.kw.get("bind")
         if bind is not None:

@@ -258,6 +258,7 @@ async def start_payout(
     payout_id = store.new_id("po")
 
     async def start(session: AsyncSession) -> None:
+        ledger_api.currency_exponent(currency)  # an unknown code is named as such
         account = await ledger_api.get_account(session, account_id)
         if account.currency != currency or account.normal_balance != "credit":
             raise ledger_api.CurrencyMismatchError(

@@ -166,6 +166,7 @@ def endpoints() -> list[Endpoint]:
             response_schema=PAYMENT_SCHEMA,
             idempotent=True,
             errors=(
+                ledger_api.UnknownCurrencyError,
                 service.KycRequiredError,
                 service.CurrencyMismatchError,
                 service.UnknownCustomerError,
@@ -252,6 +253,7 @@ def endpoints() -> list[Endpoint]:
             idempotent=True,
             errors=(
                 ledger_api.InsufficientFundsError,
+                ledger_api.UnknownCurrencyError,
                 ledger_api.CurrencyMismatchError,
                 ledger_api.AccountNotFoundError,
                 NoProviderAvailableError,

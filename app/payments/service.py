@@ -42,7 +42,11 @@ class CurrencyMismatchError(DomainError):
 
 
 async def check_payment_request(session: AsyncSession, owner: str, body: dict[str, Any]) -> None:
-    """The refusals that write nothing: unknown customer, KYC, merchant account."""
+    """The refusals that write nothing: unknown currency, unknown customer, KYC, merchant
+    account."""
+    # The ledger's ISO 4217 table is the one home of "which currencies carry money";
+    # checked first so an unknown code is named as such, not as an account mismatch.
+    ledger_api.currency_exponent(body["currency"])
     try:
         kyc = await identity_api.customer_kyc_state(session, body["customer_id"])
     except identity_api.CustomerNotFoundError:

@@ -61,13 +61,18 @@ OUTBOX_OLDEST_AGE_SECONDS = Gauge(
 )
 RECONCILIATION_LAG_SECONDS = Gauge(
     "moneypath_reconciliation_lag_seconds",
-    "Time since the last completed reconciliation run, by provider.",
+    "Age of the oldest settled provider transaction no reconciliation run has covered yet,"
+    " by provider.",
     ["provider"],
 )
 RECONCILIATION_OPEN_DISCREPANCIES = Gauge(
     "moneypath_reconciliation_open_discrepancies",
     "Reconciliation exceptions still open, by provider.",
     ["provider"],
+)
+RECONCILIATION_EVIDENCE_OWED = Gauge(
+    "moneypath_reconciliation_evidence_owed",
+    "Reconciliation runs whose recon.run evidence record is not written yet.",
 )
 COST_MICROS = Counter(
     "moneypath_cost_micros_total",
@@ -147,3 +152,7 @@ def set_outbox(depth: int, oldest_age_s: float) -> None:
 def set_reconciliation(provider: str, lag_s: float, open_discrepancies: int) -> None:
     RECONCILIATION_LAG_SECONDS.labels(provider=provider).set(lag_s)
     RECONCILIATION_OPEN_DISCREPANCIES.labels(provider=provider).set(open_discrepancies)
+
+
+def set_reconciliation_evidence_owed(runs: int) -> None:
+    RECONCILIATION_EVIDENCE_OWED.set(runs)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 from app.platform.errors import DependencyUnavailableError, DomainError, ValidationError
 
@@ -107,9 +107,9 @@ class ProviderEvent:
 SettlementRecordType = Literal["capture", "refund", "payout", "fee", "adjustment"]
 
 
-@dataclass(frozen=True, slots=True)
-class SettlementLine:
-    """One line of a provider's daily settlement file, normalised.
+class SettlementLine(NamedTuple):
+    """One line of a provider's daily settlement file, normalised. (A named tuple: files
+    run to a million lines, and a tuple is built several times faster than a dataclass.)
 
     `provider_references` normally holds one charge or payout id; a line that nets fees
     against a batch lists every reference it covers (many-to-one). `gross_minor` is what

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform import audit, web
 from app.platform.errors import InvariantViolation, ValidationError
+from app.platform.signed_client import AsyncSignedClient
 from app.platform.utc import rfc3339_or_none
 from app.platform.web import Call, Endpoint, Result, client_ip
 from app.providers import api as providers_api
@@ -99,12 +100,15 @@ RUN_SCHEMA: dict[str, Any] = {
         "exceptions",
         "started_by",
         "created_at",
+        "evidence_id",
     ],
     "properties": {
         "id": {"type": "string"},
         "provider": {"type": "string"},
         "settlement_date": {"type": "string", "format": "date"},
         "source": {"type": "string", "enum": ["fetched", "uploaded"]},
+        # The run's `recon.run` record in the evidence log; null until it is written.
+        "evidence_id": {"type": ["string", "null"]},
         "file_sha256": {"type": "string"},
         **{name: {"type": "integer"} for name in _COUNTS},
         "exceptions": {"type": "array", "items": EXCEPTION_SCHEMA},
@@ -157,6 +161,7 @@ def run_json(run: Run, exceptions: list[ReconException]) -> dict[str, Any]:
         "exceptions": [exception_json(item) for item in exceptions],
         "started_by": run.started_by,
         "created_at": rfc3339_or_none(run.created_at),
+        "evidence_id": run.evidence_id,
     }
 
 
@@ -166,6 +171,12 @@ def _providers(call: Call) -> providers_api.ProviderClients:
     if not isinstance(found, providers_api.ProviderClients):
         raise InvariantViolation("provider_clients", "the composition root has no providers")
     return found
+
+
+def _evidence(call: Call) -> AsyncSignedClient | None:
+    # ApiServices' `recon_evidence`; None: the worker writes the run's record later.
+    found = getattr(call.services, "recon_evidence", None)
+    return found if isinstance(found, AsyncSignedClient) else None
 
 
 async def create_run(call: Call, session: AsyncSession) -> Result:
@@ -182,6 +193,7 @@ async def create_run(call: Call, session: AsyncSession) -> Result:
         day,
         started_by=call.caller.client_id,
         request_id=call.request_id,
+        evidence=_evidence(call),
     )
     exceptions = await runs.exceptions_of(session, run.id)
     return Result(201, run_json(run, exceptions), resource_id=run.id)

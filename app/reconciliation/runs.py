@@ -1,9 +1,10 @@
 """Reconciliation runs: a provider's settlement file for one day against our records.
 
 A run takes the file's bytes (fetched from the provider, or uploaded), parses them through
-the provider's adapter, matches them against what payments booked (`domain.reconcile`),
-and stores its counts and one exception per discrepancy, all in one transaction with its
-audit record. One run per provider and day: asking again returns the run already made.
+the provider's adapter, matches them against what payments booked (`staging` pairs them
+in SQL, `domain` classifies each group), and stores its counts and one exception per
+discrepancy, all in one transaction with its audit record. One run per provider and day:
+asking again returns the run already made.
 """
 
 from __future__ import annotations
@@ -18,18 +19,20 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.payments import api as payments_api
 from app.platform import audit
 from app.platform.errors import ConflictError, NotFoundError, ValidationError
 from app.providers import api as providers_api
-from app.reconciliation import domain
+from app.reconciliation import domain, pending, staging
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
-MAX_LINES = 2_000_000
+MAX_LINES = staging.MAX_LINES
 MAX_REASON_LENGTH = 500
-# The controls a run is evidence for (the DESIGN's control catalogue).
-CONTROL_REFS = ("FIN-RECON-01", "SOC2-CC7.2")
 RUN_EVENT = "recon.run"
+# The controls a run is evidence for, in the catalogue's `FRAMEWORK:CONTROL` form.
+# SOC 2 PI1.3: processing is complete and accurate (our books agree with the provider's);
+# CC7.2: anomalies are detected (every discrepancy becomes an exception to work);
+# CC4.1: the controls are evaluated continually (a run every day, per provider).
+CONTROL_REFS = ("SOC2:PI1.3", "SOC2:CC7.2", "SOC2:CC4.1")
 
 
 class RunNotFoundError(NotFoundError):
@@ -72,6 +75,11 @@ class Run:
     pending: int
     started_by: str
     created_at: datetime
+    tolerance_minor: int
+    tolerance_days: int
+    started_at: datetime
+    finished_at: datetime
+    evidence_id: str | None  # the `recon.run` evidence record; None while still owed
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +105,8 @@ class ReconException:
 _RUN_COLUMNS = """
     id, provider, settlement_date, source, file_sha256, lines, matched, unmatched_internal,
     unmatched_provider, amount_mismatches, currency_mismatches, duplicates, pending,
-    started_by, created_at
+    started_by, created_at, tolerance_minor, tolerance_days, started_at, finished_at,
+    evidence_id
 """
 _EXCEPTION_COLUMNS = """
     id, run_id, provider, settlement_date, line_class, line_numbers, provider_references,
@@ -145,28 +154,6 @@ async def get(session: AsyncSession, run_id: str) -> Run:
     return _run(row)
 
 
-def _lines(provider: str, data: bytes) -> list[domain.ProviderLine]:
-    if len(data) > MAX_FILE_BYTES:
-        raise ValidationError(f"a settlement file is at most {MAX_FILE_BYTES} bytes")
-    lines: list[domain.ProviderLine] = []
-    # A file that does not parse raises SettlementFileError (422 invalid_settlement_file).
-    for line in providers_api.parse_settlement_file(provider, data):
-        if len(lines) >= MAX_LINES:
-            raise ValidationError(f"a settlement file has at most {MAX_LINES} lines")
-        lines.append(
-            domain.ProviderLine(
-                line_number=line.line_number,
-                kind=line.record_type,
-                references=line.provider_references,
-                operation_reference=line.operation_reference,
-                gross_minor=line.gross_minor,
-                fee_minor=line.fee_minor,
-                currency=line.currency,
-            )
-        )
-    return lines
-
-
 async def reconcile(
     session: AsyncSession,
     provider: str,
@@ -186,27 +173,16 @@ async def reconcile(
     existing = await find(session, provider, settlement_date)
     if existing is not None:
         return existing, False
-    lines = _lines(provider, data)
-    for line in lines:
-        if line.gross_minor < 0 or line.fee_minor < 0:
-            raise ValidationError(f"settlement line {line.line_number} has a negative amount")
-    settled = await payments_api.list_settled(
-        session, provider, settlement_date - timedelta(days=tolerances.days), settlement_date
-    )
-    records = [
-        domain.InternalRecord(
-            reference=item.provider_reference,
-            kind=item.kind,
-            amount_minor=item.amount_minor,
-            currency=item.currency,
-            occurred_on=item.settled_on,
-            payment_id=item.subject_id,
-        )
-        for item in settled
-    ]
-    report = domain.reconcile(
-        lines, records, settlement_date=settlement_date, tolerances=tolerances
-    )
+    started_at = datetime.now(UTC)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValidationError(f"a settlement file is at most {MAX_FILE_BYTES} bytes")
+    report = domain.Report(keep_matched=False)  # matched groups are counted, not kept
+    line_count = await staging.stage_lines(session, provider, data)
+    await staging.stage_records(session, provider, settlement_date, tolerances.days)
+    async for group, known in staging.groups(session):
+        domain.classify_group(report, group, known, tolerances)
+    async for record in staging.unnamed(session):
+        domain.classify_unnamed(report, record, settlement_date, tolerances)
     digest = hashlib.sha256(data).hexdigest()
     run_id = "rrn_" + secrets.token_hex(12)
     counts = {
@@ -216,7 +192,7 @@ async def reconcile(
         "amount_mismatches": report.count("amount_mismatch"),
         "currency_mismatches": report.count("currency_mismatch"),
         "duplicates": report.count("duplicate"),
-        "pending": len(report.pending_references),
+        "pending": len(report.pending),
     }
     # ON CONFLICT: a run made by someone else since `find` wins, and we return it.
     inserted = (
@@ -224,10 +200,12 @@ async def reconcile(
             text(
                 "INSERT INTO reconciliation.runs (id, provider, settlement_date, source,"
                 " file_sha256, lines, matched, unmatched_internal, unmatched_provider,"
-                " amount_mismatches, currency_mismatches, duplicates, pending, started_by)"
+                " amount_mismatches, currency_mismatches, duplicates, pending, started_by,"
+                " tolerance_minor, tolerance_days, started_at, finished_at)"
                 " VALUES (:id, :provider, :day, :source, :digest, :lines, :matched,"
                 " :unmatched_internal, :unmatched_provider, :amount_mismatches,"
-                " :currency_mismatches, :duplicates, :pending, :by)"
+                " :currency_mismatches, :duplicates, :pending, :by, :tolerance_minor,"
+                " :tolerance_days, :started_at, :finished_at)"
                 " ON CONFLICT (provider, settlement_date) DO NOTHING RETURNING id"
             ),
             {
@@ -236,8 +214,12 @@ async def reconcile(
                 "day": settlement_date,
                 "source": source,
                 "digest": digest,
-                "lines": len(lines),
+                "lines": line_count,
                 "by": started_by,
+                "tolerance_minor": tolerances.amount_minor,
+                "tolerance_days": tolerances.days,
+                "started_at": started_at,
+                "finished_at": datetime.now(UTC),
                 **counts,
             },
         )
@@ -248,8 +230,9 @@ async def reconcile(
             raise RunNotFoundError("the run that won the race is gone")
         return found, False
     await _store_exceptions(session, run_id, provider, settlement_date, report.discrepancies)
-    # Evidence for the reconciliation control: the audit log is append-only and hash
-    # anchored with the rest of it; the worker has no evidence-service client (yet).
+    await pending.store(session, run_id, provider, settlement_date, tolerances.days, report)
+    # Who ran what, in the audit log; the signed `recon.run` evidence record follows once
+    # this transaction committed (run_evidence).
     await audit.record(
         session,
         audit.AuditEvent(
@@ -266,7 +249,7 @@ async def reconcile(
                 "settlement_date": settlement_date.isoformat(),
                 "source": source,
                 "file_sha256": digest,
-                "lines": len(lines),
+                "lines": line_count,
                 "exceptions": len(report.discrepancies),
                 **counts,
             },
@@ -361,23 +344,3 @@ async def resolve(
         )
     ).one()
     return _exception(updated)
-
-
-async def open_discrepancies(session: AsyncSession, provider: str) -> int:
-    row = await session.execute(
-        text(
-            "SELECT count(*) FROM reconciliation.exceptions"
-            " WHERE provider = :provider AND status = 'open'"
-        ),
-        {"provider": provider},
-    )
-    return int(row.scalar_one())
-
-
-async def last_run_day(session: AsyncSession, provider: str) -> date | None:
-    row = await session.execute(
-        text("SELECT max(settlement_date) FROM reconciliation.runs WHERE provider = :provider"),
-        {"provider": provider},
-    )
-    found = row.scalar_one()
-    return found if isinstance(found, date) else None

@@ -4,7 +4,11 @@ import rego.v1
 
 import data.moneypath.evidence.trust
 
-reviewed := {"ci.**": ["cli_pipeline"], "ledger.checkpoint": ["cli_worker"]}
+reviewed := {
+	"ci.**": ["cli_pipeline"],
+	"ledger.checkpoint": ["cli_worker"],
+	"recon.run": ["cli_recon"],
+}
 
 test_trusts_listed_writer_for_matching_types if {
 	trust.trusted("ci.run", "cli_pipeline") with data.trust.evidence_submitters as reviewed
@@ -15,6 +19,17 @@ test_trusts_listed_writer_for_matching_types if {
 test_refuses_other_writer_for_listed_type if {
 	not trust.trusted("ci.run", "cli_other") with data.trust.evidence_submitters as reviewed
 	not trust.trusted("ledger.checkpoint", "cli_pipeline") with data.trust.evidence_submitters as reviewed
+}
+
+test_trusts_only_reconciliation_client_for_recon_runs if {
+	trust.trusted("recon.run", "cli_recon") with data.trust.evidence_submitters as reviewed
+	not trust.trusted("recon.run", "cli_worker") with data.trust.evidence_submitters as reviewed
+	not trust.trusted("ledger.checkpoint", "cli_recon") with data.trust.evidence_submitters as reviewed
+}
+
+test_shipped_document_names_recon_runs_and_trusts_nobody_for_them if {
+	data.trust.evidence_submitters["recon.run"] == []
+	not trust.trusted("recon.run", "cli_anyone")
 }
 
 test_refuses_every_writer_for_unlisted_type if {

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.support.api_client import ClientFactory
-from tests.support.payments import Merchant, key, new_merchant
+from tests.support.payments import Merchant, Simulator, key, new_merchant
 
 PROVIDERS = ("acme", "globex")
 
@@ -203,6 +203,32 @@ def test_merchant_account_in_another_currency_gets_currency_mismatch_when_paying
     response = wrong.pay(100, currency="USD")
     assert response.status_code == 422
     assert response.json()["code"] == "currency_mismatch"
+
+
+def test_unknown_currency_is_named_and_nothing_is_written_when_paying_or_paying_out(
+    merchant: Merchant, simulator: Simulator
+) -> None:
+    provider_calls_before = simulator.stats()
+    balance_before = merchant.balance()["posted"]
+    # XXX is ISO 4217's "no currency" code: never money.
+    unknown = Merchant(merchant.client, merchant.customer_id, {"XXX": merchant.account_ids["USD"]})
+    paid = unknown.pay(100, currency="XXX")
+    payout = merchant.client.post(
+        "/v1/payouts",
+        json={
+            "account_id": merchant.account_ids["USD"],
+            "amount_minor": 100,
+            "currency": "XXX",
+            "destination": {"provider": "acme", "bank_token": "btok_merchant"},
+        },
+        idempotency_key=key(),
+    )
+    for refused in (paid, payout):
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["code"] == "unknown_currency"
+    assert simulator.stats() == provider_calls_before
+    assert merchant.balance()["posted"] == balance_before
 
 
 def test_ledger_chain_verifies_and_every_payment_transaction_balances_when_all_ran(

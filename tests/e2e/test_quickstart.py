@@ -34,11 +34,21 @@ def workdir(tmp_path: Path, repo_root: Path) -> Path:
     return tmp_path
 
 
+def _second_terminal(stack: Stack) -> dict[str, str]:
+    """What a user's second terminal has: the stack's addresses (these tests' ports are free
+    ports, a user's are the defaults) but no profile and no Vault token, so the lines must
+    say themselves whatever else they need."""
+    env = stack.app_env()
+    for name in ("MONEYPATH_ENV", "VAULT_TOKEN"):
+        env.pop(name, None)
+    return env
+
+
 def _run(script: str, cwd: Path, stack: Stack) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", script],
         cwd=cwd,
-        env={**stack.app_env(), "MONEYPATH_ENV": "dev"},
+        env=_second_terminal(stack),
         capture_output=True,
         text=True,
         timeout=180,

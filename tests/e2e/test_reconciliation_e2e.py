@@ -236,6 +236,8 @@ def test_run_over_http_stores_counts_and_exceptions_and_reruns_return_it_when_th
             assert isinstance(run[field], int)
         assert run["amount_mismatches"] >= 1
         assert len(run["file_sha256"]) == 64
+        # Its recon.run evidence record: written, or owed until the worker writes it.
+        assert run["evidence_id"] is None or run["evidence_id"].startswith("evd_")
         ours = [e for e in run["exceptions"] if charges["amount"] in e["provider_references"]]
         assert [e["class"] for e in ours] == ["amount_mismatch"]
         # Another request (new key) for the same provider and day returns the same run.

@@ -1,0 +1,63 @@
+"""Records a run saw but no line named yet, kept for the next runs to look at again.
+
+With a date tolerance of N days, a run for day D matches the provider's file against the
+records of D and of the N days before. A record of those earlier days that its own day's
+run already settled (matched, or flagged) is not offered again (staging.stage_records): a
+later file that rightly leaves it out would otherwise flag it missing at the provider.
+Only records a run left pending (not named, younger than the tolerance) are, until a run
+names or flags them; the lag gauge counts them unreconciled meanwhile.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.reconciliation import domain
+
+DAY = timedelta(days=1)
+
+
+def _window(first_day: date, last_day: date) -> dict[str, datetime]:
+    since = datetime.combine(first_day, time.min, tzinfo=UTC)
+    return {"since": since, "until": datetime.combine(last_day, time.min, tzinfo=UTC) + DAY}
+
+
+async def store(
+    session: AsyncSession,
+    run_id: str,
+    provider: str,
+    settlement_date: date,
+    days: int,
+    report: domain.Report,
+) -> None:
+    # This run looked again at every record of its window: what was pending there is
+    # now matched, flagged, or pending again (listed anew below).
+    await session.execute(
+        text(
+            "DELETE FROM reconciliation.pending_items"
+            " WHERE provider = :provider AND settled_at >= :since AND settled_at < :until"
+        ),
+        {"provider": provider, **_window(settlement_date - timedelta(days=days), settlement_date)},
+    )
+    if not report.pending:
+        return
+    fallback = datetime.combine(settlement_date, time.min, tzinfo=UTC)
+    await session.execute(
+        text(
+            "INSERT INTO reconciliation.pending_items (run_id, provider, kind, reference,"
+            " settled_at) VALUES (:run, :provider, :kind, :reference, :at)"
+        ),
+        [
+            {
+                "run": run_id,
+                "provider": provider,
+                "kind": record.kind,
+                "reference": record.reference,
+                "at": record.occurred_at or fallback,
+            }
+            for record in report.pending
+        ],
+    )
