@@ -19,8 +19,9 @@ Three scenarios, each followed by pgbench TPC-B (scale 10) against the same Post
 Prints, per scenario: transfers/s, pgbench tps and their ratio, latency percentiles, the
 CPU each transfer cost the API, PostgreSQL and OPA processes, and the SQL statements per
 transfer (counted from PostgreSQL's statement log on a few extra requests, BEGIN and
-COMMIT included: each is a round trip, since nothing is pipelined). The machine is
-shared, so compare ratios from one run only.
+COMMIT included) and the database round trips per transfer (statements sent together in a
+pipeline are one; counted by a relay in front of PostgreSQL, tests/support/round_trips.py,
+on an in-process API). The machine is shared, so compare ratios from one run only.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class Outcome:
     db_cpu_ms_per_transfer: float = 0.0
     opa_cpu_ms_per_transfer: float = 0.0
     statements_per_transfer: float = 0.0
+    round_trips_per_transfer: float = 0.0
 
 
 def _tree_cpu_s(root_pid: int) -> float:
@@ -229,15 +231,49 @@ def _set_statement_log(database_url: str, value: str) -> None:
     time.sleep(0.5)  # the reload reaches every backend at its next command
 
 
-def _round_trips(
+def _round_trips(stack: Stack, accounts: list[str], *, batch: bool, requests: int = 20) -> float:
+    """Database round trips per transfer: an in-process API whose connections pass through
+    a relay that counts how often it waits for PostgreSQL (tests/support/round_trips.py)."""
+    from starlette.testclient import TestClient
+
+    from tests.support.api_client import ClientFactory
+    from tests.support.round_trips import app_through
+
+    assert stack.database_url is not None
+    app, counter, base_url = app_through(stack)
+    chooser = random.Random(11)
+    body = _batch_body if batch else _transfer_body
+    path = "/v1/ledger/transactions/batch" if batch else "/v1/ledger/transactions"
+    try:
+        # Its own client address: the failure limiter has nothing to look up for it.
+        with TestClient(app, base_url=base_url, client=("192.0.2.77", 50000)) as http:
+            client = ClientFactory(stack.database_url, http)(scopes=["ledger:write"])
+
+            def send() -> bool:
+                response = client.send(
+                    client.build(
+                        "POST",
+                        path,
+                        json=body(chooser, accounts),
+                        idempotency_key=secrets.token_hex(16),
+                    )
+                )
+                return response.status_code == 201
+
+            send()  # warm: token, pooled connections, prepared statements
+            with counter.counting() as turns:
+                created = sum(send() for _ in range(requests))
+    finally:
+        counter.close()
+    return turns[0] / max(1, created * (BATCH_SIZE if batch else 1))
+
+
+def _statements(
     stack: Stack, client: ApiClient, accounts: list[str], *, batch: bool, requests: int = 20
 ) -> float:
-    """Statements PostgreSQL executes per transfer, counted from its statement log.
-
-    Counted on a few extra requests after the timed run (logging every statement costs
-    CPU): with nothing pipelined, each statement, BEGIN and COMMIT included, is one round
-    trip between the API and PostgreSQL.
-    """
+    """Statements PostgreSQL executes per transfer, counted from its statement log, BEGIN
+    and COMMIT included, on a few extra requests after the timed run (logging every
+    statement costs CPU)."""
     assert stack.database_url is not None
     log_path = stack.log_path("postgres")
     start = log_path.stat().st_size
@@ -361,9 +397,10 @@ def main() -> int:
                 outcome.api_cpu_ms_per_transfer = spent["api"]
                 outcome.db_cpu_ms_per_transfer = spent["postgres"]
                 outcome.opa_cpu_ms_per_transfer = spent["opa"]
-                outcome.statements_per_transfer = _round_trips(
+                outcome.statements_per_transfer = _statements(
                     stack, clients[0], accounts, batch=batch
                 )
+                outcome.round_trips_per_transfer = _round_trips(stack, accounts, batch=batch)
                 tps = _pgbench(database_url, args.seconds, args.pgbench_clients)
                 results[name] = (outcome, tps)
                 unit = f"batches of {BATCH_SIZE}" if batch else "one transfer per request"
@@ -374,8 +411,9 @@ def main() -> int:
                     f"p99 {outcome.p99_ms:.1f} ms (per request) | CPU per transfer: API "
                     f"{outcome.api_cpu_ms_per_transfer:.2f} ms, PostgreSQL "
                     f"{outcome.db_cpu_ms_per_transfer:.2f} ms, OPA "
-                    f"{outcome.opa_cpu_ms_per_transfer:.2f} ms | SQL statements (round trips) "
-                    f"per transfer {outcome.statements_per_transfer:.2f} | statuses "
+                    f"{outcome.opa_cpu_ms_per_transfer:.2f} ms | per transfer: SQL statements "
+                    f"{outcome.statements_per_transfer:.2f}, database round trips "
+                    f"{outcome.round_trips_per_transfer:.2f} | statuses "
                     f"{dict(outcome.statuses)}",
                     flush=True,
                 )

@@ -18,14 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.ledger import chain
 from app.ledger.data import AnchorReport, BadEntry, ChainHead, ChainReport
 from app.ledger.domain import AccountState, JournalKind, Movement
-from app.platform.db import at_commit, fetch_rows
+from app.platform.db import send_with_commit
 from app.platform.errors import InvariantViolation
 
 VERIFY_BATCH_SIZE = 500
 MAX_VERIFY_ENTRIES = 10_000_000
 
 # Migration ledger_0002: sets the balances, inserts the postings, then takes the chain head
-# lock and appends the entries in order; one round trip at commit for any number.
+# lock and appends the entries in order; sent with the COMMIT, in its round trip.
 _WRITE_ENTRIES: LiteralString = """
     SELECT ledger.write_entries(
         CAST(%(b_ids)s AS text[]), CAST(%(b_posted)s AS numeric[]), CAST(%(b_debits)s AS numeric[]),
@@ -94,11 +94,12 @@ async def write_entries(
     """Set the touched accounts' balances to `balances`, insert the entries' postings and
     append the entries to the hash chain, in order: one call of `ledger.write_entries()`.
 
-    The call runs at commit (`db.at_commit`), after the caller's audit record and
-    idempotency completion: the account rows are locked since the caller read them, so
-    nothing can change them meanwhile, and the chain head row, which serializes every
-    journal write of the whole ledger, is taken last inside the call and held only for the
-    append plus the COMMIT. Entries are thereby chained in commit order. hash =
+    The call is sent with the COMMIT, in one round trip (`db.send_with_commit`, last),
+    after the caller's audit record and idempotency completion: the account rows are
+    locked since the caller read them, so nothing can change them meanwhile, and the chain
+    head row, which serializes every journal write of the whole ledger, is taken last
+    inside the call and held only for the append plus the COMMIT, with no round trip in
+    between. Entries are thereby chained in commit order. hash =
     sha256(prev_hash || JCS(entry)) is computed by PostgreSQL over the exact canonical
     bytes we send, and `verify` recomputes it in Python.
     """
@@ -146,12 +147,8 @@ async def write_entries(
         ],
     }
 
-    async def write(session: AsyncSession) -> None:
-        rows = await fetch_rows(session, _WRITE_ENTRIES, written)
-        if len(rows) != 1 or rows[0].last_seq is None:
-            raise InvariantViolation("ledger.chain_appended", "no entry was chained")
-
-    await at_commit(session, write)
+    # Its result is not read: the function raises on anything it cannot write.
+    await send_with_commit(session, _WRITE_ENTRIES, written, last=True)
 
 
 async def verify_chain(

@@ -5,8 +5,8 @@ Locking protocol (every writer follows it, so there is no deadlock cycle):
 1. the pending transaction's `open_holds` row (post, void, expire) or the original
    transaction row (reverse);
 2. the `balances` rows of every account touched, in sorted account-id order;
-3. last, and held only for the chain append and the COMMIT (`db.at_commit`), the single
-   `chain_head` row that makes the hash chain linear.
+3. last, and held only for the chain append and the COMMIT (`db.send_with_commit`), the
+   single `chain_head` row that makes the hash chain linear.
 
 One job, not split: a create (and a reverse) is a batch of one, sharing ids, clock, locks.
 """

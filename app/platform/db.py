@@ -6,9 +6,11 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, LiteralString, TypeVar
 
 import psycopg
+from psycopg import pq
 from psycopg.rows import namedtuple_row
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -23,6 +25,8 @@ from sqlalchemy.orm import DeclarativeBase
 T = TypeVar("T")
 CommitStep = Callable[[AsyncSession], Awaitable[None]]
 _BEFORE_COMMIT = "moneypath.before_commit"
+_WITH_COMMIT = "moneypath.with_commit"
+_EXPLICIT = "moneypath.explicit_transaction"
 
 # SQLSTATEs that mean "try the whole transaction again": serialization failure,
 # deadlock detected, and the lock timeout we set on hot rows.
@@ -94,18 +98,33 @@ def create_engine(
     url: str, *, pool_size: int = 10, statement_timeout_ms: int = 15_000
 ) -> AsyncEngine:
     # A statement timeout bounds every query, so a stuck lock cannot hang a request forever.
-    return _ping_when_idle(
-        create_async_engine(
-            async_url(url),
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            pool_timeout=10,
-            connect_args={
-                "connect_timeout": 5,
-                "options": f"-c statement_timeout={statement_timeout_ms}",
-            },
+    return _refuse_autocommit(
+        _ping_when_idle(
+            create_async_engine(
+                async_url(url),
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=10,
+                connect_args={
+                    "connect_timeout": 5,
+                    "options": f"-c statement_timeout={statement_timeout_ms}",
+                },
+            )
         )
     )
+
+
+def _refuse_autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """Never hand out a connection of a transactional engine left in autocommit mode (an
+    explicit transaction block whose clean-up failed, see `_go_explicit`): its
+    statements would each commit alone. The pool replaces it with a new one."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _check(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if dbapi_connection.autocommit:
+            raise DisconnectionError("pooled connection was left in autocommit mode")
+
+    return engine
 
 
 def create_autocommit_engine(
@@ -162,12 +181,22 @@ async def run_in_transaction(
         try:
             async with sessions() as session, session.begin():
                 steps: list[CommitStep] = []
+                queued: list[_Queued] = []
                 session.info[_BEFORE_COMMIT] = steps
-                result = await work(session)
-                # From here on `at_commit` runs its step at once: the list is final.
-                del session.info[_BEFORE_COMMIT]
-                for step in steps:
-                    await step(session)
+                session.info[_WITH_COMMIT] = queued
+                try:
+                    result = await work(session)
+                    # From here on `at_commit` and `send_with_commit` run at once: the
+                    # lists are final.
+                    del session.info[_BEFORE_COMMIT]
+                    del session.info[_WITH_COMMIT]
+                    for step in steps:
+                        await step(session)
+                    if queued or _EXPLICIT in session.info:
+                        await _send_and_commit(session, queued)
+                except BaseException:
+                    await _abandon(session)
+                    raise
                 return result
         except DBAPIError as error:
             if not is_retryable(error) or attempt == attempts:
@@ -175,6 +204,13 @@ async def run_in_transaction(
             cap = min(RETRY_MAX_DELAY_S, RETRY_BASE_DELAY_S * 2**attempt)
             await asyncio.sleep(random.uniform(0, cap))  # noqa: S311 - jitter, not crypto
     raise RuntimeError("unreachable: the loop either returns or raises")
+
+
+async def _driver(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    return driver
 
 
 async def fetch_rows(
@@ -187,16 +223,135 @@ async def fetch_rows(
     (py-spy, issue 16); the ledger's per-transfer statements skip it. Errors come out as
     SQLAlchemy's DBAPIError like any other statement's, so `run_in_transaction` still
     retries deadlocks and serialization failures. Rows are named tuples.
+
+    As the first statement of a `run_in_transaction` transaction, it carries the BEGIN:
+    one round trip instead of two (`_go_explicit`).
     """
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    driver = await _driver(session)
+    cursor = driver.cursor(row_factory=namedtuple_row)
     try:
-        async with driver.cursor(row_factory=namedtuple_row) as cursor:
+        if (
+            _WITH_COMMIT in session.info
+            and driver.pgconn.transaction_status == pq.TransactionStatus.IDLE
+            and not driver.autocommit
+        ):
+            await _go_explicit(session, driver)
+            async with driver.pipeline():
+                await _begin(driver)
+                await cursor.execute(sql, params, prepare=True)
+            # Leaving the pipeline sent Sync and read every result, BEGIN's and ours.
+        else:
             await cursor.execute(sql, params, prepare=True)
-            return await cursor.fetchall() if cursor.description is not None else []
+        return await cursor.fetchall() if cursor.description is not None else []
     except psycopg.Error as error:
         raise DBAPIError.instance(sql, params, error, psycopg.Error) from error
+    finally:
+        await cursor.close()
+
+
+async def _go_explicit(session: AsyncSession, driver: psycopg.AsyncConnection[Any]) -> None:
+    """Let our own BEGIN (`_begin`) open the transaction block, so it can share a round
+    trip with the statement after it.
+
+    psycopg's implicit BEGIN is always a round trip of its own (it syncs after it, even
+    in a pipeline). In autocommit mode psycopg sends none, and every statement after our
+    BEGIN runs in the server's transaction block. `_send_and_commit` ends it with an
+    explicit COMMIT, `_abandon` with a ROLLBACK, and both turn autocommit off again before
+    the connection goes back to the pool (whose checkout also refuses one left in
+    autocommit, see `create_engine`). Called outside a pipeline: there, changing
+    autocommit would cost a Sync of its own.
+    """
+    await driver.set_autocommit(True)
+    session.info[_EXPLICIT] = driver
+
+
+async def _begin(driver: psycopg.AsyncConnection[Any]) -> None:
+    async with driver.cursor() as begin:
+        await begin.execute(b"BEGIN")
+
+
+async def _abandon(session: AsyncSession) -> None:
+    """After a failure: roll back an explicit transaction block, leave autocommit."""
+    driver: psycopg.AsyncConnection[Any] | None = session.info.pop(_EXPLICIT, None)
+    if driver is None:
+        return
+    try:
+        if driver.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+            await driver.rollback()
+        await driver.set_autocommit(False)
+    except psycopg.Error:
+        # A broken connection: the pool replaces it (SQLAlchemy invalidates it, or the
+        # checkout refuses it).
+        return
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    sql: LiteralString
+    params: Mapping[str, Any]
+    last: bool
+
+
+async def send_with_commit(
+    session: AsyncSession,
+    sql: LiteralString,
+    params: Mapping[str, Any],
+    *,
+    last: bool = False,
+) -> None:
+    """Send `sql` with this transaction's COMMIT, in the same round trip (one pipeline).
+
+    Its result is never read: a statement queued here must refuse by raising an SQL
+    error, which aborts the pipeline, so the COMMIT never runs and the transaction rolls
+    back (the error comes out as DBAPIError, like `fetch_rows`'s). The queued statements
+    run after `at_commit`'s steps, in registration order, those with `last` after the
+    others: a statement that takes a global lock (the ledger's chain head) goes last, so
+    the lock is held only for it and the COMMIT. Outside `run_in_transaction` it runs at
+    once, so it can never be skipped.
+    """
+    queued: list[_Queued] | None = session.info.get(_WITH_COMMIT)
+    if queued is None:
+        await _send(await _driver(session), _Queued(sql, params, last))
+    else:
+        queued.append(_Queued(sql, params, last))
+
+
+async def _send_and_commit(session: AsyncSession, queued: list[_Queued]) -> None:
+    """The queued statements and COMMIT in one pipeline: one Sync, one round trip.
+
+    COMMIT goes as a statement: psycopg's commit() syncs on its own inside a pipeline,
+    and leaving the pipeline would sync once more. SQLAlchemy's commit then finds the
+    connection idle and sends nothing."""
+    driver = await _driver(session)
+    ordered = [q for q in queued if not q.last] + [q for q in queued if q.last]
+    cursor = driver.cursor()
+    try:
+        begin = (
+            driver.pgconn.transaction_status == pq.TransactionStatus.IDLE and not driver.autocommit
+        )
+        if begin:
+            await _go_explicit(session, driver)
+        async with driver.pipeline():
+            if begin:
+                await _begin(driver)
+            for statement in ordered:
+                await cursor.execute(statement.sql, statement.params, prepare=True)
+            await cursor.execute(b"COMMIT")
+        if session.info.pop(_EXPLICIT, None) is not None:
+            await driver.set_autocommit(False)
+    except psycopg.Error as error:
+        sql = ordered[0].sql if ordered else "COMMIT"
+        raise DBAPIError.instance(sql, {}, error, psycopg.Error) from error
+    finally:
+        await cursor.close()
+
+
+async def _send(driver: psycopg.AsyncConnection[Any], statement: _Queued) -> None:
+    try:
+        async with driver.cursor() as cursor:
+            await cursor.execute(statement.sql, statement.params, prepare=True)
+    except psycopg.Error as error:
+        raise DBAPIError.instance(statement.sql, {}, error, psycopg.Error) from error
 
 
 async def at_commit(session: AsyncSession, step: CommitStep) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.platform import audit, outbox
-from app.platform.db import fetch_rows
+from app.platform.db import send_with_commit
 from app.platform.errors import ConflictError, DomainError, ValidationError
 
 MAX_KEY_LENGTH = 255
@@ -34,6 +34,8 @@ KEY_PATTERN = r"^[!-~]([ -~]*[!-~])?$"
 _KEY = re.compile(KEY_PATTERN)
 CLEANUP_BATCH_SIZE = 1000
 MAX_CLAIM_ATTEMPTS = 3
+# Raised by platform.require_claim_held (platform migration 0005).
+CLAIM_LOST_SQLSTATE = "MPIC1"
 
 _INSERT_CLAIM = text(
     """
@@ -75,9 +77,11 @@ _TAKE_OVER_STALE = text(
     WHERE client_id = :client_id AND key = :key
     """
 )
-# The same completion plus the request's audit record (platform.audit_log, see audit.py)
-# and its outbox events (outbox.collect), in one round trip straight through psycopg
-# (db.fetch_rows); if the claim was lost, the caller rolls all of it back.
+# The completion plus the request's audit record (platform.audit_log, see audit.py) and
+# its outbox events (outbox.collect), in one statement sent with the COMMIT
+# (db.send_with_commit). Nobody reads its result before the commit, so a lost claim
+# raises inside it (platform.require_claim_held, SQLSTATE CLAIM_LOST_SQLSTATE) and the
+# whole transaction rolls back.
 _COMPLETE_AUDIT_AND_EMIT: LiteralString = """
     WITH audited AS (
         INSERT INTO platform.audit_log
@@ -97,13 +101,15 @@ _COMPLETE_AUDIT_AND_EMIT: LiteralString = """
                     CAST(%(outbox_payload)s AS jsonb[]))
              WITH ORDINALITY AS v(event_id, event_type, event_version, aggregate_id, payload, n)
         ORDER BY v.n
+    ), completed AS (
+        UPDATE platform.idempotency_keys
+        SET status = 'completed', response_status = %(status)s,
+            response_body = CAST(%(body)s AS jsonb), claim_token = NULL
+        WHERE client_id = %(client_id)s AND key = %(key)s
+          AND claim_token = %(token)s AND status = 'in_progress'
+        RETURNING 1
     )
-    UPDATE platform.idempotency_keys
-    SET status = 'completed', response_status = %(status)s,
-        response_body = CAST(%(body)s AS jsonb), claim_token = NULL
-    WHERE client_id = %(client_id)s AND key = %(key)s
-      AND claim_token = %(token)s AND status = 'in_progress'
-    RETURNING 1
+    SELECT platform.require_claim_held(EXISTS (SELECT 1 FROM completed))
     """
 _NO_AUDIT = dict.fromkeys(
     (
@@ -336,8 +342,9 @@ async def complete(
     outbox_rows: Sequence[dict[str, Any]] = (),
 ) -> None:
     """Store the response in the caller's transaction, with `audit_event` and the outbox
-    rows (`outbox.collected`) if given: one statement. Raises ClaimLostError if taken over."""
-    rows = await fetch_rows(
+    rows (`outbox.collected`) if given: one statement, sent with the COMMIT. If the claim
+    was taken over, the commit fails with an error that `claim_was_lost` recognizes."""
+    await send_with_commit(
         session,
         _COMPLETE_AUDIT_AND_EMIT,
         {
@@ -351,8 +358,12 @@ async def complete(
             "token": held.token,
         },
     )
-    if len(rows) != 1:
-        raise ClaimLostError("the idempotency claim was taken over by a retry")
+
+
+def claim_was_lost(error: BaseException) -> bool:
+    """True when `error` is a completion's refusal: its claim was taken over meanwhile."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) == CLAIM_LOST_SQLSTATE
 
 
 async def release(session: AsyncSession, held: Claim) -> None:

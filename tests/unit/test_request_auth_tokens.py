@@ -104,3 +104,35 @@ def test_token_with_another_algorithm_is_refused() -> None:
         _verify(forged)
     with pytest.raises(InvalidTokenError):
         _verify("not.a.token")
+
+
+def test_a_remembered_token_is_refused_when_it_expires_meanwhile() -> None:
+    verifier = TokenVerifier(
+        issuer=ISSUER, jwks={"keys": [_jwk(SIGNING_KEY, kid="jwt_1")]}, leeway_s=0
+    )
+    now = int(time.time())
+    token = _token(iat=now - 10, exp=now + 1)
+
+    async def twice() -> None:
+        assert (await verifier.verify(token)).client_id == "cli_1"
+        await asyncio.sleep(now + 1.1 - time.time())
+        with pytest.raises(InvalidTokenError):
+            await verifier.verify(token)
+
+    asyncio.run(twice())
+
+
+def test_a_remembered_token_is_refused_when_its_signing_key_leaves_the_jwks() -> None:
+    published = {"keys": [_jwk(SIGNING_KEY, kid="jwt_1")]}
+    current = [published]
+    verifier = TokenVerifier(issuer=ISSUER, jwks_source=lambda: current[0])
+    token = _token()
+
+    async def twice() -> None:
+        assert (await verifier.verify(token)).client_id == "cli_1"
+        assert (await verifier.verify(token)).client_id == "cli_1"  # from memory
+        current[0] = {"keys": [_jwk(Ed25519PrivateKey.generate(), kid="jwt_2")]}
+        with pytest.raises(InvalidTokenError):
+            await verifier.verify(token)
+
+    asyncio.run(twice())

@@ -30,6 +30,10 @@ TOKEN_AUDIENCE = "moneypath"  # noqa: S105 - an audience name
 MAX_TOKEN_LIFETIME_S = 300
 MAX_TOKEN_LENGTH = 4096
 TOKEN_LEEWAY_S = 5
+# Verified tokens remembered per process: a client sends the same token with every request
+# until it expires, and its EdDSA check cost about 5 % of a signed transfer's CPU (py-spy,
+# issue 16). Bounded; the oldest entry goes first.
+VERIFIED_CACHE_SIZE = 4096
 
 KeyLookup = Callable[[str], Awaitable[Ed25519PublicKey | None]]
 
@@ -117,11 +121,31 @@ class TokenVerifier:
             self._key = remote.key
         else:
             raise ValueError("give exactly one of jwks, jwks_source, jwks_url")
+        # token -> (its claims, the kid that signed it), for `verify`.
+        self._verified: dict[str, tuple[VerifiedToken, str]] = {}
 
     async def verify(self, token: str) -> VerifiedToken:
-        """Verify `token` and return its claims. Raises InvalidTokenError."""
+        """Verify `token` and return its claims. Raises InvalidTokenError.
+
+        A token verified before is answered from memory while it is unexpired and its
+        signing key is still one of the issuer's: the same bytes were checked, so only
+        time and the key set can have changed. (Whether the client and its key are still
+        active is asked on every request, elsewhere.)"""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise InvalidTokenError("the access token is missing or too long")
+        known = self._verified.get(token)
+        if known is not None:
+            verified, kid = known
+            if time.time() < verified.expires_at + self._leeway_s and await self._key(kid):
+                return verified
+            del self._verified[token]
+        verified, kid = await self._verify_anew(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (verified, kid)
+        return verified
+
+    async def _verify_anew(self, token: str) -> tuple[VerifiedToken, str]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -148,7 +172,7 @@ class TokenVerifier:
             raise InvalidTokenError(
                 f"the access token is invalid ({type(error).__name__})"
             ) from None
-        return self._checked(claims)
+        return self._checked(claims), kid
 
     def _checked(self, claims: Mapping[str, Any]) -> VerifiedToken:
         issued_at, expires_at = claims["iat"], claims["exp"]

@@ -8,8 +8,11 @@ a 5xx releases the key, so a corrected request or a retry executes again.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -19,6 +22,8 @@ from app.platform.errors import DomainError, problem_body
 from app.platform.web.auditing import outcome_event
 from app.platform.web.declarations import Call, Endpoint, Result, Services
 from app.platform.web.responses import json_response, problem_response
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,17 @@ async def release_key(services: Services, held: idempotency.Claim) -> None:
         await idempotency.release(session, held)
 
 
+async def _completing(services: Services, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """`run_in_transaction`, with a completion's lost claim (which SQL refuses at commit,
+    see idempotency.complete) as ClaimLostError."""
+    try:
+        return await run_in_transaction(services.sessions, work)
+    except DBAPIError as error:
+        if idempotency.claim_was_lost(error):
+            raise idempotency.ClaimLostError("the idempotency claim was taken over") from error
+        raise
+
+
 async def execute(endpoint: Endpoint, call: Call, held: idempotency.Claim | None) -> Response:
     """Run the handler; store and audit its outcome with the effect, in one transaction."""
     services = call.services
@@ -99,7 +115,7 @@ async def execute(endpoint: Endpoint, call: Call, held: idempotency.Claim | None
         return result
 
     try:
-        result = await run_in_transaction(services.sessions, work)
+        result = await _completing(services, work)
     except DomainError as error:
         return await _refused(endpoint, call, held, error)
     except BaseException:
@@ -141,7 +157,7 @@ async def _refused(
             await audit.record(session, event)
 
     try:
-        await run_in_transaction(services.sessions, remember)
+        await _completing(services, remember)
     except idempotency.ClaimLostError as lost:
         return problem_response(lost, request)
     return problem_response(error, request)

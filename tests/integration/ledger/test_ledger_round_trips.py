@@ -6,14 +6,18 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
+from starlette.testclient import TestClient
 
 from app.entrypoints.devstack import Stack
 from app.platform.db import PING_AFTER_IDLE_S
-from tests.integration.ledger.helpers import open_account, transfer
+from tests.integration.ledger.helpers import balances, open_account, transfer
+from tests.support.api_client import ClientFactory
+from tests.support.round_trips import RoundTripCounter, app_through
 
 WRITE = ["ledger:write", "ledger:read"]
 # A statement as PostgreSQL logs it: simple (`statement:`) or prepared (`execute <name>:`).
@@ -60,10 +64,17 @@ def _statements_of(stack: Stack, action: Any) -> list[str]:
     window = window.rsplit("\n", 1)[0] if f"end-{marker}" in text else window
     found = (STATEMENT.search(entry) for entry in ENTRY.split(window))
     statements = [match.group(1).strip() for match in found if match is not None]
-    # Not the transfer's own: the ping of a pooled connection that sat idle (db.py), and
-    # the failure limiter's look-up, sent only while this address has recent 401s (other
-    # tests of the session make some).
-    return [s for s in statements if s != ";" and "platform.auth_failures" not in s]
+    # Not the transfer's own: the ping of a pooled connection that sat idle (db.py), the
+    # failure limiter's look-up, sent only while this address has recent 401s (other
+    # tests of the session make some), and the expired-nonce clean-up an API process runs
+    # at most every NONCE_CLEANUP_INTERVAL_S, with whichever signed request comes next.
+    return [
+        s
+        for s in statements
+        if s != ";"
+        and "platform.auth_failures" not in s
+        and "DELETE FROM platform.seen_nonces" not in s
+    ]
 
 
 def test_one_statement_admits_a_signed_transfer_when_its_key_is_new(
@@ -142,3 +153,36 @@ def test_a_policy_refusal_leaves_the_key_free_when_it_was_claimed_with_the_nonce
     refused = reader.post("/v1/ledger/accounts", json=_account_body(), idempotency_key=key)
     assert refused.status_code == 403, refused.text
     assert _key_rows(stack, reader.client_id, key) == 0
+
+
+@pytest.fixture(scope="module")
+def counted(stack: Stack) -> Iterator[tuple[RoundTripCounter, ClientFactory]]:
+    """An in-process API whose every database connection goes through a turn counter.
+
+    Its own client address, so no other test's 401s make the failure limiter look up
+    this one's (a round trip that is not the transfer's)."""
+    assert stack.database_url is not None
+    app, counter, base_url = app_through(stack)
+    try:
+        with TestClient(app, base_url=base_url, client=("192.0.2.16", 50000)) as http:
+            yield counter, ClientFactory(stack.database_url, http)
+    finally:
+        counter.close()
+
+
+def test_a_signed_transfer_takes_three_round_trips_when_its_key_is_new(
+    counted: tuple[RoundTripCounter, ClientFactory],
+) -> None:
+    counter, factory = counted
+    client = factory(scopes=WRITE)
+    source = open_account(client, overdraft_limit_minor=None)["id"]
+    target = open_account(client)["id"]
+    # Warm: pooled connections open, token fetched, statements prepared.
+    assert transfer(client, source, target, 1).status_code == 201
+    with counter.counting() as turns:
+        response = transfer(client, source, target, 5)
+    assert response.status_code == 201, response.text
+    # The admission statement; BEGIN with the transaction rows and account locks; the
+    # completion, audit, outbox and chain append sent with COMMIT.
+    assert turns[0] <= 3, turns
+    assert balances(client, target)["posted"] == 6
