@@ -62,6 +62,7 @@ class EvidenceSettings:
                 platform.environment,
                 "API_ISSUER_URL",
                 url_setting(source, "API_ISSUER_URL", platform.public_base_url),
+                allow_plain_loopback=platform.allow_plain_http_loopback,
             ),
             origin=origin,
             body_limit_bytes=integer_setting(

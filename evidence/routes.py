@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform.errors import InvariantViolation, NotFoundError, ValidationError
+from app.platform.errors import ForbiddenError, InvariantViolation, NotFoundError, ValidationError
 from app.platform.web import (
     Call,
     Result,
@@ -128,7 +128,11 @@ def _submitter(call: Call) -> records.Submitter:
 
 async def create_record(call: Call, session: AsyncSession) -> Result:
     submission = records.prepare_submission(call.body)
-    appended = await service.append(session, submission, submitter=_submitter(call))
+    submitter = _submitter(call)
+    if not await _trust(call).admits(str(submission["type"]), submitter.client_id):
+        # Nothing is written: a look-alike anchor from another writer is refused outright.
+        raise ForbiddenError(f"this client may not write {submission['type']} records")
+    appended = await service.append(session, submission, submitter=submitter)
     APPENDS.labels(type=submission["type"]).inc()
     checkpointer = services_of(call).checkpointer
     if checkpointer is not None:

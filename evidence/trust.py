@@ -1,6 +1,7 @@
 """Which writers' records count: the policy `moneypath.evidence.trust`, asked through OPA.
 
-Any client with `evidence:write` may add records, but only records whose verified writer
+Any client with `evidence:write` may add records (of every type but the few the policy
+keeps to their trusted writers, such as `ledger.checkpoint`), but only records whose verified writer
 (`submitted_by.client_id`) the policy trusts for the record's type decide an OSCAL
 finding or a promotion. The trusted writers are a data document under `policies/trust/`
 (reviewed like code) plus registrations made at run time through OPA's data API, which
@@ -22,6 +23,7 @@ from app.platform.opa import Opa, OpaUnavailableError
 from evidence import records
 
 TRUST_PACKAGE = "moneypath/evidence/trust/verdicts"
+ADMIT_PACKAGE = "moneypath/evidence/trust/admit"
 REGISTRATIONS_PATH = "trust/registered_evidence_submitters"
 REGISTER_TIMEOUT_S = 5.0
 MAX_PATTERNS = 32
@@ -35,6 +37,20 @@ class SubmitterTrust:
 
     def __init__(self, opa: Opa) -> None:
         self._opa = opa
+
+    async def admits(self, record_type: str, client_id: str) -> bool:
+        """May `client_id` append a record of `record_type` at all? False only for a type
+        the policy keeps to its trusted writers (`ledger.checkpoint`) and another writer.
+
+        Raises OpaUnavailableError (503) when the policy cannot answer.
+        """
+        document = await self._opa.evaluate(
+            ADMIT_PACKAGE, {"type": record_type, "client_id": client_id}
+        )
+        verdict = document.get("result")
+        if not isinstance(verdict, bool):
+            raise OpaUnavailableError("the trust policy gave no write verdict")
+        return verdict
 
     async def trusted_records(self, items: Sequence[Mapping[str, Any]]) -> frozenset[str]:
         """The ids of the records in `items` whose writer is trusted for their type.

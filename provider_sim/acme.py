@@ -17,22 +17,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from provider_sim import money
-from provider_sim.engine import MAX_AMOUNT_MINOR, Operation
-from provider_sim.flow import (
-    BadRequestError,
-    Dialect,
-    Sim,
-    authorized,
-    json_body,
-    read_fault,
-    run,
-)
-from provider_sim.settlement import settlement_day, settlement_file
+from provider_sim.endpoints import Endpoints, Refusals, Wire
+from provider_sim.engine import MAX_AMOUNT_MINOR, Charge, Operation
+from provider_sim.flow import BadRequestError, Dialect, Sim
 
 STATUS = {
     ("capture", "approved"): "SETTLED",
@@ -124,129 +115,68 @@ def _amount(body: dict[str, Any]) -> tuple[int, str]:
     return amount, currency
 
 
+def _card(body: dict[str, Any]) -> tuple[str, bool]:
+    token, capture = body.get("card_token"), body.get("capture", False)
+    if not isinstance(token, str) or not isinstance(capture, bool):
+        raise BadRequestError("card_token (string) and capture (boolean) are required")
+    return token, capture
+
+
+def _bank(body: dict[str, Any]) -> str:
+    bank = body.get("bank_token")
+    if not isinstance(bank, str) or not bank:
+        raise BadRequestError("bank_token is required")
+    return bank
+
+
+def _charge(found: Charge) -> dict[str, Any]:
+    return {
+        "id": found.id,
+        "amount": found.amount_minor,
+        "currency": found.currency,
+        "captured": found.captured_minor,
+        "refunded": found.refunded_minor,
+        "voided": found.voided,
+    }
+
+
+WIRE = Wire(
+    dialect=DIALECT,
+    refusals=Refusals(
+        unauthorized="unauthorized",
+        bad_request="invalid_request",
+        unavailable="temporarily_unavailable",
+        card_invalid="invalid_card_number",
+        request_unknown="not_found",
+        request_unknown_message="no request with this idempotency key",
+        charge_unknown="not_found",
+        charge_unknown_message="no such charge",
+    ),
+    key_header="idempotency-key",
+    api_key=lambda request: request.headers.get("authorization", "").removeprefix("Bearer "),
+    pan=lambda body: str(body.get("pan", "")),
+    amount=_amount,
+    card=_card,
+    bank=_bank,
+    settlement_day=lambda request: str(request.path_params["day"]),
+    token_body=lambda token: {"token": token},
+    lookup_body=view,
+    charge_body=_charge,
+    charge_prefix="ch",
+    payout_prefix="po",
+)
+
+
 def routes(sim: Sim) -> list[Route]:
-    engine = sim.engine
-
-    def guard(handler: Any, *, public: bool = False) -> Any:
-        async def endpoint(request: Request) -> Response:
-            header = request.headers.get("authorization", "")
-            if not public and not authorized(sim, "acme", header.removeprefix("Bearer ")):
-                return error(401, "unauthorized", "bad API key")
-            try:
-                response: Response = await handler(request)
-                return response
-            except (BadRequestError, ValueError) as bad:
-                return error(400, "invalid_request", str(bad))
-
-        return endpoint
-
-    async def tokenize(request: Request) -> Response:
-        body = await json_body(request)
-        if (failed := await read_fault(sim, "acme", "tokenize")) is not None:
-            return error(failed, "temporarily_unavailable", "injected fault")
-        token = engine.tokenize(str(body.get("pan", "")))
-        if token is None:
-            return error(422, "invalid_card_number", "card number fails the Luhn check")
-        return JSONResponse({"token": token}, status_code=201)
-
-    async def charge(request: Request) -> Response:
-        body = await json_body(request)
-        amount, currency = _amount(body)
-        token, capture = body.get("card_token"), body.get("capture", False)
-        if not isinstance(token, str) or not isinstance(capture, bool):
-            raise BadRequestError("card_token (string) and capture (boolean) are required")
-        key = request.headers.get("idempotency-key")
-        return await run(
-            sim, DIALECT, operation="authorize", key=key,
-            behaviour=engine.behaviour(token),
-            process=lambda: engine.authorize(
-                "acme", key or "", token=token, amount_minor=amount, currency=currency,
-                capture=capture, id_prefix="ch",
-            ),
-        )  # fmt: skip
-
-    async def capture(request: Request) -> Response:
-        body = await json_body(request)
-        amount, currency = _amount(body)
-        charge_id, key = request.path_params["charge"], request.headers.get("idempotency-key")
-        return await run(
-            sim, DIALECT, operation="capture", key=key,
-            process=lambda: engine.capture(
-                "acme", key or "", charge_id=charge_id, amount_minor=amount, currency=currency
-            ),
-        )  # fmt: skip
-
-    async def void(request: Request) -> Response:
-        charge_id, key = request.path_params["charge"], request.headers.get("idempotency-key")
-        return await run(
-            sim, DIALECT, operation="void", key=key,
-            process=lambda: engine.void("acme", key or "", charge_id=charge_id),
-        )  # fmt: skip
-
-    async def refund(request: Request) -> Response:
-        body = await json_body(request)
-        amount, currency = _amount(body)
-        charge_id, key = request.path_params["charge"], request.headers.get("idempotency-key")
-        return await run(
-            sim, DIALECT, operation="refund", key=key,
-            process=lambda: engine.refund(
-                "acme", key or "", charge_id=charge_id, amount_minor=amount, currency=currency
-            ),
-        )  # fmt: skip
-
-    async def payout(request: Request) -> Response:
-        body = await json_body(request)
-        amount, currency = _amount(body)
-        bank = body.get("bank_token")
-        if not isinstance(bank, str) or not bank:
-            raise BadRequestError("bank_token is required")
-        key = request.headers.get("idempotency-key")
-        return await run(
-            sim, DIALECT, operation="payout", key=key,
-            process=lambda: engine.payout(
-                "acme", key or "", bank_token=bank, amount_minor=amount, currency=currency,
-                id_prefix="po",
-            ),
-        )  # fmt: skip
-
-    async def operation(request: Request) -> Response:
-        if (failed := await read_fault(sim, "acme", "lookup")) is not None:
-            return error(failed, "temporarily_unavailable", "injected fault")
-        found = engine.find("acme", request.path_params["key"])
-        if found is None:
-            return error(404, "not_found", "no request with this idempotency key")
-        return JSONResponse(view(found))
-
-    async def charge_status(request: Request) -> Response:
-        found = engine.charge("acme", request.path_params["charge"])
-        if found is None:
-            return error(404, "not_found", "no such charge")
-        return JSONResponse(
-            {
-                "id": found.id,
-                "amount": found.amount_minor,
-                "currency": found.currency,
-                "captured": found.captured_minor,
-                "refunded": found.refunded_minor,
-                "voided": found.voided,
-            }
-        )
-
-    async def settlement(request: Request) -> Response:
-        day = settlement_day(request.path_params["day"])
-        if (failed := await read_fault(sim, "acme", "settlement")) is not None:
-            return error(failed, "temporarily_unavailable", "injected fault")
-        data = settlement_file(engine, "acme", day, sim.plans.get(("acme", day), []))
-        return Response(data, media_type="text/csv")
-
+    api = Endpoints(sim, WIRE)
     return [
-        Route("/acme/hosted-fields/tokens", guard(tokenize, public=True), methods=["POST"]),
-        Route("/acme/v1/charges", guard(charge), methods=["POST"]),
-        Route("/acme/v1/charges/{charge}/capture", guard(capture), methods=["POST"]),
-        Route("/acme/v1/charges/{charge}/void", guard(void), methods=["POST"]),
-        Route("/acme/v1/charges/{charge}/refunds", guard(refund), methods=["POST"]),
-        Route("/acme/v1/charges/{charge}", guard(charge_status), methods=["GET"]),
-        Route("/acme/v1/payouts", guard(payout), methods=["POST"]),
-        Route("/acme/v1/operations/{key}", guard(operation), methods=["GET"]),
-        Route("/acme/v1/settlements/{day:str}.csv", guard(settlement), methods=["GET"]),
+        Route("/acme/hosted-fields/tokens", api.guard(api.tokenize, public=True), methods=["POST"]),
+        Route("/acme/v1/charges", api.guard(api.authorize), methods=["POST"]),
+        Route("/acme/v1/charges/{charge}/capture", api.guard(api.capture), methods=["POST"]),
+        Route("/acme/v1/charges/{charge}/void", api.guard(api.void), methods=["POST"]),
+        Route("/acme/v1/charges/{charge}/refunds", api.guard(api.refund), methods=["POST"]),
+        Route("/acme/v1/charges/{charge}", api.guard(api.charge_status), methods=["GET"]),
+        Route("/acme/v1/payouts", api.guard(api.payout), methods=["POST"]),
+        Route("/acme/v1/operations/{key}", api.guard(api.lookup), methods=["GET"]),
+        Route("/acme/v1/settlements/{day:str}.csv", api.guard(api.settlement), methods=["GET"]),
     ]

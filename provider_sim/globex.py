@@ -18,22 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from provider_sim import money
-from provider_sim.engine import MAX_AMOUNT_MINOR, Operation
-from provider_sim.flow import (
-    BadRequestError,
-    Dialect,
-    Sim,
-    authorized,
-    json_body,
-    read_fault,
-    run,
-)
-from provider_sim.settlement import settlement_day, settlement_file
+from provider_sim.endpoints import Endpoints, Refusals, Wire
+from provider_sim.engine import MAX_AMOUNT_MINOR, Charge, Operation
+from provider_sim.flow import BadRequestError, Dialect, Sim
 
 STATE = {"approved": "COMPLETE", "declined": "REJECTED", "failed": "INVALID"}
 OWN_ID = {"capture": "captureId", "refund": "refundId"}
@@ -111,132 +102,74 @@ def _amount(body: dict[str, Any]) -> tuple[int, str]:
     return amount, currency
 
 
+def _card(body: dict[str, Any]) -> tuple[str, bool]:
+    method, capture = body.get("paymentMethod"), body.get("autoCapture", False)
+    token = method.get("token") if isinstance(method, dict) else None
+    if not isinstance(token, str) or not isinstance(capture, bool):
+        raise BadRequestError("paymentMethod.token and autoCapture (boolean) are required")
+    return token, capture
+
+
+def _bank(body: dict[str, Any]) -> str:
+    destination = body.get("destination")
+    bank = destination.get("bankToken") if isinstance(destination, dict) else None
+    if not isinstance(bank, str) or not bank:
+        raise BadRequestError("destination.bankToken is required")
+    return bank
+
+
+def _payment(found: Charge) -> dict[str, Any]:
+    return {
+        "data": {
+            "paymentId": found.id,
+            "money": _money(found.amount_minor, found.currency),
+            "captured": _money(found.captured_minor, found.currency),
+            "refunded": _money(found.refunded_minor, found.currency),
+            "cancelled": found.voided,
+        },
+        "meta": {},
+    }
+
+
+WIRE = Wire(
+    dialect=DIALECT,
+    refusals=Refusals(
+        unauthorized="unauthorised",
+        bad_request="bad_request",
+        unavailable="unavailable",
+        card_invalid="card_number_invalid",
+        request_unknown="request_unknown",
+        request_unknown_message="no request with this key",
+        charge_unknown="payment_unknown",
+        charge_unknown_message="no such payment",
+    ),
+    key_header="globex-request-key",
+    api_key=lambda request: request.headers.get("x-api-key"),
+    pan=lambda body: str(body.get("cardNumber", "")),
+    amount=_amount,
+    card=_card,
+    bank=_bank,
+    settlement_day=lambda request: request.query_params.get("date", ""),
+    token_body=lambda token: {"data": {"token": token}, "meta": {}},
+    lookup_body=lambda found: {"data": data(found), "meta": {"processedAt": found.at}},
+    charge_body=_payment,
+    charge_prefix="gx",
+    payout_prefix="gxt",
+)
+
+
 def routes(sim: Sim) -> list[Route]:
-    engine = sim.engine
-
-    def guard(handler: Any, *, public: bool = False) -> Any:
-        async def endpoint(request: Request) -> Response:
-            if not public and not authorized(sim, "globex", request.headers.get("x-api-key")):
-                return error(401, "unauthorised", "bad API key")
-            try:
-                response: Response = await handler(request)
-                return response
-            except (BadRequestError, ValueError) as bad:
-                return error(400, "bad_request", str(bad))
-
-        return endpoint
-
-    def key_of(request: Request) -> str | None:
-        return request.headers.get("globex-request-key")
-
-    async def tokenize(request: Request) -> Response:
-        body = await json_body(request)
-        if (failed := await read_fault(sim, "globex", "tokenize")) is not None:
-            return error(failed, "unavailable", "injected fault")
-        token = engine.tokenize(str(body.get("cardNumber", "")))
-        if token is None:
-            return error(422, "card_number_invalid", "card number fails the Luhn check")
-        return JSONResponse({"data": {"token": token}, "meta": {}}, status_code=201)
-
-    async def payment(request: Request) -> Response:
-        body = await json_body(request)
-        amount, currency = _amount(body)
-        method, capture = body.get("paymentMethod"), body.get("autoCapture", False)
-        token = method.get("token") if isinstance(method, dict) else None
-        if not isinstance(token, str) or not isinstance(capture, bool):
-            raise BadRequestError("paymentMethod.token and autoCapture (boolean) are required")
-        key = key_of(request)
-        return await run(
-            sim, DIALECT, operation="authorize", key=key, behaviour=engine.behaviour(token),
-            process=lambda: engine.authorize(
-                "globex", key or "", token=token, amount_minor=amount, currency=currency,
-                capture=capture, id_prefix="gx",
-            ),
-        )  # fmt: skip
-
-    async def capture(request: Request) -> Response:
-        amount, currency = _amount(await json_body(request))
-        payment_id, key = request.path_params["payment"], key_of(request)
-        return await run(
-            sim, DIALECT, operation="capture", key=key,
-            process=lambda: engine.capture(
-                "globex", key or "", charge_id=payment_id, amount_minor=amount, currency=currency
-            ),
-        )  # fmt: skip
-
-    async def cancel(request: Request) -> Response:
-        payment_id, key = request.path_params["payment"], key_of(request)
-        return await run(
-            sim, DIALECT, operation="void", key=key,
-            process=lambda: engine.void("globex", key or "", charge_id=payment_id),
-        )  # fmt: skip
-
-    async def refund(request: Request) -> Response:
-        amount, currency = _amount(await json_body(request))
-        payment_id, key = request.path_params["payment"], key_of(request)
-        return await run(
-            sim, DIALECT, operation="refund", key=key,
-            process=lambda: engine.refund(
-                "globex", key or "", charge_id=payment_id, amount_minor=amount, currency=currency
-            ),
-        )  # fmt: skip
-
-    async def transfer(request: Request) -> Response:
-        body = await json_body(request)
-        amount, currency = _amount(body)
-        destination = body.get("destination")
-        bank = destination.get("bankToken") if isinstance(destination, dict) else None
-        if not isinstance(bank, str) or not bank:
-            raise BadRequestError("destination.bankToken is required")
-        key = key_of(request)
-        return await run(
-            sim, DIALECT, operation="payout", key=key,
-            process=lambda: engine.payout(
-                "globex", key or "", bank_token=bank, amount_minor=amount, currency=currency,
-                id_prefix="gxt",
-            ),
-        )  # fmt: skip
-
-    async def request_status(request: Request) -> Response:
-        if (failed := await read_fault(sim, "globex", "lookup")) is not None:
-            return error(failed, "unavailable", "injected fault")
-        found = engine.find("globex", request.path_params["key"])
-        if found is None:
-            return error(404, "request_unknown", "no request with this key")
-        return JSONResponse({"data": data(found), "meta": {"processedAt": found.at}})
-
-    async def payment_status(request: Request) -> Response:
-        found = engine.charge("globex", request.path_params["payment"])
-        if found is None:
-            return error(404, "payment_unknown", "no such payment")
-        return JSONResponse(
-            {
-                "data": {
-                    "paymentId": found.id,
-                    "money": _money(found.amount_minor, found.currency),
-                    "captured": _money(found.captured_minor, found.currency),
-                    "refunded": _money(found.refunded_minor, found.currency),
-                    "cancelled": found.voided,
-                },
-                "meta": {},
-            }
-        )
-
-    async def settlement(request: Request) -> Response:
-        day = settlement_day(request.query_params.get("date", ""))
-        if (failed := await read_fault(sim, "globex", "settlement")) is not None:
-            return error(failed, "unavailable", "injected fault")
-        data = settlement_file(engine, "globex", day, sim.plans.get(("globex", day), []))
-        return Response(data, media_type="text/csv")
-
+    api = Endpoints(sim, WIRE)
     return [
-        Route("/globex/hosted-fields/tokenize", guard(tokenize, public=True), methods=["POST"]),
-        Route("/globex/api/payments", guard(payment), methods=["POST"]),
-        Route("/globex/api/payments/{payment}/captures", guard(capture), methods=["POST"]),
-        Route("/globex/api/payments/{payment}/cancellations", guard(cancel), methods=["POST"]),
-        Route("/globex/api/payments/{payment}/refunds", guard(refund), methods=["POST"]),
-        Route("/globex/api/payments/{payment}", guard(payment_status), methods=["GET"]),
-        Route("/globex/api/transfers", guard(transfer), methods=["POST"]),
-        Route("/globex/api/requests/{key}", guard(request_status), methods=["GET"]),
-        Route("/globex/api/reports/settlement", guard(settlement), methods=["GET"]),
+        Route(
+            "/globex/hosted-fields/tokenize", api.guard(api.tokenize, public=True), methods=["POST"]
+        ),
+        Route("/globex/api/payments", api.guard(api.authorize), methods=["POST"]),
+        Route("/globex/api/payments/{charge}/captures", api.guard(api.capture), methods=["POST"]),
+        Route("/globex/api/payments/{charge}/cancellations", api.guard(api.void), methods=["POST"]),
+        Route("/globex/api/payments/{charge}/refunds", api.guard(api.refund), methods=["POST"]),
+        Route("/globex/api/payments/{charge}", api.guard(api.charge_status), methods=["GET"]),
+        Route("/globex/api/transfers", api.guard(api.payout), methods=["POST"]),
+        Route("/globex/api/requests/{key}", api.guard(api.lookup), methods=["GET"]),
+        Route("/globex/api/reports/settlement", api.guard(api.settlement), methods=["GET"]),
     ]

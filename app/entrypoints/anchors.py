@@ -221,11 +221,30 @@ async def write_checkpoint(client: AsyncSignedClient, head: ledger_api.ChainHead
         )
     except httpx.HTTPError as error:
         raise AnchorError(f"evidence service unreachable: {type(error).__name__}") from None
+    if response.status_code == 422 and _problem_code(response) == "idempotency_key_reused":
+        # This head was anchored before (an idle ledger at the next cadence, or another
+        # worker), with other timestamps in the body: that record is the anchor.
+        return await _already_anchored(client, head)
     if response.status_code not in (200, 201):
         raise AnchorError(f"evidence refused the checkpoint: {response.status_code}")
     record_id = str(response.json()["id"])
     log.info("ledger_checkpoint_anchored", seq=head.seq, record_id=record_id)
     return record_id
+
+
+def _problem_code(response: httpx.Response) -> str | None:
+    try:
+        code = response.json().get("code")
+    except ValueError:
+        return None
+    return code if isinstance(code, str) else None
+
+
+async def _already_anchored(client: AsyncSignedClient, head: ledger_api.ChainHead) -> str:
+    found = await latest(client)
+    if found is None or found.head != head:
+        raise AnchorError(f"head {head.seq} was anchored before, but is not the latest anchor")
+    return found.record_id
 
 
 async def latest(client: AsyncSignedClient) -> Anchored | None:

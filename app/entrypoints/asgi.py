@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 
 from app.domains import DOMAINS, ROUTES_MODULE
-from app.entrypoints import anchors
+from app.entrypoints import anchors, backlogs
 from app.entrypoints.bootstrap import DATABASE_SECRET
 from app.identity import api as identity_api
 from app.payments import api as payments_api
-from app.platform import outbox
 from app.platform.auth_limits import FailureLimiter
 from app.platform.cost_model import CostModel
 from app.platform.db import create_autocommit_engine, create_engine, session_factory
@@ -150,5 +149,5 @@ def create_app(
         extra_routes=[*identity_api.plain_routes(identity), *payments_api.plain_routes()],
         extra_paths={**identity_api.openapi_paths(), **payments_api.openapi_paths()},
         on_stop=stop,
-        on_scrape=lambda: outbox.sample_backlog(sessions),
+        on_scrape=lambda: backlogs.sample(sessions),
     )

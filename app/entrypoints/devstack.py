@@ -32,10 +32,12 @@ class Ports:
     api: int = 8000
     evidence: int = 8081
     sim: int = 8090
+    # The worker's own /metrics (app/entrypoints/worker_metrics.py).
+    worker_metrics: int = 9101
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(6)))
+        return cls(*(free_port() for _ in range(7)))
 
 
 @dataclass
@@ -82,6 +84,10 @@ class Stack:
     @property
     def sim_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.sim}"
+
+    @property
+    def worker_metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.worker_metrics}/metrics"
 
     def app_env(self) -> dict[str, str]:
         """The environment the API and evidence processes get: addresses and the dev token."""
@@ -157,6 +163,26 @@ class Stack:
             watch=self.watch_policies,
             timeout_s=timeout_s,
         )
+        # A restarted OPA (the opa-down drill) forgot the registrations made through its
+        # data API; the anchor writer's is made again here (none before the bootstrap).
+        if "openbao" in self.processes:
+            self.trust_anchor_writer()
+
+    def trust_anchor_writer(self) -> None:
+        """Trust the worker's anchor client for `ledger.checkpoint` and nothing else.
+
+        Through OPA's data API, as CI registers its pipeline's client: production lists
+        the client id under `ledger.checkpoint` in policies/trust/evidence_submitters.json.
+        """
+        from app.entrypoints import anchors
+        from app.platform.settings import VaultLogin
+        from app.platform.vault import Vault
+        from evidence import trust
+
+        vault = Vault.login(self.vault_addr, VaultLogin(token=DEV_ROOT_TOKEN))
+        credentials = anchors.credentials_from_vault(vault)
+        if credentials is not None:
+            trust.register_submitter(self.opa_url, credentials.client_id, [anchors.CHECKPOINT_TYPE])
 
     def start_simulator(self, timeout_s: float = 30) -> None:
         """The provider simulator, sending its webhooks to the API's address; its state file
@@ -182,6 +208,7 @@ class Stack:
             database_url=self.started_database_url(),
             evidence_database_url=self.database_url_for(EVIDENCE_DATABASE_NAME),
         )
+        self.trust_anchor_writer()
 
     def start_api(self, timeout_s: float = 60) -> None:
         apps.start_api(
@@ -198,9 +225,15 @@ class Stack:
             self.group, port=self.ports.evidence, env=self.app_env(), timeout_s=timeout_s
         )
 
-    def start_worker(self) -> None:
-        """The maintenance loop (hold expiry, partitions, idempotency-key cleanup)."""
-        apps.start_worker(self.group, env=self.app_env())
+    def start_worker(self, timeout_s: float = 60) -> None:
+        """The maintenance loop (hold expiry, partitions, idempotency-key cleanup, payments'
+        background steps), serving its /metrics on `ports.worker_metrics`."""
+        apps.start_worker(
+            self.group,
+            env=self.app_env(),
+            metrics_port=self.ports.worker_metrics,
+            timeout_s=timeout_s,
+        )
 
     # ---- the whole stack -----------------------------------------------------------
     def start_services(self) -> None:

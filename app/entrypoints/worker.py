@@ -19,7 +19,7 @@ import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.entrypoints import anchors
+from app.entrypoints import anchors, worker_metrics
 from app.entrypoints.bootstrap import WORKER_DATABASE_SECRET as DATABASE_SECRET
 from app.ledger import api as ledger_api
 from app.payments import api as payments_api
@@ -182,7 +182,8 @@ async def run_once(settings: Settings) -> CycleReport:
 
 
 async def run_forever(settings: Settings, *, interval_s: float, max_cycles: int | None) -> int:
-    """Run cycles every `interval_s` until SIGTERM/SIGINT (or `max_cycles`)."""
+    """Run cycles every `interval_s` until SIGTERM/SIGINT (or `max_cycles`), serving the
+    worker's /metrics meanwhile (worker_metrics)."""
     vault, sessions = _sessions(settings)
     payments = start_payments_worker(vault, sessions)
     evidence = _evidence(settings, vault)
@@ -194,17 +195,18 @@ async def run_forever(settings: Settings, *, interval_s: float, max_cycles: int 
         loop.add_signal_handler(signum, stopping.set)
     cycles = 0
     try:
-        while not stopping.is_set() and (max_cycles is None or cycles < max_cycles):
-            try:
-                await run_cycle(sessions, payments, recon_evidence)
-                if evidence is not None and loop.time() >= next_anchor_at:
-                    next_anchor_at = loop.time() + settings.ledger_checkpoint_interval_s
-                    await anchor_chain_head(sessions, evidence)
-            except Exception as error:  # noqa: BLE001 - one failed cycle must not stop the loop
-                log.error("worker_cycle_failed", error_type=type(error).__name__)
-            cycles += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=interval_s)
+        async with worker_metrics.serving(settings, sessions):
+            while not stopping.is_set() and (max_cycles is None or cycles < max_cycles):
+                try:
+                    await run_cycle(sessions, payments, recon_evidence)
+                    if evidence is not None and loop.time() >= next_anchor_at:
+                        next_anchor_at = loop.time() + settings.ledger_checkpoint_interval_s
+                        await anchor_chain_head(sessions, evidence)
+                except Exception as error:  # noqa: BLE001 - one failed cycle must not stop it
+                    log.error("worker_cycle_failed", error_type=type(error).__name__)
+                cycles += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=interval_s)
     finally:
         if evidence is not None:
             await evidence.aclose()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from app.platform.events import Event
+
 
 @dataclass(frozen=True, slots=True)
 class PostingLine:
@@ -21,11 +23,10 @@ class PostingLine:
 
 
 @dataclass(frozen=True, slots=True)
-class LedgerAccountCreated:
+class LedgerAccountCreated(Event):
     """An account was opened."""
 
     EVENT_TYPE: ClassVar[str] = "ledger.account.created"
-    EVENT_VERSION: ClassVar[int] = 1
     account_id: str
     code: str
     currency: str
@@ -39,60 +40,45 @@ class LedgerAccountCreated:
 
 
 @dataclass(frozen=True, slots=True)
-class LedgerTransactionPosted:
+class _TransactionEvent(Event):
+    transaction_id: str
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.transaction_id
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTransactionPosted(_TransactionEvent):
     """Postings moved posted balances: a posted transaction, a posted hold or a reversal."""
 
     EVENT_TYPE: ClassVar[str] = "ledger.transaction.posted"
-    EVENT_VERSION: ClassVar[int] = 1
-    transaction_id: str
     postings: tuple[PostingLine, ...]
     reverses: str | None
     occurred_at: str
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.transaction_id
-
 
 @dataclass(frozen=True, slots=True)
-class LedgerTransactionPending:
+class LedgerTransactionPending(_TransactionEvent):
     """A hold was placed: pending postings reserve funds until posted, voided or expired."""
 
     EVENT_TYPE: ClassVar[str] = "ledger.transaction.pending"
-    EVENT_VERSION: ClassVar[int] = 1
-    transaction_id: str
     postings: tuple[PostingLine, ...]
     expires_at: str
     occurred_at: str
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.transaction_id
-
 
 @dataclass(frozen=True, slots=True)
-class LedgerTransactionVoided:
+class LedgerTransactionVoided(_TransactionEvent):
     """A hold was released by request; no posted balance moved."""
 
     EVENT_TYPE: ClassVar[str] = "ledger.transaction.voided"
-    EVENT_VERSION: ClassVar[int] = 1
-    transaction_id: str
     occurred_at: str
-
-    @property
-    def aggregate_id(self) -> str:
-        return self.transaction_id
 
 
 @dataclass(frozen=True, slots=True)
-class LedgerTransactionExpired:
+class LedgerTransactionExpired(_TransactionEvent):
     """A hold passed its expires_at and the expiry worker released it."""
 
     EVENT_TYPE: ClassVar[str] = "ledger.transaction.expired"
-    EVENT_VERSION: ClassVar[int] = 1
-    transaction_id: str
     occurred_at: str
-
-    @property
-    def aggregate_id(self) -> str:
-        return self.transaction_id

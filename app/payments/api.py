@@ -51,6 +51,7 @@ __all__ = [
     "recover",
     "replay_dead_letter",
     "run_worker_cycle",
+    "sample_dead_letters",
     "stage_settled",
     "start_payments",
     "webhook_http_client",
@@ -138,6 +139,11 @@ def webhook_http_client() -> httpx.AsyncClient:
 async def list_dead_letters(sessions: async_sessionmaker[AsyncSession]) -> list[dict[str, Any]]:
     async with sessions() as session:
         return await dead_letters.dead_letters(session)
+
+
+async def sample_dead_letters(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """Set `moneypath_webhook_dead_letters_waiting` from the database (at scrape time)."""
+    return await dead_letters.sample(sessions)
 
 
 async def replay_dead_letter(sessions: async_sessionmaker[AsyncSession], delivery_id: int) -> bool:

@@ -1,14 +1,23 @@
 """Merchant webhook dead letters: deliveries given up after the last attempt, listed and
-replayed by the CLI."""
+replayed by the CLI, and counted for /metrics."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import Gauge
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.payments import store
+
+# The counter in webhook_delivery counts dead-letterings in the process that made them;
+# this gauge is the state in the database (dead and not replayed), the same from any
+# process that samples it, so it survives restarts and needs no particular scrape target.
+WAITING = Gauge(
+    "moneypath_webhook_dead_letters_waiting",
+    "Merchant webhook deliveries dead-lettered and not replayed yet (sampled from the database).",
+)
 
 
 async def dead_letters(session: AsyncSession, limit: int = 100) -> list[dict[str, Any]]:
@@ -33,3 +42,17 @@ async def replay(session: AsyncSession, delivery_id: int) -> bool:
         {"id": delivery_id},
     )
     return done.first() is not None
+
+
+async def sample(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """Set the waiting dead letters gauge from the database; returns the count."""
+    async with sessions() as session:
+        count = int(
+            (
+                await session.execute(
+                    text("SELECT count(*) FROM payments.deliveries WHERE status = 'dead'")
+                )
+            ).scalar_one()
+        )
+    WAITING.set(count)
+    return count

@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from app.platform.events import Event
+
 
 @dataclass(frozen=True, slots=True)
-class _PaymentEvent:
+class _PaymentEvent(Event):
+    """The payment's snapshot at commit: every payment event carries the same fields."""
+
     payment_id: str
     owner: str
     status: str
@@ -31,37 +35,31 @@ class _PaymentEvent:
 @dataclass(frozen=True, slots=True)
 class PaymentAuthorized(_PaymentEvent):
     EVENT_TYPE: ClassVar[str] = "payment.authorized"
-    EVENT_VERSION: ClassVar[int] = 1
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentCaptured(_PaymentEvent):
     EVENT_TYPE: ClassVar[str] = "payment.captured"
-    EVENT_VERSION: ClassVar[int] = 1
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentVoided(_PaymentEvent):
     EVENT_TYPE: ClassVar[str] = "payment.voided"
-    EVENT_VERSION: ClassVar[int] = 1
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentDeclined(_PaymentEvent):
     EVENT_TYPE: ClassVar[str] = "payment.declined"
-    EVENT_VERSION: ClassVar[int] = 1
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentFailed(_PaymentEvent):
     EVENT_TYPE: ClassVar[str] = "payment.failed"
-    EVENT_VERSION: ClassVar[int] = 1
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentHeldForReview(_PaymentEvent):
     EVENT_TYPE: ClassVar[str] = "payment.pending_review"
-    EVENT_VERSION: ClassVar[int] = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +67,12 @@ class PaymentRefunded(_PaymentEvent):
     """A refund succeeded; `refund_id` and `refund_amount_minor` name it."""
 
     EVENT_TYPE: ClassVar[str] = "payment.refunded"
-    EVENT_VERSION: ClassVar[int] = 1
     refund_id: str = ""
     refund_amount_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class PayoutPaid:
-    EVENT_TYPE: ClassVar[str] = "payout.paid"
-    EVENT_VERSION: ClassVar[int] = 1
+class _PayoutEvent(Event):
     payout_id: str
     owner: str
     account_id: str
@@ -92,17 +87,24 @@ class PayoutPaid:
 
 
 @dataclass(frozen=True, slots=True)
-class PayoutFailed:
-    EVENT_TYPE: ClassVar[str] = "payout.failed"
-    EVENT_VERSION: ClassVar[int] = 1
-    payout_id: str
-    owner: str
-    account_id: str
-    amount_minor: int
-    currency: str
-    provider: str
-    occurred_at: str
+class PayoutPaid(_PayoutEvent):
+    EVENT_TYPE: ClassVar[str] = "payout.paid"
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.payout_id
+
+@dataclass(frozen=True, slots=True)
+class PayoutFailed(_PayoutEvent):
+    EVENT_TYPE: ClassVar[str] = "payout.failed"
+
+
+# Every event above reaches merchants: a webhook endpoint subscribes to these types (or "*").
+MERCHANT_EVENTS: tuple[type[Event], ...] = (
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentVoided,
+    PaymentDeclined,
+    PaymentFailed,
+    PaymentHeldForReview,
+    PaymentRefunded,
+    PayoutPaid,
+    PayoutFailed,
+)

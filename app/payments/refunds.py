@@ -10,7 +10,7 @@ request went out) leaves the step `started` for the recovery worker.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +27,65 @@ from app.providers.api import ProviderOutcome, ProviderResult, ProviderUnavailab
 class ProviderUnavailableNowError(DependencyUnavailableError):
     code = "provider_unavailable"
     title = "Payment provider unavailable"
+
+
+# ---- what refunds and payouts share ---------------------------------------------------
+
+# Their rows' final states, by kind: constant statements, one per table.
+_SUCCEEDED = {
+    "refund": text(
+        "UPDATE payments.refunds SET status = 'succeeded', provider_ref = :ref,"
+        " updated_at = now() WHERE id = :id"
+    ),
+    "payout": text(
+        "UPDATE payments.payouts SET status = 'paid', provider_ref = :ref,"
+        " updated_at = now() WHERE id = :id"
+    ),
+}
+_FAILED = {
+    "refund": text(
+        "UPDATE payments.refunds SET status = 'failed', updated_at = now() WHERE id = :id"
+    ),
+    "payout": text(
+        "UPDATE payments.payouts SET status = 'failed', updated_at = now() WHERE id = :id"
+    ),
+}
+Kind = Literal["refund", "payout"]
+
+
+async def _finish(
+    session: AsyncSession, kind: Kind, row_id: str, step: store.StepRow | None, ref: str | None
+) -> None:
+    """The provider approved: the refund or payout and its provider step succeeded."""
+    await session.execute(_SUCCEEDED[kind], {"id": row_id, "ref": ref})
+    if step is not None:
+        await store.finish_step(session, step.id, "succeeded", provider_ref=ref)
+
+
+async def _compensate(
+    session: AsyncSession,
+    kind: Kind,
+    row_id: str,
+    step: store.StepRow | None,
+    result: ProviderResult | None,
+    *,
+    transaction_id: str,
+    listed_on: tuple[str, str],
+) -> str:
+    """Refused or never reached: reverse the money's ledger transaction (the reversal is
+    listed on the `listed_on` (table, id) row), fail the row and its provider step.
+    Returns the reversal's id."""
+    reversal = await ledger_api.reverse_transaction(session, transaction_id)
+    await store.add_ledger_transaction(session, *listed_on, reversal.id)
+    await session.execute(_FAILED[kind], {"id": row_id})
+    if step is not None:
+        await store.finish_step(
+            session,
+            step.id,
+            "failed",
+            detail={"raw_status": result.raw_status if result else "unreachable"},
+        )
+    return reversal.id
 
 
 # ---- refunds ----------------------------------------------------------------------------
@@ -152,33 +211,14 @@ async def settle_refund(
         await store.update_payment(
             session, payment_id, status=target.value, refunded_minor=row.refunded_minor + amount
         )
-        await session.execute(
-            text(
-                "UPDATE payments.refunds SET status = 'succeeded', provider_ref = :ref,"
-                " updated_at = now() WHERE id = :id"
-            ),
-            {"id": refund_id, "ref": result.operation_reference},
-        )
-        if step is not None:
-            await store.finish_step(
-                session, step.id, "succeeded", provider_ref=result.operation_reference
-            )
+        await _finish(session, "refund", refund_id, step, result.operation_reference)
         await emit_status(session, payment_id, refund_id=refund_id, refund_amount_minor=amount)
         return "succeeded"
     # Refused or never reached: compensate by reversing the refund's ledger transaction.
-    reversal = await ledger_api.reverse_transaction(session, str(refund.ledger_transaction_id))
-    await store.add_ledger_transaction(session, "payments", payment_id, reversal.id)
-    await session.execute(
-        text("UPDATE payments.refunds SET status = 'failed', updated_at = now() WHERE id = :id"),
-        {"id": refund_id},
-    )
-    if step is not None:
-        await store.finish_step(
-            session,
-            step.id,
-            "failed",
-            detail={"raw_status": result.raw_status if result else "unreachable"},
-        )
+    reversal_id = await _compensate(
+        session, "refund", refund_id, step, result,
+        transaction_id=str(refund.ledger_transaction_id), listed_on=("payments", payment_id),
+    )  # fmt: skip
     await store.add_step(
         session,
         payment_id,
@@ -186,7 +226,7 @@ async def settle_refund(
         "compensated",
         subject_id=refund_id,
         amount_minor=int(refund.amount_minor),
-        detail={"reversal_transaction_id": reversal.id},
+        detail={"reversal_transaction_id": reversal_id},
     )
     return "failed"
 
@@ -326,38 +366,19 @@ async def settle_payout(
         "occurred_at": now_iso(),
     }
     if result is not None and result.outcome is ProviderOutcome.APPROVED:
-        await session.execute(
-            text(
-                "UPDATE payments.payouts SET status = 'paid', provider_ref = :ref,"
-                " updated_at = now() WHERE id = :id"
-            ),
-            {"id": payout_id, "ref": result.provider_reference},
-        )
-        if step is not None:
-            await store.finish_step(
-                session, step.id, "succeeded", provider_ref=result.provider_reference
-            )
+        await _finish(session, "payout", payout_id, step, result.provider_reference)
         await outbox.emit(session, events.PayoutPaid(**fields))
         return "paid"
-    reversal = await ledger_api.reverse_transaction(session, str(payout.ledger_transaction_ids[0]))
-    await store.add_ledger_transaction(session, "payouts", payout_id, reversal.id)
-    await session.execute(
-        text("UPDATE payments.payouts SET status = 'failed', updated_at = now() WHERE id = :id"),
-        {"id": payout_id},
-    )
-    if step is not None:
-        await store.finish_step(
-            session,
-            step.id,
-            "failed",
-            detail={"raw_status": result.raw_status if result else "unreachable"},
-        )
+    reversal_id = await _compensate(
+        session, "payout", payout_id, step, result,
+        transaction_id=str(payout.ledger_transaction_ids[0]), listed_on=("payouts", payout_id),
+    )  # fmt: skip
     await store.add_step(
         session,
         payout_id,
         "ledger_debit",
         "compensated",
-        subject_id=reversal.id,
+        subject_id=reversal_id,
         amount_minor=int(payout.amount_minor),
     )
     await outbox.emit(session, events.PayoutFailed(**fields))

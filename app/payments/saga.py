@@ -143,6 +143,48 @@ async def test_pause_point(config: PaymentsConfig, operation: str) -> None:
         await asyncio.sleep(TEST_PAUSE_S)
 
 
+async def start_step(
+    session: AsyncSession, row: store.PaymentRow, name: str, *, amount_minor: int | None = None
+) -> store.StepRow:
+    """Record step 1 of a provider step on an authorized payment: `started`, keyed by the
+    payment and the step's name."""
+    await store.add_step(
+        session,
+        row.id,
+        name,
+        "started",
+        attempts=1,
+        provider=row.provider,
+        provider_key=f"{row.id}:{name}",
+        amount_minor=amount_minor,
+    )
+    found = await store.open_step(session, row.id, name)
+    if found is None:
+        raise InvalidStateError(f"{name} step vanished")
+    return found
+
+
+async def approved_step(
+    session: AsyncSession, payment_id: str, name: str, result: ProviderResult
+) -> tuple[store.PaymentRow, store.StepRow | None]:
+    """Step 3's guard for a step on an authorized payment: the locked payment, and its open
+    step when the provider approved it. No step when there is nothing to apply: the step
+    is done, the payment moved on, the answer is pending, or the provider refused (then
+    the step is finished as failed and the payment stays authorized)."""
+    row = await store.get_payment(session, payment_id, lock=True)
+    step = await store.open_step(session, payment_id, name)
+    if step is None or row.status is not PaymentStatus.AUTHORIZED:
+        return row, None
+    if result.outcome is ProviderOutcome.PENDING:
+        return row, None
+    if result.outcome is not ProviderOutcome.APPROVED:
+        await store.finish_step(
+            session, step.id, "failed", detail={"raw_status": result.raw_status}
+        )
+        return row, None
+    return row, step
+
+
 # ---- authorize ------------------------------------------------------------------------
 
 
@@ -286,20 +328,7 @@ async def run_capture(rt: Runtime, payment_id: str, amount_minor: int | None) ->
         transition(row.status, PaymentEvent.CAPTURED)  # 409 invalid_state when not allowed
         amount = row.amount_minor if amount_minor is None else amount_minor
         check_capture(row.amount_minor, amount)
-        await store.add_step(
-            session,
-            payment_id,
-            "capture",
-            "started",
-            attempts=1,
-            provider=row.provider,
-            provider_key=f"{payment_id}:capture",
-            amount_minor=amount,
-        )
-        found = await store.open_step(session, payment_id, "capture")
-        if found is None:
-            raise InvalidStateError("capture step vanished")
-        return row, found
+        return row, await start_step(session, row, "capture", amount_minor=amount)
 
     row, step = await rt.tx(start)
     if row.provider is None or row.provider_ref is None or step.provider_key is None:
@@ -321,16 +350,8 @@ async def run_capture(rt: Runtime, payment_id: str, amount_minor: int | None) ->
 async def settle_capture(
     session: AsyncSession, payment_id: str, result: ProviderResult
 ) -> PaymentStatus:
-    row = await store.get_payment(session, payment_id, lock=True)
-    step = await store.open_step(session, payment_id, "capture")
-    if step is None or row.status is not PaymentStatus.AUTHORIZED:
-        return row.status
-    if result.outcome is ProviderOutcome.PENDING:
-        return row.status
-    if result.outcome is not ProviderOutcome.APPROVED:
-        await store.finish_step(
-            session, step.id, "failed", detail={"raw_status": result.raw_status}
-        )
+    row, step = await approved_step(session, payment_id, "capture", result)
+    if step is None:
         return row.status
     return await _post_capture(
         session, row, step, int(step.amount_minor or row.amount_minor), result.operation_reference

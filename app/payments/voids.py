@@ -11,8 +11,10 @@ from app.payments.domain import InvalidStateError, PaymentEvent, PaymentStatus, 
 from app.payments.saga import (
     ProviderDeclinedError,
     Runtime,
+    approved_step,
     emit_status,
     move,
+    start_step,
     test_pause_point,
 )
 from app.platform import tracing
@@ -28,19 +30,7 @@ async def run_void(rt: Runtime, payment_id: str) -> None:
             await store.count_attempt(session, step.id)
             return row, step
         transition(row.status, PaymentEvent.VOIDED)
-        await store.add_step(
-            session,
-            payment_id,
-            "void",
-            "started",
-            attempts=1,
-            provider=row.provider,
-            provider_key=f"{payment_id}:void",
-        )
-        found = await store.open_step(session, payment_id, "void")
-        if found is None:
-            raise InvalidStateError("void step vanished")
-        return row, found
+        return row, await start_step(session, row, "void")
 
     row, step = await rt.tx(start)
     if row.provider is None or row.provider_ref is None or step.provider_key is None:
@@ -57,16 +47,8 @@ async def run_void(rt: Runtime, payment_id: str) -> None:
 async def settle_void(
     session: AsyncSession, payment_id: str, result: ProviderResult
 ) -> PaymentStatus:
-    row = await store.get_payment(session, payment_id, lock=True)
-    step = await store.open_step(session, payment_id, "void")
-    if step is None or row.status is not PaymentStatus.AUTHORIZED:
-        return row.status
-    if result.outcome is ProviderOutcome.PENDING:
-        return row.status
-    if result.outcome is not ProviderOutcome.APPROVED:
-        await store.finish_step(
-            session, step.id, "failed", detail={"raw_status": result.raw_status}
-        )
+    row, step = await approved_step(session, payment_id, "void", result)
+    if step is None:
         return row.status
     return await _release_hold(session, row, step, result.operation_reference)
 

@@ -19,26 +19,13 @@ from urllib.parse import urlsplit
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.payments import store
+from app.payments import events, store
 from app.payments.saga import Runtime
 from app.platform.errors import ValidationError
 
 SECRET_PATH = "moneypath/webhook-endpoints/{endpoint_id}"  # noqa: S105 - a Vault path
 SECRET_BYTES = 32
-KNOWN_EVENT_TYPES = frozenset(
-    {
-        "payment.authorized",
-        "payment.captured",
-        "payment.voided",
-        "payment.declined",
-        "payment.failed",
-        "payment.pending_review",
-        "payment.refunded",
-        "payout.paid",
-        "payout.failed",
-        "*",
-    }
-)
+KNOWN_EVENT_TYPES = frozenset({*(event.EVENT_TYPE for event in events.MERCHANT_EVENTS), "*"})
 
 
 class UnsafeWebhookUrlError(ValidationError):

@@ -58,6 +58,15 @@ def url_setting(env: Mapping[str, str], name: str, default: str) -> str:
     return value.rstrip("/")
 
 
+def ip_setting(env: Mapping[str, str], name: str, default: str) -> str:
+    """An IP address literal to bind to (a listener's address, never a host name)."""
+    value = env.get(name) or default
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not an IP address") from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -67,17 +76,28 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def tls_in_production(environment: str, name: str, url: str) -> str:
-    """Refuse a plain-http `url` in production.
+def tls_in_production(
+    environment: str, name: str, url: str, *, allow_plain_loopback: bool = False
+) -> str:
+    """Refuse a plain-http `url` in production, unless it is loopback and that is allowed.
 
-    Vault hands out every secret and the issuer's JWKS decides which tokens are genuine,
-    so in production both are reached over TLS. The one exception is a loopback address
-    (a Vault agent or sidecar on the same host), whose traffic never leaves the machine.
+    Vault hands out every secret and the issuer's JWKS decides which tokens are genuine
+    (DESIGN.md, security profile), so in production both are reached over TLS. A Vault
+    agent or sidecar on the same host may speak plain http on a loopback address, but only
+    when ALLOW_PLAIN_HTTP_LOOPBACK=true says so: otherwise a forgotten VAULT_ADDR or
+    PUBLIC_BASE_URL would start production on the dev defaults (http://127.0.0.1:...).
     """
     parts = urlsplit(url)
-    plain = parts.scheme != "https" and not _is_loopback(parts.hostname or "")
-    if environment == "production" and plain:
+    if environment != "production" or parts.scheme == "https":
+        return url
+    if not _is_loopback(parts.hostname or ""):
         raise SettingsError(f"{name}={url!r} must be an https URL in production")
+    if not allow_plain_loopback:
+        raise SettingsError(
+            f"{name}={url!r} must be an https URL in production; plain http on a loopback"
+            " address (a Vault agent or sidecar on this host) needs"
+            " ALLOW_PLAIN_HTTP_LOOPBACK=true"
+        )
     return url
 
 
@@ -115,6 +135,11 @@ class Settings:
     log_level: str
     # A JSON cost model (app/platform/cost_model.py); None uses the placeholder defaults.
     cost_model_file: Path | None = None
+    # Production only: whether VAULT_ADDR and the token issuer may be plain http on loopback.
+    allow_plain_http_loopback: bool = False
+    # Where `moneypath worker` serves its own /metrics (0: not at all).
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 0
 
     @property
     def is_dev(self) -> bool:
@@ -148,6 +173,7 @@ class Settings:
         database_url = source.get("DATABASE_URL") or None
         if database_url is not None and not database_url.startswith(("postgresql", "postgres")):
             raise SettingsError(f"DATABASE_URL must be a postgresql:// URL, got {database_url!r}")
+        plain_loopback = boolean_setting(source, "ALLOW_PLAIN_HTTP_LOOPBACK", False)
         log_level = source.get("LOG_LEVEL", "info").lower()
         if log_level not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"LOG_LEVEL={log_level!r} must be debug, info, warning or error")
@@ -158,6 +184,7 @@ class Settings:
                 environment,
                 "VAULT_ADDR",
                 url_setting(source, "VAULT_ADDR", "http://127.0.0.1:8200"),
+                allow_plain_loopback=plain_loopback,
             ),
             vault_login=login,
             opa_url=url_setting(source, "OPA_URL", "http://127.0.0.1:8181"),
@@ -166,6 +193,7 @@ class Settings:
                 environment,
                 "PUBLIC_BASE_URL",
                 url_setting(source, "PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+                allow_plain_loopback=plain_loopback,
             ),
             evidence_url=url_setting(source, "EVIDENCE_URL", "http://127.0.0.1:8081"),
             request_body_limit_bytes=integer_setting(
@@ -191,4 +219,12 @@ class Settings:
             cost_model_file=Path(source["COST_MODEL_FILE"])
             if source.get("COST_MODEL_FILE")
             else None,
+            allow_plain_http_loopback=plain_loopback,
+            worker_metrics_host=ip_setting(source, "WORKER_METRICS_HOST", "127.0.0.1"),
+            # Served by default in production, so the worker's figures (dead letters,
+            # provider calls) cannot silently go unwatched; a dev or test worker serves
+            # them only when told a port, so parallel workers never fight over one.
+            worker_metrics_port=integer_setting(
+                source, "WORKER_METRICS_PORT", 9101 if environment == "production" else 0, 0, 65535
+            ),
         )

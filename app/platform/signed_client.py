@@ -39,6 +39,51 @@ def _http_client(base_url: str, timeout: httpx.Timeout) -> httpx.Client:
     return httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout)
 
 
+def _build(
+    http: httpx.Client | httpx.AsyncClient,
+    token: str,
+    credentials: ClientCredentials,
+    auto_idempotency_key: bool,
+    method: str,
+    path: str,
+    *,
+    json: Any,
+    content: bytes | None,
+    params: Mapping[str, Any] | None,
+    headers: Mapping[str, str] | None,
+    idempotency_key: str | None,
+    sign: bool | None,
+    created: datetime | None = None,
+    nonce: str | None = None,
+    expires: datetime | None = None,
+    signing_key: tuple[str, Ed25519PrivateKey] | None = None,
+) -> httpx.Request:
+    """One request with its token and Idempotency-Key, signed unless `sign` says not (both
+    clients build requests without I/O, so the sync and async clients share this)."""
+    prepared = prepare_headers(
+        method,
+        token,
+        idempotency_key=idempotency_key,
+        auto_idempotency_key=auto_idempotency_key,
+        headers=headers,
+        sign=sign,
+    )
+    request = http.build_request(
+        method, path, json=json, content=content, params=params, headers=prepared.headers
+    )
+    if prepared.sign:
+        key_id, private_key = signing_key or (credentials.key_id, credentials.private_key)
+        sign_request(
+            request,
+            key_id=key_id,
+            private_key=private_key,
+            created=created,
+            nonce=nonce,
+            expires=expires,
+        )
+    return request
+
+
 class SignedClient:
     """Calls the API as one client: token cached, writes signed and given an Idempotency-Key.
 
@@ -99,31 +144,12 @@ class SignedClient:
         signing_key: tuple[str, Ed25519PrivateKey] | None = None,
     ) -> httpx.Request:
         """Build the request (signed for writes unless `sign=False`) without sending it."""
-        prepared = prepare_headers(
-            method,
-            self.tokens.get(),
-            idempotency_key=idempotency_key,
-            auto_idempotency_key=self.auto_idempotency_key,
-            headers=headers,
-            sign=sign,
-        )
-        request = self.http.build_request(
-            method, path, json=json, content=content, params=params, headers=prepared.headers
-        )
-        if prepared.sign:
-            key_id, private_key = signing_key or (
-                self.credentials.key_id,
-                self.credentials.private_key,
-            )
-            sign_request(
-                request,
-                key_id=key_id,
-                private_key=private_key,
-                created=created,
-                nonce=nonce,
-                expires=expires,
-            )
-        return request
+        return _build(
+            self.http, self.tokens.get(), self.credentials, self.auto_idempotency_key,
+            method, path, json=json, content=content, params=params, headers=headers,
+            idempotency_key=idempotency_key, sign=sign, created=created, nonce=nonce,
+            expires=expires, signing_key=signing_key,
+        )  # fmt: skip
 
     def send(self, request: httpx.Request) -> httpx.Response:
         return self.http.send(request)
@@ -198,23 +224,11 @@ class AsyncSignedClient:
         idempotency_key: str | None = None,
         sign: bool | None = None,
     ) -> httpx.Response:
-        prepared = prepare_headers(
-            method,
-            await self.tokens.get(),
-            idempotency_key=idempotency_key,
-            auto_idempotency_key=self.auto_idempotency_key,
-            headers=headers,
-            sign=sign,
-        )
-        request = self.http.build_request(
-            method, path, json=json, content=content, params=params, headers=prepared.headers
-        )
-        if prepared.sign:
-            sign_request(
-                request,
-                key_id=self.credentials.key_id,
-                private_key=self.credentials.private_key,
-            )
+        request = _build(
+            self.http, await self.tokens.get(), self.credentials, self.auto_idempotency_key,
+            method, path, json=json, content=content, params=params, headers=headers,
+            idempotency_key=idempotency_key, sign=sign,
+        )  # fmt: skip
         return await self.http.send(request)
 
     async def get(self, path: str, **options: Any) -> httpx.Response:

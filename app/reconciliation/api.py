@@ -90,7 +90,9 @@ async def reconcile_day(
         if evidence_id is not None:
             async with sessions() as session:
                 run = await runs.get(session, run.id)
-    await refresh_metrics(sessions, name)
+    # The gauges are the worker's alone (`run_scheduled` refreshes them every cycle): an
+    # API process that set them here would keep a stale value that `max()` across
+    # targets then reports.
     return run, created
 
 

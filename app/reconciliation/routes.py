@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -116,14 +116,7 @@ RUN_SCHEMA: dict[str, Any] = {
         "created_at": {"type": "string", "format": "date-time"},
     },
 }
-EXCEPTION_PAGE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["data", "next_cursor"],
-    "properties": {
-        "data": {"type": "array", "items": EXCEPTION_SCHEMA},
-        "next_cursor": {"type": ["string", "null"]},
-    },
-}
+EXCEPTION_PAGE_SCHEMA = web.page_schema(EXCEPTION_SCHEMA)
 _LIST_PARAMETERS: tuple[dict[str, Any], ...] = (
     {
         "name": "status",
@@ -132,13 +125,7 @@ _LIST_PARAMETERS: tuple[dict[str, Any], ...] = (
         "description": "Only exceptions in this status (all when left out).",
         "schema": {"type": "string", "enum": list(EXCEPTION_STATUSES)},
     },
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "integer", "minimum": 1, "maximum": web.MAX_PAGE_SIZE},
-    },
-    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+    *web.PAGE_PARAMETERS,
 )
 
 
@@ -217,33 +204,19 @@ async def read_run(call: Call, session: AsyncSession) -> Result:
     return Result(200, run_json(run, await runs.exceptions_of(session, run.id)), resource_id=run.id)
 
 
-def _after(call: Call) -> tuple[datetime, str] | None:
-    cursor = web.decode_cursor(call.query)
-    if cursor is None:
-        return None
-    at, item_id = cursor.get("at"), cursor.get("id")
-    if not isinstance(at, str) or not isinstance(item_id, str) or len(item_id) > 64:
-        raise ValidationError("cursor is not one we issued")
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        raise ValidationError("cursor is not one we issued") from None
-    if moment.tzinfo is None:
-        raise ValidationError("cursor is not one we issued")
-    return moment, item_id
-
-
 async def list_exceptions(call: Call, session: AsyncSession) -> Result:
     status = call.query.get("status")
     if status is not None and status not in EXCEPTION_STATUSES:
         raise ValidationError(f"status must be one of {', '.join(EXCEPTION_STATUSES)}")
     limit = web.page_limit(call.query)
-    page = await runs.list_exceptions(session, status=status, limit=limit + 1, after=_after(call))
+    page = await runs.list_exceptions(
+        session, status=status, limit=limit + 1, after=web.decode_time_cursor(call.query)
+    )
     next_cursor = None
     if len(page) > limit:
         page = page[:limit]
         last = page[-1]
-        next_cursor = web.encode_cursor({"at": last.created_at.isoformat(), "id": last.id})
+        next_cursor = web.encode_time_cursor(last.created_at, last.id)
     return Result(
         200, {"data": [exception_json(item) for item in page], "next_cursor": next_cursor}
     )

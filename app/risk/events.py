@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from app.platform.events import Event
+
 
 @dataclass(frozen=True, slots=True)
-class RiskReviewDecided:
+class RiskReviewDecided(Event):
     """A reviewer decided a payment held for review.
 
     `decision` is `approve` (the saga resumes: authorize with the provider) or `reject`
@@ -16,7 +18,6 @@ class RiskReviewDecided:
     """
 
     EVENT_TYPE: ClassVar[str] = "risk.review.decided"
-    EVENT_VERSION: ClassVar[int] = 1
     review_id: str
     payment_id: str
     customer_id: str

@@ -61,14 +61,7 @@ REVIEW_SCHEMA: dict[str, Any] = {
         "created_at": {"type": "string", "format": "date-time"},
     },
 }
-REVIEW_PAGE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["data", "next_cursor"],
-    "properties": {
-        "data": {"type": "array", "items": REVIEW_SCHEMA},
-        "next_cursor": {"type": ["string", "null"]},
-    },
-}
+REVIEW_PAGE_SCHEMA = web.page_schema(REVIEW_SCHEMA)
 _LIST_PARAMETERS: tuple[dict[str, Any], ...] = (
     {
         "name": "status",
@@ -77,13 +70,7 @@ _LIST_PARAMETERS: tuple[dict[str, Any], ...] = (
         "description": "Only reviews in this status (all statuses when left out).",
         "schema": {"type": "string", "enum": list(domain.REVIEW_STATUSES)},
     },
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "integer", "minimum": 1, "maximum": web.MAX_PAGE_SIZE},
-    },
-    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+    *web.PAGE_PARAMETERS,
 )
 
 
@@ -109,34 +96,19 @@ def review_json(review: Review) -> dict[str, Any]:
     }
 
 
-def _after(call: Call) -> tuple[datetime, str] | None:
-    cursor = web.decode_cursor(call.query)
-    if cursor is None:
-        return None
-    at, review_id = cursor.get("at"), cursor.get("id")
-    if not isinstance(at, str) or not isinstance(review_id, str) or len(review_id) > 64:
-        raise ValidationError("cursor is not one we issued")
-    try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
-        raise ValidationError("cursor is not one we issued") from None
-    if moment.tzinfo is None:
-        raise ValidationError("cursor is not one we issued")
-    return moment, review_id
-
-
 async def list_reviews(call: Call, session: AsyncSession) -> Result:
     status = call.query.get("status")
     if status is not None and status not in domain.REVIEW_STATUSES:
         raise ValidationError(f"status must be one of {', '.join(domain.REVIEW_STATUSES)}")
     page = await reviews.list_page(
-        session, status=status, limit=web.page_limit(call.query), after=_after(call)
+        session,
+        status=status,
+        limit=web.page_limit(call.query),
+        after=web.decode_time_cursor(call.query),
     )
     next_cursor = None
     if page.next_after is not None:
-        # Microsecond ISO time: the keyset position must round-trip exactly.
-        at, review_id = page.next_after
-        next_cursor = web.encode_cursor({"at": at.isoformat(), "id": review_id})
+        next_cursor = web.encode_time_cursor(*page.next_after)
     return Result(200, {"data": [review_json(r) for r in page.reviews], "next_cursor": next_cursor})
 
 

@@ -11,6 +11,12 @@
 #     own stack). Production OPA loads signed bundles, which refuse such writes.
 # Patterns are globs over dot-separated types: `ci.*` is one segment, `ci.**` any number.
 # A type that no pattern names is trusted from nobody: deny by default.
+#
+# Writes: data.trust.exclusive_evidence_types (same reviewed document) lists the types
+# only their trusted writers may append at all; the evidence service asks `admit` before
+# it writes. `ledger.checkpoint` is one: `verify` compares the ledger with those anchors,
+# so no other evidence writer may even add a look-alike, and the worker's anchor client is
+# trusted for exactly that type and no other (least privilege).
 package moneypath.evidence.trust
 
 import rego.v1
@@ -40,3 +46,19 @@ verdict(pair) if {
 
 # For input {"pairs": [{"type", "client_id"}, ...]}: one boolean per pair, in order.
 verdicts := [verdict(pair) | some pair in input.pairs]
+
+default exclusive_types := []
+
+exclusive_types := data.trust.exclusive_evidence_types
+
+exclusive(record_type) if {
+	some pattern in exclusive_types
+	glob.match(pattern, ["."], record_type)
+}
+
+# For input {"type", "client_id"}: may this writer append a record of this type?
+default admit := false
+
+admit if not exclusive(input.type)
+
+admit if trusted(input.type, input.client_id)

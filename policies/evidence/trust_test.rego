@@ -58,3 +58,32 @@ test_verdicts_answer_each_pair_in_order if {
 test_shipped_document_trusts_nobody_until_configured if {
 	not trust.trusted("ci.run", "cli_anyone")
 }
+
+anchor_registered := {"cli_anchor": ["ledger.checkpoint"]}
+
+test_exclusive_type_is_admitted_only_from_its_trusted_writer if {
+	trust.admit with input as {"type": "ledger.checkpoint", "client_id": "cli_anchor"}
+		with data.trust.registered_evidence_submitters as anchor_registered
+	not trust.admit with input as {"type": "ledger.checkpoint", "client_id": "cli_rogue"}
+		with data.trust.registered_evidence_submitters as anchor_registered
+	trust.admit with input as {"type": "ledger.checkpoint", "client_id": "cli_worker"}
+		with data.trust.evidence_submitters as reviewed
+}
+
+test_other_types_are_admitted_from_any_writer_but_not_trusted if {
+	trust.admit with input as {"type": "ci.run", "client_id": "cli_rogue"}
+	not trust.trusted("ci.run", "cli_rogue")
+}
+
+test_anchor_writer_is_trusted_for_exactly_ledger_checkpoint if {
+	trust.trusted("ledger.checkpoint", "cli_anchor") with data.trust.registered_evidence_submitters as anchor_registered
+	not trust.trusted("ledger.checkpoint.extra", "cli_anchor") with data.trust.registered_evidence_submitters as anchor_registered
+	not trust.trusted("ledger.verify", "cli_anchor") with data.trust.registered_evidence_submitters as anchor_registered
+	not trust.trusted("ci.run", "cli_anchor") with data.trust.registered_evidence_submitters as anchor_registered
+}
+
+test_shipped_document_makes_ledger_checkpoint_exclusive if {
+	trust.exclusive("ledger.checkpoint")
+	not trust.exclusive("ci.run")
+	not trust.admit with input as {"type": "ledger.checkpoint", "client_id": "cli_anyone"}
+}

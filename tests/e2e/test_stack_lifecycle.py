@@ -18,6 +18,7 @@ from app.entrypoints.launchers.processes import free_port
 def test_up_reaches_ready_and_ctrl_c_stops_every_child(tmp_path: Path, repo_root: Path) -> None:
     api_port = free_port()
     sim_port = free_port()
+    worker_metrics_port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
         "PG_PORT": str(free_port()),
@@ -26,6 +27,7 @@ def test_up_reaches_ready_and_ctrl_c_stops_every_child(tmp_path: Path, repo_root
         "API_PORT": str(api_port),
         "EVIDENCE_PORT": str(free_port()),
         "SIM_PORT": str(sim_port),
+        "WORKER_METRICS_PORT": str(worker_metrics_port),
     }
     output = (tmp_path / "up.out").open("wb")
     process = subprocess.Popen(
@@ -53,6 +55,17 @@ def test_up_reaches_ready_and_ctrl_c_stops_every_child(tmp_path: Path, repo_root
         assert ready.json()["checks"] == {"db": "ok", "opa": "ok", "vault": "ok"}
         sim = httpx.get(f"http://127.0.0.1:{sim_port}/_sim/health", timeout=2)
         assert sim.status_code == 200
+        # The worker starts last; once `up` says so, Prometheus can scrape what it counts.
+        worker_metrics = f"http://127.0.0.1:{worker_metrics_port}/metrics"
+        while time.monotonic() < deadline and process.poll() is None:
+            if "moneypath is up" in (tmp_path / "up.out").read_text():
+                break
+            time.sleep(0.5)
+        scraped = httpx.get(worker_metrics, timeout=5)
+        assert scraped.status_code == 200
+        assert "moneypath_webhook_dead_letters_waiting 0.0" in scraped.text
+        assert "moneypath_outbox_depth" in scraped.text
+        assert f"worker-metrics {worker_metrics}" in (tmp_path / "up.out").read_text()
         descendants = psutil.Process(process.pid).children(recursive=True)
         names = {child.name() for child in descendants}
         assert {"postgres", "opa"} <= names

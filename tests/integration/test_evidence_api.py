@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import secrets
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,45 +20,23 @@ from app.entrypoints.launchers.postgres import EVIDENCE_DATABASE_NAME
 from app.platform.db import libpq_url
 from evidence import checkpoints, merkle, records
 from evidence.verify import verify_bundle
-from tests.support.api_client import ApiClient, ClientFactory
+from tests.support.api_client import ApiClient, ClientFactory, evidence_client
 
 COMMIT = "c" * 40
-
-
-@pytest.fixture(scope="module")
-def evidence_http(live_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_stack.evidence_url, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def api_http(live_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_stack.api_url, timeout=10) as client:
-        yield client
-
-
-def _evidence_client(
-    factory: ClientFactory, api_http: httpx.Client, evidence_http: httpx.Client, scopes: list[str]
-) -> ApiClient:
-    """A client whose token comes from the API and whose requests go to evidence."""
-    client = factory(scopes=scopes, http=api_http)
-    client.token()
-    client.http = evidence_http
-    return client
 
 
 @pytest.fixture(scope="module")
 def writer(
     client_factory: ClientFactory, api_http: httpx.Client, evidence_http: httpx.Client
 ) -> ApiClient:
-    return _evidence_client(client_factory, api_http, evidence_http, ["evidence:write"])
+    return evidence_client(client_factory, api_http, evidence_http, ["evidence:write"])
 
 
 @pytest.fixture(scope="module")
 def auditor(
     client_factory: ClientFactory, api_http: httpx.Client, evidence_http: httpx.Client
 ) -> ApiClient:
-    return _evidence_client(client_factory, api_http, evidence_http, ["evidence:read"])
+    return evidence_client(client_factory, api_http, evidence_http, ["evidence:read"])
 
 
 def body(control: str = "SOC2:CC8.1", **changes: Any) -> dict[str, Any]:

@@ -7,7 +7,6 @@ registered with the real OPA the way the dev stack and CI register theirs.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,28 +16,7 @@ from app.entrypoints.devstack import Stack
 from evidence import cli as evidence_cli
 from evidence import exports, records, trust
 from tests.integration.test_evidence_api import body, create
-from tests.support.api_client import ApiClient, ClientFactory
-
-
-@pytest.fixture(scope="module")
-def evidence_http(live_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_stack.evidence_url, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def api_http(live_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_stack.api_url, timeout=10) as client:
-        yield client
-
-
-def _writer(
-    factory: ClientFactory, api_http: httpx.Client, evidence_http: httpx.Client, scopes: list[str]
-) -> ApiClient:
-    client = factory(scopes=scopes, http=api_http)
-    client.token()
-    client.http = evidence_http
-    return client
+from tests.support.api_client import ApiClient, ClientFactory, evidence_client
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +27,9 @@ def pipeline(
     evidence_http: httpx.Client,
 ) -> ApiClient:
     """The CI pipeline's client, registered as the trusted writer of `ci.**` records."""
-    client = _writer(client_factory, api_http, evidence_http, ["evidence:write", "evidence:read"])
+    client = evidence_client(
+        client_factory, api_http, evidence_http, ["evidence:write", "evidence:read"]
+    )
     trust.register_submitter(live_stack.opa_url, client.client_id, ["ci.**"])
     return client
 
@@ -59,7 +39,7 @@ def rogue(
     client_factory: ClientFactory, api_http: httpx.Client, evidence_http: httpx.Client
 ) -> ApiClient:
     """Another client holding evidence:write, trusted for nothing."""
-    return _writer(client_factory, api_http, evidence_http, ["evidence:write"])
+    return evidence_client(client_factory, api_http, evidence_http, ["evidence:write"])
 
 
 def _control() -> str:
@@ -155,7 +135,7 @@ def test_cli_registers_a_writer_when_given_client_and_types(
     api_http: httpx.Client,
     evidence_http: httpx.Client,
 ) -> None:
-    newcomer = _writer(client_factory, api_http, evidence_http, ["evidence:write"])
+    newcomer = evidence_client(client_factory, api_http, evidence_http, ["evidence:write"])
     control = _control()
     created = create(newcomer, body(control, result="pass"))
     before = _finding(pipeline, created["collected_at"], control)

@@ -359,6 +359,8 @@ def test_approle_login_reads_only_what_its_policy_allows(stack: Stack) -> None:
         {
             "MONEYPATH_ENV": "production",
             "VAULT_ADDR": stack.vault_addr,
+            # The test's OpenBao is plain http on loopback, which production must allow.
+            "ALLOW_PLAIN_HTTP_LOOPBACK": "true",
             "VAULT_ROLE_ID": role_id,
             "VAULT_SECRET_ID": secret_id,
         }

@@ -137,6 +137,8 @@ def test_run_writes_signed_recon_run_record_with_counts_and_file_digest_when_evi
         finally:
             await client.aclose()
         assert created
+        # What the worker's cycle does after its runs: the gauges are its alone.
+        await reconciliation_api.refresh_metrics(sessions, "acme")
         return run
 
     run = _run(live_stack, scenario)
@@ -180,6 +182,8 @@ def test_run_completes_and_its_record_is_written_later_when_the_evidence_service
         finally:
             await client.aclose()
         assert created
+        # What the worker's cycle does after its runs: the gauges are its alone.
+        await reconciliation_api.refresh_metrics(sessions, "acme")
         return run
 
     run = _run(live_stack, down)

@@ -4,27 +4,13 @@ on the evidence service alike, while its access token is still unexpired."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from app.entrypoints.devstack import Stack
 from tests.integration.test_evidence_api import body
 from tests.support.api_client import ApiClient, ClientFactory, new_private_key, public_pem
-
-
-@pytest.fixture(scope="module")
-def api_http(live_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_stack.api_url, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def evidence_http(live_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live_stack.evidence_url, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -211,3 +211,17 @@ class ClientFactory:
             private_key=private_key,
             scopes=scope_list,
         )
+
+
+def evidence_client(
+    factory: ClientFactory,
+    api_http: httpx.Client,
+    evidence_http: httpx.Client,
+    scopes: Iterable[str],
+) -> ApiClient:
+    """A client whose token comes from the API and whose requests go to evidence (the
+    evidence service trusts the API's tokens)."""
+    client = factory(scopes=scopes, http=api_http)
+    client.token()
+    client.http = evidence_http
+    return client

@@ -62,6 +62,20 @@ def start_evidence(
     )
 
 
-def start_worker(group: ProcessGroup, *, env: dict[str, str]) -> None:
-    """The maintenance loop (hold expiry, partitions, idempotency-key cleanup)."""
+def start_worker(
+    group: ProcessGroup, *, env: dict[str, str], metrics_port: int, timeout_s: float
+) -> None:
+    """The maintenance loop; ready once it serves its /metrics on `metrics_port`."""
+    if port_open(metrics_port):
+        raise StackError(
+            f"port {metrics_port} is taken: stop the other worker or set WORKER_METRICS_PORT"
+        )
+    env = {**env, "WORKER_METRICS_HOST": "127.0.0.1", "WORKER_METRICS_PORT": str(metrics_port)}
     group.spawn("worker", [sys.executable, "-m", "app.entrypoints.cli", "worker"], env=env)
+    address = f"http://127.0.0.1:{metrics_port}"
+    group.wait_ready(
+        "worker",
+        lambda: httpx.get(f"{address}/healthz", timeout=2).status_code == 200,
+        timeout_s=timeout_s,
+        what="worker",
+    )

@@ -35,9 +35,13 @@ from app.platform.web.middleware import RequestIdMiddleware, request_id_of
 from app.platform.web.pagination import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    PAGE_PARAMETERS,
     decode_cursor,
+    decode_time_cursor,
     encode_cursor,
+    encode_time_cursor,
     page_limit,
+    page_schema,
 )
 from app.platform.web.responses import json_response, problem_response
 from app.platform.web.routing import endpoint_route, endpoint_routes
@@ -46,6 +50,7 @@ __all__ = [
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
     "MUTATING_METHODS",
+    "PAGE_PARAMETERS",
     "REJECTIONS",
     "Authenticator",
     "Authorizer",
@@ -61,13 +66,16 @@ __all__ = [
     "SignatureVerifier",
     "client_ip",
     "decode_cursor",
+    "decode_time_cursor",
     "domain_error_handler",
     "encode_cursor",
+    "encode_time_cursor",
     "endpoint_route",
     "endpoint_routes",
     "http_exception_handler",
     "json_response",
     "page_limit",
+    "page_schema",
     "problem_response",
     "read_body",
     "request_id_of",

@@ -14,7 +14,14 @@ from app.entrypoints.devstack import Stack
 from app.entrypoints.launchers.openbao import DEV_ROOT_TOKEN
 from app.platform.settings import VaultLogin
 from app.platform.vault import Vault
-from app.providers.api import ProviderClients, ProviderSettings, read_provider_secrets
+from app.providers.api import (
+    ProviderClients,
+    ProviderName,
+    ProviderResult,
+    ProviderSecrets,
+    ProviderSettings,
+    read_provider_secrets,
+)
 
 T = TypeVar("T")
 
@@ -39,10 +46,76 @@ def key(prefix: str = "k") -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
+def provider_secrets(stack: Stack) -> dict[ProviderName, ProviderSecrets]:
+    """Each provider's API key and webhook secret, as the dev stack wrote them to Vault."""
+    return dict(
+        read_provider_secrets(Vault.login(stack.vault_addr, VaultLogin(token=DEV_ROOT_TOKEN)))
+    )
+
+
 def clients(stack: Stack, **overrides: str) -> ProviderClients:
-    vault = Vault.login(stack.vault_addr, VaultLogin(token=DEV_ROOT_TOKEN))
     settings = ProviderSettings.from_env({**stack.app_env(), **FAST, **overrides})
-    return ProviderClients(settings, read_provider_secrets(vault))
+    return ProviderClients(settings, provider_secrets(stack))
+
+
+# The operations the tests repeat, in EUR and with a fresh idempotency key unless given.
+
+
+async def authorize(
+    providers: ProviderClients,
+    provider: str,
+    amount_minor: int,
+    *,
+    card_token: str = "tok_visa",
+    capture: bool = False,
+    idempotency_key: str | None = None,
+) -> ProviderResult:
+    return await providers.authorize(
+        provider,
+        card_token=card_token,
+        amount_minor=amount_minor,
+        currency="EUR",
+        idempotency_key=idempotency_key or key(),
+        capture=capture,
+    )
+
+
+async def capture(
+    providers: ProviderClients,
+    provider: str,
+    reference: str,
+    amount_minor: int,
+    *,
+    idempotency_key: str | None = None,
+) -> ProviderResult:
+    return await _on_charge(providers.capture, provider, reference, amount_minor, idempotency_key)
+
+
+async def refund(
+    providers: ProviderClients,
+    provider: str,
+    reference: str,
+    amount_minor: int,
+    *,
+    idempotency_key: str | None = None,
+) -> ProviderResult:
+    return await _on_charge(providers.refund, provider, reference, amount_minor, idempotency_key)
+
+
+async def _on_charge(
+    operation: Callable[..., Awaitable[ProviderResult]],
+    provider: str,
+    reference: str,
+    amount_minor: int,
+    idempotency_key: str | None,
+) -> ProviderResult:
+    return await operation(
+        provider,
+        provider_reference=reference,
+        amount_minor=amount_minor,
+        currency="EUR",
+        idempotency_key=idempotency_key or key(),
+    )
 
 
 def run(make: Callable[[ProviderClients], Awaitable[T]], stack: Stack, **overrides: str) -> T:

@@ -12,10 +12,7 @@ from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from app.entrypoints.devstack import Stack
-from app.entrypoints.launchers.openbao import DEV_ROOT_TOKEN
 from app.entrypoints.launchers.processes import free_port
-from app.platform.settings import VaultLogin
-from app.platform.vault import Vault
 from app.providers.adapters import AcmeAdapter, Request
 from app.providers.api import (
     ProviderClients,
@@ -24,14 +21,17 @@ from app.providers.api import (
     ProviderSecrets,
     ProviderSettings,
     ProviderUnavailableError,
-    read_provider_secrets,
 )
 from app.providers.caller import Caller
 from tests.integration.providers.helpers import (
     FAST,
+    authorize,
+    capture,
     charges,
     fault,
     key,
+    provider_secrets,
+    refund,
     requests_seen,
     run,
     sim,
@@ -46,39 +46,19 @@ def test_payment_lifecycle_maps_to_our_outcomes_when_provider_approves(
     stack: Stack, provider: str
 ) -> None:
     async def lifecycle(providers: ProviderClients) -> None:
-        auth = await providers.authorize(
-            provider,
-            card_token="tok_visa",
-            amount_minor=10_00,
-            currency="EUR",
-            idempotency_key=key(),
-            capture=False,
-        )
+        auth = await authorize(providers, provider, 10_00)
         assert auth.outcome is ProviderOutcome.APPROVED
         assert auth.raw_status == ("AUTHORIZED" if provider == "acme" else "COMPLETE")
         assert (auth.amount_minor, auth.currency, auth.attempts) == (1000, "EUR", 1)
         reference = auth.provider_reference
         assert reference is not None
-        capture = await providers.capture(
-            provider,
-            provider_reference=reference,
-            amount_minor=600,
-            currency="EUR",
-            idempotency_key=key(),
-        )
-        assert capture.outcome is ProviderOutcome.APPROVED
-        assert capture.operation is ProviderOperation.CAPTURE
-        assert capture.provider_reference == reference
-        assert capture.amount_minor == 600
+        captured = await capture(providers, provider, reference, 600)
+        assert captured.outcome is ProviderOutcome.APPROVED
+        assert captured.operation is ProviderOperation.CAPTURE
+        assert captured.provider_reference == reference
+        assert captured.amount_minor == 600
         refunds = [
-            await providers.refund(
-                provider,
-                provider_reference=reference,
-                amount_minor=amount,
-                currency="EUR",
-                idempotency_key=key(),
-            )
-            for amount in (200, 300, 200)
+            await refund(providers, provider, reference, amount) for amount in (200, 300, 200)
         ]
         assert [r.outcome for r in refunds] == [
             ProviderOutcome.APPROVED,
@@ -89,14 +69,7 @@ def test_payment_lifecycle_maps_to_our_outcomes_when_provider_approves(
         assert refunds[2].decline_code in {"amount_exceeds_captured", "AMOUNT_EXCEEDS_CAPTURED"}
         void = await providers.void(provider, provider_reference=reference, idempotency_key=key())
         assert void.outcome is ProviderOutcome.FAILED  # captured charges cannot be voided
-        other = await providers.authorize(
-            provider,
-            card_token="tok_visa",
-            amount_minor=500,
-            currency="EUR",
-            idempotency_key=key(),
-            capture=False,
-        )
+        other = await authorize(providers, provider, 500)
         assert other.provider_reference is not None
         voided = await providers.void(
             provider, provider_reference=other.provider_reference, idempotency_key=key()
@@ -120,13 +93,8 @@ def test_decline_is_a_result_not_an_error_when_card_is_declined(
     stack: Stack, provider: str
 ) -> None:
     result = run(
-        lambda providers: providers.authorize(
-            provider,
-            card_token="tok_decline",
-            amount_minor=100,
-            currency="EUR",
-            idempotency_key=key(),
-            capture=True,
+        lambda providers: authorize(
+            providers, provider, 100, card_token="tok_decline", capture=True
         ),
         stack,
     )
@@ -143,14 +111,7 @@ def test_same_idempotency_key_makes_one_charge_when_request_is_sent_twice(
 
     async def twice(providers: ProviderClients) -> list[str | None]:
         results = [
-            await providers.authorize(
-                provider,
-                card_token="tok_visa",
-                amount_minor=777,
-                currency="EUR",
-                idempotency_key=same,
-                capture=True,
-            )
+            await authorize(providers, provider, 777, capture=True, idempotency_key=same)
             for _ in range(2)
         ]
         return [result.provider_reference for result in results]
@@ -170,13 +131,7 @@ def test_retries_are_bounded_when_provider_answers_5xx(stack: Stack, provider: s
         pytest.raises(ProviderUnavailableError) as raised,
     ):
         run(
-            lambda providers: providers.capture(
-                provider,
-                provider_reference="ch_missing",
-                amount_minor=1,
-                currency="EUR",
-                idempotency_key=key(),
-            ),
+            lambda providers: capture(providers, provider, "ch_missing", 1),
             stack,
         )
     assert raised.value.attempts == 3
@@ -190,29 +145,25 @@ def test_breaker_opens_then_recovers_through_one_trial_when_provider_heals(
     stack: Stack, provider: str
 ) -> None:
     async def scenario(providers: ProviderClients) -> None:
-        async def refund() -> object:
-            return await providers.refund(
-                provider,
-                provider_reference="ch_unknown",
-                amount_minor=1,
-                currency="EUR",
-                idempotency_key=key(),
-            )
+        async def refund_unknown() -> object:
+            return await refund(providers, provider, "ch_unknown", 1)
 
         with fault(stack, provider, "refund", error_rate=1.0):
             for _ in range(2):  # 3 + 2 failed attempts reach the threshold of 5
                 with pytest.raises(ProviderUnavailableError):
-                    await refund()
+                    await refund_unknown()
             assert providers.breaker_state(provider) == "open"
             seen = requests_seen(stack, provider, "refund")
             with pytest.raises(ProviderUnavailableError) as fast:
-                await refund()
+                await refund_unknown()
             assert fast.value.attempted is False
             assert requests_seen(stack, provider, "refund") == seen  # failed fast
         await asyncio.sleep(0.7)
         assert providers.breaker_state(provider) == "half_open"
         seen = requests_seen(stack, provider, "refund")
-        outcomes = await asyncio.gather(*(refund() for _ in range(6)), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(refund_unknown() for _ in range(6)), return_exceptions=True
+        )
         refused = [o for o in outcomes if isinstance(o, ProviderUnavailableError)]
         assert len(refused) == 5
         assert all(not o.attempted for o in refused)
@@ -245,13 +196,13 @@ def test_lookup_finds_the_charge_when_response_was_lost(stack: Stack, provider: 
 
     async def scenario(providers: ProviderClients) -> None:
         with pytest.raises(ProviderUnavailableError) as raised:
-            await providers.authorize(
+            await authorize(
+                providers,
                 provider,
+                4200,
                 card_token="tok_lost_response",
-                amount_minor=4200,
-                currency="EUR",
-                idempotency_key=lost,
                 capture=True,
+                idempotency_key=lost,
             )
         assert raised.value.attempted is True
         found = await providers.lookup(provider, idempotency_key=lost)
@@ -274,13 +225,8 @@ def test_lookup_finds_nothing_when_provider_timed_out_before_processing(
 
     async def scenario(providers: ProviderClients) -> object:
         with pytest.raises(ProviderUnavailableError):
-            await providers.authorize(
-                provider,
-                card_token="tok_timeout",
-                amount_minor=100,
-                currency="EUR",
-                idempotency_key=timed_out,
-                capture=False,
+            await authorize(
+                providers, provider, 100, card_token="tok_timeout", idempotency_key=timed_out
             )
         return await providers.lookup(provider, idempotency_key=timed_out)
 
@@ -291,14 +237,7 @@ def test_unreachable_provider_is_not_attempted_when_nothing_listens(stack: Stack
     closed = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ProviderUnavailableError) as raised:
         run(
-            lambda providers: providers.authorize(
-                "acme",
-                card_token="tok_visa",
-                amount_minor=1,
-                currency="EUR",
-                idempotency_key=key(),
-                capture=False,
-            ),
+            lambda providers: authorize(providers, "acme", 1),
             stack,
             PROVIDER_ACME_URL=closed,
         )
@@ -309,29 +248,10 @@ def test_unreachable_provider_is_not_attempted_when_nothing_listens(stack: Stack
 @BOTH
 def test_charge_status_reports_amounts_when_asked_by_reference(stack: Stack, provider: str) -> None:
     async def scenario(providers: ProviderClients) -> None:
-        auth = await providers.authorize(
-            provider,
-            card_token="tok_visa",
-            amount_minor=1999,
-            currency="EUR",
-            idempotency_key=key(),
-            capture=False,
-        )
+        auth = await authorize(providers, provider, 1999)
         assert auth.provider_reference is not None
-        await providers.capture(
-            provider,
-            provider_reference=auth.provider_reference,
-            amount_minor=1500,
-            currency="EUR",
-            idempotency_key=key(),
-        )
-        await providers.refund(
-            provider,
-            provider_reference=auth.provider_reference,
-            amount_minor=250,
-            currency="EUR",
-            idempotency_key=key(),
-        )
+        await capture(providers, provider, auth.provider_reference, 1500)
+        await refund(providers, provider, auth.provider_reference, 250)
         status = await providers.charge_status(provider, provider_reference=auth.provider_reference)
         assert status is not None
         assert (status.amount_minor, status.captured_minor, status.refunded_minor) == (
@@ -361,16 +281,7 @@ def test_hosted_fields_token_charges_and_declines_when_pan_never_reaches_us(
 
     async def scenario(providers: ProviderClients) -> list[ProviderOutcome]:
         return [
-            (
-                await providers.authorize(
-                    provider,
-                    card_token=token,
-                    amount_minor=100,
-                    currency="EUR",
-                    idempotency_key=key(),
-                    capture=True,
-                )
-            ).outcome
+            (await authorize(providers, provider, 100, card_token=token, capture=True)).outcome
             for token in (good, bad)
         ]
 
@@ -383,10 +294,9 @@ def test_hosted_fields_token_charges_and_declines_when_pan_never_reaches_us(
 def test_wrong_api_key_fails_without_retry_when_provider_refuses_it(
     stack: Stack, provider: str
 ) -> None:
-    vault = Vault.login(stack.vault_addr, VaultLogin(token=DEV_ROOT_TOKEN))
     wrong = {
         name: ProviderSecrets(api_key="wrong", webhook_secret=secret.webhook_secret)
-        for name, secret in read_provider_secrets(vault).items()
+        for name, secret in provider_secrets(stack).items()
     }
 
     async def scenario() -> None:
@@ -432,8 +342,7 @@ def test_each_attempt_logs_one_line_and_breaker_is_a_metric_when_calls_fail(
 def test_request_without_idempotency_key_is_not_retried_when_provider_fails(
     stack: Stack,
 ) -> None:
-    vault = Vault.login(stack.vault_addr, VaultLogin(token=DEV_ROOT_TOKEN))
-    api_key = read_provider_secrets(vault)["acme"].api_key
+    api_key = provider_secrets(stack)["acme"].api_key
     settings = ProviderSettings.from_env({**stack.app_env(), **FAST})
 
     async def scenario() -> int:
@@ -466,14 +375,7 @@ def test_fault_api_loses_responses_and_times_out_when_rates_are_set(
     stack: Stack, provider: str
 ) -> None:
     async def scenario(providers: ProviderClients) -> None:
-        auth = await providers.authorize(
-            provider,
-            card_token="tok_visa",
-            amount_minor=900,
-            currency="EUR",
-            idempotency_key=key(),
-            capture=True,
-        )
+        auth = await authorize(providers, provider, 900, capture=True)
         reference = auth.provider_reference
         assert reference is not None
         lost, held = key("lost"), key("held")
@@ -481,24 +383,12 @@ def test_fault_api_loses_responses_and_times_out_when_rates_are_set(
             fault(stack, provider, "refund", lost_response_rate=1.0),
             pytest.raises(ProviderUnavailableError),
         ):
-            await providers.refund(
-                provider,
-                provider_reference=reference,
-                amount_minor=300,
-                currency="EUR",
-                idempotency_key=lost,
-            )
+            await refund(providers, provider, reference, 300, idempotency_key=lost)
         with (
             fault(stack, provider, "refund", timeout_rate=1.0),
             pytest.raises(ProviderUnavailableError),
         ):
-            await providers.refund(
-                provider,
-                provider_reference=reference,
-                amount_minor=100,
-                currency="EUR",
-                idempotency_key=held,
-            )
+            await refund(providers, provider, reference, 100, idempotency_key=held)
         found = await providers.lookup(provider, idempotency_key=lost)
         assert found is not None
         assert (found.outcome, found.operation, found.amount_minor) == (
@@ -523,14 +413,7 @@ def test_key_reused_for_another_request_is_refused_when_amount_differs(
     async def scenario(providers: ProviderClients) -> list[ProviderOutcome]:
         outcomes = []
         for amount in (100, 200):
-            result = await providers.authorize(
-                provider,
-                card_token="tok_visa",
-                amount_minor=amount,
-                currency="EUR",
-                idempotency_key=same,
-                capture=False,
-            )
+            result = await authorize(providers, provider, amount, idempotency_key=same)
             outcomes.append(result.outcome)
             if result.outcome is ProviderOutcome.FAILED:
                 assert (result.decline_code or "").lower() == "idempotency_key_reused"
@@ -547,13 +430,7 @@ def test_lookup_of_a_refused_capture_names_the_operation_when_acme_refused_it(
     refused = key()
 
     async def scenario(providers: ProviderClients) -> None:
-        result = await providers.capture(
-            "acme",
-            provider_reference="ch_nope",
-            amount_minor=5,
-            currency="EUR",
-            idempotency_key=refused,
-        )
+        result = await capture(providers, "acme", "ch_nope", 5, idempotency_key=refused)
         assert result.outcome is ProviderOutcome.FAILED
         found = await providers.lookup("acme", idempotency_key=refused)
         assert found is not None

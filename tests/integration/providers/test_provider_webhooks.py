@@ -14,15 +14,18 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app.entrypoints.devstack import Stack
-from app.entrypoints.launchers.openbao import DEV_ROOT_TOKEN
-from app.platform.settings import VaultLogin
-from app.platform.vault import Vault
 from app.providers.api import (
     ProviderEventType,
     WebhookSignatureError,
-    read_provider_secrets,
 )
-from tests.integration.providers.helpers import clients, fault, key, sim
+from tests.integration.providers.helpers import (
+    authorize,
+    capture,
+    clients,
+    fault,
+    provider_secrets,
+    sim,
+)
 
 pytestmark = pytest.mark.integration
 Received = list[tuple[str, dict[str, str], bytes]]
@@ -71,26 +74,13 @@ def test_webhooks_verify_dedupe_by_id_and_arrive_out_of_order_when_faults_ask(
     stack: Stack, provider: str, receiver: tuple[Received, threading.Event]
 ) -> None:
     received, _ = receiver
-    secrets = read_provider_secrets(Vault.login(stack.vault_addr, VaultLogin(token=DEV_ROOT_TOKEN)))
+    secrets = provider_secrets(stack)
     providers = clients(stack)
 
     async def pay() -> str:
-        auth = await providers.authorize(
-            provider,
-            card_token="tok_visa",
-            amount_minor=2500,
-            currency="EUR",
-            idempotency_key=key(),
-            capture=False,
-        )
+        auth = await authorize(providers, provider, 2500)
         assert auth.provider_reference is not None
-        await providers.capture(
-            provider,
-            provider_reference=auth.provider_reference,
-            amount_minor=2500,
-            currency="EUR",
-            idempotency_key=key(),
-        )
+        await capture(providers, provider, auth.provider_reference, 2500)
         await providers.aclose()
         return auth.provider_reference
 

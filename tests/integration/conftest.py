@@ -1,0 +1,23 @@
+"""Fixtures several integration modules share: plain HTTP clients to the live stack's
+API and evidence service, one of each per module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from app.entrypoints.devstack import Stack
+
+
+@pytest.fixture(scope="module")
+def api_http(live_stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_stack.api_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def evidence_http(live_stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_stack.evidence_url, timeout=10) as client:
+        yield client
