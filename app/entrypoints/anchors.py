@@ -14,7 +14,6 @@ through the shared signing client.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,11 +23,10 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from app.identity import api as identity_api
+from app.entrypoints.client_registry import create_client
 from app.ledger import api as ledger_api
-from app.platform.client_credentials import ClientCredentials
+from app.platform.client_credentials import ClientCredentials, private_pem, public_pem
 from app.platform.client_tokens import TokenRequestError
-from app.platform.db import create_engine, session_factory
 from app.platform.signed_client import AsyncSignedClient
 from app.platform.vault import Vault
 
@@ -160,34 +158,16 @@ def register_client(
     if vault.read_secret(path) is not None:
         return
     private_key = Ed25519PrivateKey.generate()
-    public_pem = (
-        private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
+    created = create_client(
+        database_url, name=name, scopes=scopes, public_pem=public_pem(private_key)
     )
-
-    async def create() -> identity_api.CreatedClient:
-        engine = create_engine(database_url, pool_size=1)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                return await identity_api.create_client(
-                    session, name=name, scopes=list(scopes), public_key_pem=public_pem
-                )
-        finally:
-            await engine.dispose()
-
-    created = asyncio.run(create())
     vault.write_secret(
         path,
         {
             "client_id": created.client.id,
             "client_secret": created.client_secret,
             "key_id": created.key_id,
-            "private_key_pem": private_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            ).decode(),
+            "private_key_pem": private_pem(private_key).decode(),
         },
     )
 

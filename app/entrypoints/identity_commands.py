@@ -42,15 +42,13 @@ def clients_create(args: argparse.Namespace) -> int:
     secret, key id and key path go to that credentials file (mode 0600, for `moneypath
     call`) instead of the screen; the key goes next to it unless --private-key-out says.
     """
-    import asyncio
     import json
 
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    from app.entrypoints.client_registry import create_client
     from app.entrypoints.operator_call import write_credentials
-    from app.identity import api as identity_api
-    from app.platform.db import create_engine, session_factory
+    from app.platform.client_credentials import private_pem, public_pem
     from app.platform.errors import DomainError
     from app.platform.settings import Settings, SettingsError
     from app.platform.vault import Vault
@@ -82,38 +80,20 @@ def clients_create(args: argparse.Namespace) -> int:
     if database_url is None:
         return 1
     if args.public_key is not None:
-        public_pem = Path(args.public_key).read_text()
+        client_public_pem = Path(args.public_key).read_text()
     else:
         private_key = Ed25519PrivateKey.generate()
         out = Path(args.private_key_out)
         out.touch(mode=0o600, exist_ok=False)
-        out.write_bytes(
-            private_key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        public_pem = (
-            private_key.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
-
-    async def create() -> identity_api.CreatedClient:
-        engine = create_engine(database_url, pool_size=1)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                return await identity_api.create_client(
-                    session, name=args.name, scopes=_scopes(args.scopes), public_key_pem=public_pem
-                )
-        finally:
-            await engine.dispose()
-
+        out.write_bytes(private_pem(private_key))
+        client_public_pem = public_pem(private_key)
     try:
-        created = asyncio.run(create())
+        created = create_client(
+            database_url,
+            name=args.name,
+            scopes=_scopes(args.scopes),
+            public_pem=client_public_pem,
+        )
     except DomainError as error:
         print(f"moneypath clients create: {error.detail}", file=sys.stderr)
         return 1
