@@ -189,6 +189,16 @@ _PAGE = (
 )
 
 
+# What a new transaction can be refused for, alone or as one item of a batch.
+_TRANSACTION_REFUSALS = (
+    api.UnknownCurrencyError,
+    api.UnbalancedTransactionError,
+    api.UnknownAccountError,
+    api.CurrencyMismatchError,
+    api.InsufficientFundsError,
+)
+
+
 def endpoints() -> list[Endpoint]:
     """The ledger's `/v1` endpoints, for the composition root."""
     return [
@@ -245,13 +255,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=NEW_TRANSACTION_SCHEMA,
             response_schema=TRANSACTION_SCHEMA,
             idempotent=True,
-            errors=(
-                api.UnknownCurrencyError,
-                api.UnbalancedTransactionError,
-                api.UnknownAccountError,
-                api.CurrencyMismatchError,
-                api.InsufficientFundsError,
-            ),
+            errors=_TRANSACTION_REFUSALS,
             tag="ledger",
         ),
         Endpoint(
@@ -266,13 +270,7 @@ def endpoints() -> list[Endpoint]:
             request_schema=BATCH_SCHEMA,
             response_schema=BATCH_RESULT_SCHEMA,
             idempotent=True,
-            errors=(
-                api.UnknownCurrencyError,
-                api.UnbalancedTransactionError,
-                api.UnknownAccountError,
-                api.CurrencyMismatchError,
-                api.InsufficientFundsError,
-            ),
+            errors=_TRANSACTION_REFUSALS,
             tag="ledger",
             body_limit_bytes=BATCH_BODY_LIMIT_BYTES,
         ),
