@@ -116,6 +116,25 @@ def auditor(live_stack: Stack, client_factory: ClientFactory) -> Iterator[ApiCli
         yield client
 
 
+def _reconcile(stack: Stack, day: date, data: bytes, *, evidence_url: str) -> runs.Run:
+    """A new run of acme's `day` that sends its record to `evidence_url`, then the metrics
+    refresh the worker's cycle does after its runs (the gauges are the worker's alone)."""
+
+    async def scenario(sessions: async_sessionmaker[AsyncSession]) -> runs.Run:
+        client = _evidence_client(stack, evidence_url)
+        try:
+            run, created = await reconciliation_api.reconcile_day(
+                sessions, None, "acme", day, started_by="test", data=data, evidence=client
+            )
+        finally:
+            await client.aclose()
+        assert created
+        await reconciliation_api.refresh_metrics(sessions, "acme")
+        return run
+
+    return _run(stack, scenario)
+
+
 def _unique_charges(count: int) -> list[str]:
     return [f"ch_it_{secrets.token_hex(6)}" for _ in range(count)]
 
@@ -128,20 +147,7 @@ def test_run_writes_signed_recon_run_record_with_counts_and_file_digest_when_evi
     _seed(live_stack, "acme", [(good, 1500, _at(day, 9)), (short, 2500, _at(day, 10))])
     data = _file(day, [(good, 1500), (short, 2400), ("ch_unknown_" + good, 700)])
 
-    async def scenario(sessions: async_sessionmaker[AsyncSession]) -> runs.Run:
-        client = _evidence_client(live_stack, live_stack.evidence_url)
-        try:
-            run, created = await reconciliation_api.reconcile_day(
-                sessions, None, "acme", day, started_by="test", data=data, evidence=client
-            )
-        finally:
-            await client.aclose()
-        assert created
-        # What the worker's cycle does after its runs: the gauges are its alone.
-        await reconciliation_api.refresh_metrics(sessions, "acme")
-        return run
-
-    run = _run(live_stack, scenario)
+    run = _reconcile(live_stack, day, data, evidence_url=live_stack.evidence_url)
     assert run.evidence_id is not None
     stored = auditor.get(f"/v1/evidence/{run.evidence_id}")
     assert stored.status_code == 200, stored.text
@@ -173,20 +179,7 @@ def test_run_completes_and_its_record_is_written_later_when_the_evidence_service
     _seed(live_stack, "acme", [(charge, 4200, _at(day, 8))])
     data = _file(day, [(charge, 4200)])
 
-    async def down(sessions: async_sessionmaker[AsyncSession]) -> runs.Run:
-        client = _evidence_client(live_stack, _closed_port_url())
-        try:
-            run, created = await reconciliation_api.reconcile_day(
-                sessions, None, "acme", day, started_by="test", data=data, evidence=client
-            )
-        finally:
-            await client.aclose()
-        assert created
-        # What the worker's cycle does after its runs: the gauges are its alone.
-        await reconciliation_api.refresh_metrics(sessions, "acme")
-        return run
-
-    run = _run(live_stack, down)
+    run = _reconcile(live_stack, day, data, evidence_url=_closed_port_url())
     assert run.evidence_id is None  # the run stands; its record is owed
     assert run.matched == 1
     owed = REGISTRY.get_sample_value("moneypath_reconciliation_evidence_owed")

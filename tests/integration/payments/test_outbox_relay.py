@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -65,27 +67,37 @@ def test_claims_only_the_oldest_unpublished_event_per_aggregate_when_two_relays_
     assert json.dumps(after[0].payload)
 
 
-def test_relay_fans_a_payment_event_out_to_subscribed_endpoints_of_its_owner_only(
-    stack: Stack,
-) -> None:
+@asynccontextmanager
+async def _payments_runtime(stack: Stack) -> AsyncIterator[tuple[Any, Any]]:
+    """The payments runtime the worker's relay runs with (database, Vault, providers)."""
     from app.payments import api as payments_api
-    from app.payments.relay import relay_once
     from app.platform.settings import VaultLogin
     from app.platform.vault import Vault
     from app.providers import api as providers_api
 
+    engine = create_engine(str(stack.database_url), pool_size=3)
+    sessions = session_factory(engine)
+    vault = Vault.login(stack.vault_addr, VaultLogin(token="moneypath-dev-root"))
+    providers = providers_api.ProviderClients(
+        providers_api.ProviderSettings.from_env(stack.app_env()),
+        providers_api.read_provider_secrets(vault),
+    )
+    try:
+        yield sessions, payments_api.start_payments(sessions, providers, vault=vault)
+    finally:
+        await providers.aclose()
+        await engine.dispose()
+
+
+def test_relay_fans_a_payment_event_out_to_subscribed_endpoints_of_its_owner_only(
+    stack: Stack,
+) -> None:
+    from app.payments.relay import relay_once
+
     async def scenario() -> list[Any]:
-        engine = create_engine(str(stack.database_url), pool_size=3)
-        sessions = session_factory(engine)
-        vault = Vault.login(stack.vault_addr, VaultLogin(token="moneypath-dev-root"))
-        providers = providers_api.ProviderClients(
-            providers_api.ProviderSettings.from_env(stack.app_env()),
-            providers_api.read_provider_secrets(vault),
-        )
-        runtime = payments_api.start_payments(sessions, providers, vault=vault)
         owner, other = "cli_" + secrets.token_hex(6), "cli_" + secrets.token_hex(6)
         payment_id = "pay_" + secrets.token_hex(6)
-        try:
+        async with _payments_runtime(stack) as (sessions, runtime):
             async with sessions() as session, session.begin():
                 await session.execute(text("UPDATE platform.outbox SET published_at = now()"))
                 for endpoint_id, who, types in (
@@ -111,9 +123,6 @@ def test_relay_fans_a_payment_event_out_to_subscribed_endpoints_of_its_owner_onl
                     {"like": f"%{payment_id}%"},
                 )
                 return list(rows)
-        finally:
-            await providers.aclose()
-            await engine.dispose()
 
     rows = asyncio.run(scenario())
     assert [row.endpoint_id.split("_")[1] for row in rows] == ["all"]
@@ -126,24 +135,12 @@ def test_relay_fans_a_payment_event_out_to_subscribed_endpoints_of_its_owner_onl
 def test_relay_behind_does_not_send_an_older_event_to_an_endpoint_registered_after_it(
     stack: Stack,
 ) -> None:
-    from app.payments import api as payments_api
     from app.payments.relay import relay_once
-    from app.platform.settings import VaultLogin
-    from app.platform.vault import Vault
-    from app.providers import api as providers_api
 
     async def scenario() -> tuple[str, list[str]]:
-        engine = create_engine(str(stack.database_url), pool_size=3)
-        sessions = session_factory(engine)
-        vault = Vault.login(stack.vault_addr, VaultLogin(token="moneypath-dev-root"))
-        providers = providers_api.ProviderClients(
-            providers_api.ProviderSettings.from_env(stack.app_env()),
-            providers_api.read_provider_secrets(vault),
-        )
-        runtime = payments_api.start_payments(sessions, providers, vault=vault)
         owner = "cli_" + secrets.token_hex(6)
         older, newer = "pay_" + secrets.token_hex(6), "pay_" + secrets.token_hex(6)
-        try:
+        async with _payments_runtime(stack) as (sessions, runtime):
             async with sessions() as session, session.begin():
                 await session.execute(text("UPDATE platform.outbox SET published_at = now()"))
                 await outbox.emit(session, _Happened(older, owner, 1))
@@ -165,9 +162,6 @@ def test_relay_behind_does_not_send_an_older_event_to_an_endpoint_registered_aft
                     {"id": "we_late_" + owner},
                 )
                 return newer, [json.loads(row.body)["data"]["payment_id"] for row in rows]
-        finally:
-            await providers.aclose()
-            await engine.dispose()
 
     newer, delivered = asyncio.run(scenario())
     assert delivered == [newer]
