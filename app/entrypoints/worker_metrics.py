@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Iterator
 
 import structlog
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.entrypoints import backlogs
-from app.platform.service_app import SCRAPE_SAMPLE_TIMEOUT_S
+from app.platform.service_app import metrics_handler
 from app.platform.settings import Settings
 
 log = structlog.get_logger("moneypath.worker")
@@ -39,12 +38,7 @@ STOP_TIMEOUT_S = 5.0
 
 
 def metrics_app(sessions: async_sessionmaker[AsyncSession]) -> Starlette:
-    async def metrics(_: Request) -> Response:
-        # A failed or slow sample keeps the last values rather than failing the scrape:
-        # the counters are still worth having while the database is away.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(backlogs.sample(sessions), SCRAPE_SAMPLE_TIMEOUT_S)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    metrics = metrics_handler(lambda: backlogs.sample(sessions))
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

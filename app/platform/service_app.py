@@ -89,6 +89,21 @@ def operational_paths() -> dict[str, Any]:
     }
 
 
+def metrics_handler(on_scrape: Hook | None) -> Callable[[Request], Awaitable[Response]]:
+    """`GET /metrics` of this process's registry (the API's, the evidence service's, the
+    worker's). Gauges read from the database (outbox depth) are sampled by `on_scrape`
+    when scraped; a failed or slow sample keeps the last values rather than failing the
+    scrape, since the counters are still worth having while the database is away."""
+
+    async def metrics(_: Request) -> Response:
+        if on_scrape is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(on_scrape(), SCRAPE_SAMPLE_TIMEOUT_S)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
+
+
 def build_service_app(
     *,
     title: str,
@@ -117,13 +132,7 @@ def build_service_app(
         status, body = await readiness(engine, opa, vault)
         return JSONResponse(body, status_code=status)
 
-    async def metrics(_: Request) -> Response:
-        if on_scrape is not None:
-            # A gauge read from the database (outbox depth) is sampled when scraped; a
-            # failed sample leaves the last value rather than failing the scrape.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(on_scrape(), SCRAPE_SAMPLE_TIMEOUT_S)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    metrics = metrics_handler(on_scrape)
 
     async def openapi(_: Request) -> Response:
         return JSONResponse(openapi_document)
