@@ -24,6 +24,9 @@ from sqlalchemy.orm import DeclarativeBase
 
 T = TypeVar("T")
 CommitStep = Callable[[AsyncSession], Awaitable[None]]
+# Turns a statement's own refusal (an SQL error it raises on purpose) into the exception
+# its caller declared; None for any other error.
+Refusal = Callable[[psycopg.Error], Exception | None]
 _BEFORE_COMMIT = "moneypath.before_commit"
 _WITH_COMMIT = "moneypath.with_commit"
 _EXPLICIT = "moneypath.explicit_transaction"
@@ -290,6 +293,18 @@ class _Queued:
     sql: LiteralString
     params: Mapping[str, Any]
     last: bool
+    refusal: Refusal | None = None
+
+
+def _refused(statements: list[_Queued], error: psycopg.Error) -> Exception:
+    """The first statement's own refusal of `error`, else the usual DBAPIError."""
+    for statement in statements:
+        if statement.refusal is not None:
+            mapped = statement.refusal(error)
+            if mapped is not None:
+                return mapped
+    sql = statements[0].sql if statements else "COMMIT"
+    return DBAPIError.instance(sql, {}, error, psycopg.Error)
 
 
 async def send_with_commit(
@@ -298,12 +313,14 @@ async def send_with_commit(
     params: Mapping[str, Any],
     *,
     last: bool = False,
+    refusal: Refusal | None = None,
 ) -> None:
     """Send `sql` with this transaction's COMMIT, in the same round trip (one pipeline).
 
     Its result is never read: a statement queued here must refuse by raising an SQL
     error, which aborts the pipeline, so the COMMIT never runs and the transaction rolls
-    back (the error comes out as DBAPIError, like `fetch_rows`'s). The queued statements
+    back. The error comes out as what `refusal` makes of it, else as DBAPIError (like
+    `fetch_rows`'s), so `run_in_transaction` still retries a deadlock. The queued statements
     run after `at_commit`'s steps, in registration order, those with `last` after the
     others: a statement that takes a global lock (the ledger's chain head) goes last, so
     the lock is held only for it and the COMMIT. Outside `run_in_transaction` it runs at
@@ -311,9 +328,9 @@ async def send_with_commit(
     """
     queued: list[_Queued] | None = session.info.get(_WITH_COMMIT)
     if queued is None:
-        await _send(await _driver(session), _Queued(sql, params, last))
+        await _send(await _driver(session), _Queued(sql, params, last, refusal))
     else:
-        queued.append(_Queued(sql, params, last))
+        queued.append(_Queued(sql, params, last, refusal))
 
 
 async def _send_and_commit(session: AsyncSession, queued: list[_Queued]) -> None:
@@ -340,8 +357,7 @@ async def _send_and_commit(session: AsyncSession, queued: list[_Queued]) -> None
         if session.info.pop(_EXPLICIT, None) is not None:
             await driver.set_autocommit(False)
     except psycopg.Error as error:
-        sql = ordered[0].sql if ordered else "COMMIT"
-        raise DBAPIError.instance(sql, {}, error, psycopg.Error) from error
+        raise _refused(ordered, error) from error
     finally:
         await cursor.close()
 
@@ -351,7 +367,7 @@ async def _send(driver: psycopg.AsyncConnection[Any], statement: _Queued) -> Non
         async with driver.cursor() as cursor:
             await cursor.execute(statement.sql, statement.params, prepare=True)
     except psycopg.Error as error:
-        raise DBAPIError.instance(statement.sql, {}, error, psycopg.Error) from error
+        raise _refused([statement], error) from error
 
 
 async def at_commit(session: AsyncSession, step: CommitStep) -> None:
