@@ -31,13 +31,14 @@ MAX_VERIFY_ENTRIES = 10_000_000
 # and appends the entries in order; sent with the COMMIT, in its round trip.
 _APPLY_ENTRIES: LiteralString = """
     SELECT ledger.apply_entries(
-        CAST(%(occurred)s AS timestamptz), CAST(%(p_items)s AS integer[]),
+        CAST(%(p_items)s AS integer[]),
         CAST(%(p_entries)s AS text[]), CAST(%(p_transactions)s AS text[]),
         CAST(%(p_legs)s AS smallint[]), CAST(%(p_accounts)s AS text[]),
         CAST(%(p_directions)s AS text[]), CAST(%(p_amounts)s AS bigint[]),
         CAST(%(p_currencies)s AS text[]), CAST(%(p_effects)s AS text[]),
         CAST(%(e_ids)s AS text[]), CAST(%(e_transactions)s AS text[]),
-        CAST(%(e_kinds)s AS text[]), CAST(%(e_canonicals)s AS bytea[])
+        CAST(%(e_kinds)s AS text[]), CAST(%(e_part_counts)s AS integer[]),
+        CAST(%(e_parts)s AS bytea[])
     ) AS last_seq
     """
 
@@ -75,7 +76,8 @@ def change_detail(status: str, posted_amount_minor: int | None) -> dict[str, Any
     return {"status": str(status), "posted_amount_minor": posted_amount_minor}
 
 
-def _posting_fields(movement: Movement, created_at: datetime) -> dict[str, Any]:
+def _posting_fields(movement: Movement) -> dict[str, Any]:
+    """A posting as the chain hashes it, but for its `created_at` (the writer's time)."""
     return {
         "leg": movement.leg,
         "account_id": movement.account_id,
@@ -83,16 +85,11 @@ def _posting_fields(movement: Movement, created_at: datetime) -> dict[str, Any]:
         "amount_minor": movement.amount_minor,
         "currency": movement.currency,
         "effect": movement.effect,
-        "created_at": created_at,
     }
 
 
 async def apply_entries(
-    session: AsyncSession,
-    drafts: Sequence[EntryDraft],
-    occurred_at: datetime,
-    *,
-    name_index: bool = False,
+    session: AsyncSession, drafts: Sequence[EntryDraft], *, name_index: bool = False
 ) -> None:
     """Apply the entries' movements to the balances, in order, and append the entries to
     the hash chain: one call of `ledger.apply_entries()`, which holds the balance rules.
@@ -104,8 +101,9 @@ async def apply_entries(
     completion: it locks the balance rows, then the chain head row, which serializes every
     journal write of the whole ledger, and both are held only for the call plus the
     COMMIT, with no round trip in between. Entries are thereby chained in commit order.
-    hash = sha256(prev_hash || JCS(entry)) is computed by PostgreSQL over the exact
-    canonical bytes we send, and `verify` recomputes it in Python.
+    Their time is read there, under the locks: the canonical bytes go cut where it belongs
+    (`chain.canonical_parts`), and hash = sha256(prev_hash || JCS(entry)) is computed by
+    PostgreSQL over them joined with that time; `verify` recomputes it in Python.
     """
     if not drafts:
         raise InvariantViolation("ledger.entry_written", "nothing to write")
@@ -114,8 +112,17 @@ async def apply_entries(
         for index, draft in enumerate(drafts)
         for movement in draft.movements
     ]
+    parts = [
+        chain.canonical_parts(
+            entry_id=d.entry_id,
+            transaction_id=d.transaction_id,
+            kind=str(d.kind),
+            detail=d.detail,
+            postings=[_posting_fields(m) for m in d.movements],
+        )
+        for d in drafts
+    ]
     written = {
-        "occurred": occurred_at,
         "p_items": [index for index, _, _ in postings],
         "p_entries": [d.entry_id for _, d, _ in postings],
         "p_transactions": [d.transaction_id for _, d, _ in postings],
@@ -128,17 +135,8 @@ async def apply_entries(
         "e_ids": [d.entry_id for d in drafts],
         "e_transactions": [d.transaction_id for d in drafts],
         "e_kinds": [str(d.kind) for d in drafts],
-        "e_canonicals": [
-            chain.canonical_entry(
-                entry_id=d.entry_id,
-                transaction_id=d.transaction_id,
-                kind=str(d.kind),
-                occurred_at=occurred_at,
-                detail=d.detail,
-                postings=[_posting_fields(m, occurred_at) for m in d.movements],
-            )
-            for d in drafts
-        ],
+        "e_part_counts": [len(cut) for cut in parts],
+        "e_parts": [part for cut in parts for part in cut],
     }
 
     def refusal(error: psycopg.Error) -> DomainError | None:

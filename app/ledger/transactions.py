@@ -157,7 +157,7 @@ async def create_transactions(
             transaction_ids, entry_ids, items, changes, strict=True
         )
     ]
-    await journal.apply_entries(session, drafts, received_at, name_index=name_index)
+    await journal.apply_entries(session, drafts, name_index=name_index)
     return [
         Transaction(
             id=transaction_id,
@@ -307,7 +307,7 @@ async def _change_status(
         detail=journal.change_detail(change.status, posted_amount),
         movements=change.movements,
     )
-    await journal.apply_entries(session, [draft], changed_at)
+    await journal.apply_entries(session, [draft])
     return Transaction(
         id=original.id,
         status=change.status,

@@ -54,18 +54,20 @@ def upgrade() -> None:
     # Postings arrive in order with the index of the entry (`p_items`) each belongs to;
     # entries are checked one after the other, each against the balances the previous
     # ones left (a batch is checked exactly like its items sent one by one).
-    # `occurred` must not lie before an account's last change (its balances.updated_at):
-    # postings of one account are then time-ordered like their ids, so an as_of sum always
-    # equals some running balance. A writer whose clock reading lost the race for the
-    # lock gets a serialization failure (40001), which the caller retries with a new time.
+    # The entries' time is read here, under the balance locks (and never before an
+    # account's last change): postings of one account are then time-ordered like their
+    # ids, so an as_of sum always equals some running balance. The writer sends each
+    # entry's canonical bytes cut where that time goes (`chain.canonical_parts`, `e_parts`
+    # with `e_part_counts` parts per entry); they are joined with the time rendered as
+    # `chain.format_time` does, then hashed: hash = sha256(prev_hash || canonical).
     op.execute(
         """
         CREATE FUNCTION ledger.apply_entries(
-            occurred timestamptz,
             p_items integer[], p_entries text[], p_transactions text[], p_legs smallint[],
             p_accounts text[], p_directions text[], p_amounts bigint[],
             p_currencies text[], p_effects text[],
-            e_ids text[], e_transactions text[], e_kinds text[], e_canonicals bytea[]
+            e_ids text[], e_transactions text[], e_kinds text[], e_part_counts integer[],
+            e_parts bytea[]
         ) RETURNS bigint
         LANGUAGE plpgsql
         SET search_path = pg_catalog, pg_temp
@@ -89,6 +91,10 @@ def upgrade() -> None:
             now_available numeric;
             missing text;
             acct record;
+            occurred timestamptz := clock_timestamp();
+            stamp bytea;
+            canonical bytea;
+            part integer := 1;
             head_seq bigint;
             head_hash text;
             next_hash text;
@@ -102,10 +108,7 @@ def upgrade() -> None:
                 ORDER BY b.account_id
                 FOR UPDATE OF b
             LOOP
-                IF acct.updated_at > occurred THEN
-                    RAISE EXCEPTION 'ledger.apply_entries: account % changed after %',
-                        acct.id, occurred USING ERRCODE = '40001';
-                END IF;
+                occurred := greatest(occurred, acct.updated_at);
                 ids := ids || acct.id;
                 currencies := currencies || acct.currency;
                 normals := normals || acct.normal_balance;
@@ -114,6 +117,9 @@ def upgrade() -> None:
                 debits := debits || acct.pending_debits_minor;
                 credits := credits || acct.pending_credits_minor;
             END LOOP;
+            occurred := greatest(occurred, clock_timestamp());
+            stamp := convert_to(
+                to_char(occurred AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), 'UTF8');
             SELECT coalesce(jsonb_object_agg(t.id, t.n), '{}') INTO slots
             FROM unnest(ids) WITH ORDINALITY AS t(id, n);
             SELECT u.account, p_items[u.n] INTO missing, item
@@ -194,7 +200,12 @@ def upgrade() -> None:
                 RAISE EXCEPTION 'ledger.apply_entries: ledger.chain_head has no row';
             END IF;
             FOR i IN 1 .. coalesce(array_length(e_ids, 1), 0) LOOP
-                next_hash := encode(sha256(decode(head_hash, 'hex') || e_canonicals[i]), 'hex');
+                canonical := e_parts[part];
+                FOR j IN 1 .. e_part_counts[i] - 1 LOOP
+                    canonical := canonical || stamp || e_parts[part + j];
+                END LOOP;
+                part := part + e_part_counts[i];
+                next_hash := encode(sha256(decode(head_hash, 'hex') || canonical), 'hex');
                 head_seq := head_seq + 1;
                 INSERT INTO ledger.journal_entries
                     (seq, id, transaction_id, kind, occurred_at, prev_hash, hash)
@@ -215,8 +226,8 @@ def downgrade() -> None:
     op.execute(
         """
         DROP FUNCTION ledger.apply_entries(
-            timestamptz, integer[], text[], text[], smallint[], text[], text[], bigint[],
-            text[], text[], text[], text[], text[], bytea[]
+            integer[], text[], text[], smallint[], text[], text[], bigint[], text[], text[],
+            text[], text[], text[], integer[], bytea[]
         )
         """
     )
