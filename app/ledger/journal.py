@@ -2,7 +2,7 @@
 
 Every journal entry (a transaction's creation, or its post, void or expiry) is chained as
 hash = sha256(prev_hash || JCS(entry)) (`chain.py`). The single `ledger.chain_head` row
-makes the chain linear; it is the last lock a writer takes (see `transactions`).
+makes the chain linear; a writer takes it before the balance rows (see `transactions`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from app.platform.errors import DomainError, InvariantViolation
 VERIFY_BATCH_SIZE = 500
 MAX_VERIFY_ENTRIES = 10_000_000
 
-# Migration ledger_0003, the home of the balance rules: locks the balance rows, refuses
-# what they forbid, sets the balances, inserts the postings, then takes the chain head lock
-# and appends the entries in order; sent with the COMMIT, in its round trip.
+# Migration ledger_0003, the home of the balance rules: locks the chain head, then the
+# balance rows, refuses what they forbid, sets the balances, inserts the postings and
+# appends the entries in order; sent with the COMMIT, in its round trip.
 _APPLY_ENTRIES: LiteralString = """
     SELECT ledger.apply_entries(
         CAST(%(p_items)s AS integer[]),
@@ -98,8 +98,8 @@ async def apply_entries(
     ledger's DomainError; with `name_index` it carries the refused draft's position as
     `index`. The call is sent with the COMMIT, in one round trip
     (`db.send_with_commit`, last), after the caller's audit record and idempotency
-    completion: it locks the balance rows, then the chain head row, which serializes every
-    journal write of the whole ledger, and both are held only for the call plus the
+    completion: it locks the chain head row, which serializes every journal write of the
+    whole ledger, then the balance rows, and both are held only for the call plus the
     COMMIT, with no round trip in between. Entries are thereby chained in commit order.
     Their time is read there, under the locks: the canonical bytes go cut where it belongs
     (`chain.canonical_parts`), and hash = sha256(prev_hash || JCS(entry)) is computed by

@@ -4,10 +4,11 @@ caller's database transaction; what each may do is decided by `domain.transition
 Locking protocol (every writer follows it, so there is no deadlock cycle):
 1. the pending transaction's `open_holds` row (post, void, expire) or the original
    transaction row (reverse);
-2. the `balances` rows of every account touched, in sorted account-id order, then
-3. the single `chain_head` row that makes the hash chain linear: both inside
-   `ledger.apply_entries()` (`journal.apply_entries`), which is sent with the COMMIT
-   (`db.send_with_commit`), so these locks are held for that call and the commit only.
+2. inside `ledger.apply_entries()` (`journal.apply_entries`), which is sent with the COMMIT
+   (`db.send_with_commit`): the single `chain_head` row that makes the hash chain linear,
+   then the `balances` rows of every account touched, in sorted account-id order. These
+   are held for that call and the commit only; since the chain head serializes journal
+   writes anyway, nobody waits for a balance row while holding it.
 
 One job, not split: a create (and a reverse) is a batch of one, sharing ids, clock, locks.
 """
