@@ -13,8 +13,8 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import pytest
 import psycopg
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.entrypoints.devstack import Stack
