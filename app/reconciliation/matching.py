@@ -59,14 +59,14 @@ _UNNAMED_CLASS = """CASE
 # each (each side gives its lowest and highest: all of them unless one side mixes three).
 _CURRENCIES = """ARRAY(SELECT DISTINCT c FROM unnest(ARRAY[{}]) AS c
   WHERE c IS NOT NULL ORDER BY c)"""
-# Counts the outcomes per class and stores those that are not matches: gathered per class
-# and unnested into the table, so the million matches are never kept anywhere.
+# Counts the outcomes per class and stores those that are not matches (unless asked):
+# gathered per class and unnested into the table, so a million matches are kept nowhere.
 _COUNT_AND_STORE = f"""
 , counted AS (
   SELECT line_class, count(*) AS outcomes,
          array_agg(ROW(line_class, line_numbers, refs, gross_minor, internal_minor, fee_minor,
                        currencies, record_kind, at)::{OUTCOMES})
-           FILTER (WHERE line_class <> 'matched') AS found
+           FILTER (WHERE line_class <> 'matched' OR CAST(:keep_matched AS boolean)) AS found
     FROM outcome WHERE line_class IS NOT NULL GROUP BY line_class
 ), stored AS (
   INSERT INTO {OUTCOMES} SELECT found.* FROM counted, unnest(counted.found) AS found
@@ -185,11 +185,16 @@ WITH keys AS (
 
 
 async def classify(
-    session: AsyncSession, settlement_date: date, tolerances: domain.Tolerances
+    session: AsyncSession,
+    settlement_date: date,
+    tolerances: domain.Tolerances,
+    *,
+    keep_matched: bool = False,
 ) -> Counter[str]:
     """Classify the staged lines and records (staging.stage_lines, stage_records): the
-    outcomes that are not matches land in `recon_outcomes`; returns the count per class
-    (`pending` included: records left for a later file)."""
+    outcomes that are not matches (all of them with `keep_matched`, for a small file)
+    land in `recon_outcomes`; returns the count per class (`pending` included: records
+    left for a later file)."""
     await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     await session.execute(text(f"DROP TABLE IF EXISTS pg_temp.{OUTCOMES}"))
     await session.execute(text(_OUTCOMES_TABLE))
@@ -198,6 +203,7 @@ async def classify(
         "tolerance_minor": tolerances.amount_minor,
         "tolerance_days": tolerances.days,
         "settling": sorted(domain.SETTLING_KINDS),
+        "keep_matched": keep_matched,
     }
     found: Counter[str] = Counter()
     for line_class, count in await session.execute(text(_PAIRED), params):

@@ -1,24 +1,52 @@
-"""The pure matching rules: every planted discrepancy gets its class, a clean file none."""
+"""The matching rules (`matching`'s SQL, on the real PostgreSQL): every planted
+discrepancy gets its class, a clean file none. The lines go through acme's adapter, the
+records into a table of payments' `settled_money` shape; nothing is kept (rolled back)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.entrypoints.devstack import Stack
 from app.platform.errors import ValidationError
-from app.reconciliation.domain import InternalRecord, ProviderLine, Tolerances, reconcile
+from app.reconciliation.domain import Tolerances
+from tests.support.staged import Database, Line, Record, Report
 
+pytestmark = pytest.mark.integration
 DAY = date(2026, 11, 30)
 EXACT = Tolerances(amount_minor=0, days=1)
+_database: Database | None = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def database(stack: Stack) -> Iterator[Database]:
+    global _database
+    assert stack.database_url is not None
+    _database = Database(stack.database_url)
+    try:
+        yield _database
+    finally:
+        _database.close()
+        _database = None
+
+
+def reconcile(
+    lines: list[Line], records: list[Record], *, settlement_date: date, tolerances: Tolerances
+) -> Report:
+    assert _database is not None
+    return _database.reconcile(
+        lines, records, settlement_date=settlement_date, tolerances=tolerances
+    )
 
 
 def record(
     reference: str, amount: int, currency: str = "EUR", kind: str = "capture", days_ago: int = 0
-) -> InternalRecord:
-    return InternalRecord(reference, kind, amount, currency, DAY - timedelta(days=days_ago))  # type: ignore[arg-type]
+) -> Record:
+    return Record(reference, kind, amount, currency, DAY - timedelta(days=days_ago))
 
 
 def line(
@@ -29,8 +57,8 @@ def line(
     kind: str = "capture",
     fee: int = 0,
     operation: str | None = None,
-) -> ProviderLine:
-    return ProviderLine(number, kind, references, operation, gross, fee, currency)
+) -> Line:
+    return Line(number, kind, references, operation, gross, fee, currency)
 
 
 def classes(report: object) -> list[tuple[str, tuple[str, ...]]]:
@@ -144,6 +172,8 @@ def test_tolerances_are_refused_when_out_of_range(amount: int, days: int) -> Non
 amounts = st.integers(min_value=1, max_value=10**12)
 
 
+# A database round trip per example: no deadline; the module's fixture is shared on purpose.
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(
         st.tuples(
