@@ -164,8 +164,13 @@ class Database:
                     continue
                 report.results.append(
                     Outcome(
-                        line_class, tuple(numbers), tuple(refs), gross, internal,
-                        tuple(currencies), fee,
+                        line_class,
+                        tuple(numbers),
+                        tuple(refs),
+                        gross,
+                        internal,
+                        tuple(currencies),
+                        fee,
                     )  # fmt: skip
                 )
             return report
@@ -180,7 +185,9 @@ def acme_file(lines: Sequence[Line], day: date) -> bytes:
     writer = csv.writer(out, lineterminator="\n")
     for expected, line in enumerate(lines, start=2):
         if line.line_number != expected:
-            raise ValueError(f"lines are numbered as in the file: {expected}, not {line.line_number}")
+            raise ValueError(
+                f"lines are numbered as in the file: {expected}, not {line.line_number}"
+            )
         writer.writerow(
             [
                 day.isoformat(),
@@ -207,7 +214,14 @@ async def staged_lines(session: AsyncSession, provider: str) -> list[SettlementL
     return [
         SettlementLine(
             provider,  # type: ignore[arg-type]
-            day, number, kind, (ref,) if ref else tuple(refs or ()), op, gross, fee, net,
+            day,
+            number,
+            kind,
+            (ref,) if ref else tuple(refs or ()),
+            op,
+            gross,
+            fee,
+            net,
             currency,
         )  # fmt: skip
         for day, number, kind, ref, refs, op, gross, fee, net, currency in rows
