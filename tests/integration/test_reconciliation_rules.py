@@ -186,8 +186,8 @@ amounts = st.integers(min_value=1, max_value=10**12)
 def test_a_file_built_from_our_records_has_no_discrepancy_when_nothing_is_planted(
     payments: list[tuple[str, list[int]]],
 ) -> None:
-    records = []
-    lines = []
+    records: list[Record] = []
+    lines: list[Line] = []
     for index, (currency, captures) in enumerate(payments):
         for part, amount in enumerate(captures):
             records.append(record(f"ch_{index}", amount, currency))

@@ -171,7 +171,7 @@ class Database:
                         internal,
                         tuple(currencies),
                         fee,
-                    )  # fmt: skip
+                    )
                 )
             return report
 
@@ -208,7 +208,7 @@ async def staged_lines(session: AsyncSession, provider: str) -> list[SettlementL
     rows = await session.execute(
         text(
             "SELECT settlement_date, line_number, kind, ref, refs, op, gross_minor, fee_minor,"
-            f" net_minor, currency FROM {SETTLEMENT_LINES} ORDER BY line_number"  # noqa: S608
+            f" net_minor, currency FROM {SETTLEMENT_LINES} ORDER BY line_number"
         )
     )
     return [
@@ -223,6 +223,6 @@ async def staged_lines(session: AsyncSession, provider: str) -> list[SettlementL
             fee,
             net,
             currency,
-        )  # fmt: skip
+        )
         for day, number, kind, ref, refs, op, gross, fee, net, currency in rows
     ]
