@@ -30,9 +30,6 @@ from app.reconciliation import domain
 
 OUTCOMES = "recon_outcomes"
 SEVERAL = "several"  # a placeholder outcome: a group the first statement leaves
-# The aggregate holds a million groups: in memory they take about 400 MB of the server's,
-# spilled to disk they take half as long again. Only this transaction's.
-WORK_MEM = "512MB"
 _LINES = providers_api.SETTLEMENT_LINES
 _SETTLED = payments_api.SETTLED_TABLE
 
@@ -191,11 +188,10 @@ async def classify(
     *,
     keep_matched: bool = False,
 ) -> Counter[str]:
-    """Classify the staged lines and records (staging.stage_lines, stage_records): the
-    outcomes that are not matches (all of them with `keep_matched`, for a small file)
-    land in `recon_outcomes`; returns the count per class (`pending` included: records
-    left for a later file)."""
-    await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    """Classify the staged lines and records (staging.stage_lines, stage_records; those
+    also give the transaction its memory): the outcomes that are not matches (all of them
+    with `keep_matched`, for a small file) land in `recon_outcomes`; returns the count per
+    class (`pending` included: records left for a later file)."""
     await session.execute(text(f"DROP TABLE IF EXISTS pg_temp.{OUTCOMES}"))
     await session.execute(text(_OUTCOMES_TABLE))
     params: dict[str, Any] = {
