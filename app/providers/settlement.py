@@ -147,7 +147,8 @@ class SettlementFormat:
             return _ident(column)
         return f"({_ident(column)} * power(10::numeric, {self._exponent()}))::bigint"
 
-    def table_sql(self) -> str:
+    def _references(self) -> tuple[str, str, str]:
+        """SQL for: the line's references as an array, whether it splits, its single one."""
         refs, separator = _ident(self.references_column), _quote(self.separator)
         if self.separator_is_pattern:
             parts = f"array_remove(regexp_split_to_array({refs}, {separator}), '')"
@@ -155,47 +156,48 @@ class SettlementFormat:
         else:  # a plain search: cheaper than a regular expression, per line
             parts = f"array_remove(string_to_array({refs}, {separator}), '')"
             splits = f"strpos({refs}, {separator}) > 0"
-        # One reference (the usual line) is kept as plain text, several as an array: the
-        # matching groups a million single references by a text, not an array.
-        single = (
-            f"CASE WHEN NOT {splits} THEN coalesce({refs}, '')"
-            f" WHEN cardinality({parts}) = 1 THEN ({parts})[1] ELSE '' END"
-        )
-        several = f"CASE WHEN {splits} AND cardinality({parts}) > 1 THEN {parts} END"
+        return parts, splits, refs
+
+    def table_sql(self) -> str:
+        parts, splits, refs = self._references()
+        fee_types = ", ".join(_quote(raw) for raw, kind in self.types.items() if kind == "fee")
+        kind = _ident(self.type_column)
         gross, fee, net = (_ident(column) for column in self.amounts)
         texts = [n for n, d in zip(self.header, self.columns, strict=True) if " text" in d]
         fields = ", ".join(f"octet_length({_ident(name)})" for name in texts)
         top = 10**18
+        known = ", ".join(_quote(raw) for raw in self.types)
         checks = [
-            "CONSTRAINT known_type CHECK (kind IS NOT NULL)",
+            f"CONSTRAINT known_type CHECK ({kind} IN ({known}))",
             f"CONSTRAINT amounts_in_range CHECK ({gross} >= 0 AND {fee} >= 0 AND {net} >= 0"
             f" AND {gross} < {top} AND {fee} < {top} AND {net} < {top})",
             f"CONSTRAINT net_is_gross_minus_fee CHECK ({net} = {gross} - {fee})",
             f"CONSTRAINT currency_code CHECK ({_ident(self.currency_column)}"
             f" ~ {_quote(CURRENCY_PATTERN)})",
-            "CONSTRAINT reference_present CHECK (kind = 'fee' OR ref <> '' OR refs IS NOT NULL)",
-            f"CONSTRAINT references_bounded CHECK (cardinality(refs) <= {MAX_REFERENCES_PER_LINE})",
+            f"CONSTRAINT reference_present CHECK ({kind} IN ({fee_types})"
+            f" OR coalesce({refs} <> '' AND (NOT {splits} OR cardinality({parts}) > 0), false))",
+            f"CONSTRAINT references_bounded CHECK (NOT {splits}"
+            f" OR cardinality({parts}) <= {MAX_REFERENCES_PER_LINE})",
             f"CONSTRAINT field_length CHECK (greatest({fields}) <= {MAX_FIELD_CHARS})",
         ]
+        generated = []
         if self.decimal:
             exponent = self._exponent()
             checks.append(
                 f"CONSTRAINT amount_scale CHECK (scale({gross}) <= {exponent}"
                 f" AND scale({fee}) <= {exponent} AND scale({net}) <= {exponent})"
             )
-        generated = [
-            f"kind text GENERATED ALWAYS AS ({self._kind()}) STORED",
-            f"ref text NOT NULL GENERATED ALWAYS AS ({single}) STORED",
-            f"refs text[] GENERATED ALWAYS AS ({several}) STORED",
-        ]
-        if self.decimal:
-            generated += [
+            # Converted as the file loads, so an amount too large for minor units is
+            # refused with its line, not later.
+            generated = [
                 f"{name} bigint GENERATED ALWAYS AS ({self._minor(column)}) STORED"
                 for name, column in zip(
                     ("gross_minor", "fee_minor", "net_minor"), self.amounts, strict=True
                 )
             ]
-        # The identity numbers the lines as the file does: the header is line 1.
+        # The identity numbers the lines as the file does: the header is line 1. The
+        # table holds the fields as written (every extra stored column costs the load a
+        # second pass over each row); the view derives the rest.
         body = ", ".join(
             [
                 "line_number integer GENERATED ALWAYS AS IDENTITY (START WITH 2)",
@@ -207,6 +209,14 @@ class SettlementFormat:
         return f"CREATE TEMPORARY TABLE {_TABLE} ({body}) ON COMMIT DROP"
 
     def view_sql(self) -> str:
+        parts, splits, refs = self._references()
+        # One reference (the usual line) is shown as plain text, several as an array: the
+        # matching groups a million single references by a text, not an array.
+        single = (
+            f"CASE WHEN NOT {splits} THEN coalesce({refs}, '')"
+            f" WHEN cardinality({parts}) = 1 THEN ({parts})[1] ELSE '' END"
+        )
+        several = f"CASE WHEN {splits} AND cardinality({parts}) > 1 THEN {parts} END"
         amounts = (
             ("gross_minor", "fee_minor", "net_minor")
             if self.decimal
@@ -219,7 +229,8 @@ class SettlementFormat:
         )
         return (
             f"CREATE TEMPORARY VIEW {SETTLEMENT_LINES} AS SELECT line_number,"  # noqa: S608
-            f" {_ident(self.header[0])} AS settlement_date, kind, ref, refs,"
+            f" {_ident(self.header[0])} AS settlement_date, {self._kind()} AS kind,"
+            f" {single} AS ref, {several} AS refs,"
             f" nullif({_ident(self.operation_column)}, '') AS op, {', '.join(amounts)},"
             f" {_ident(self.currency_column)} AS currency FROM {_TABLE}"
         )
