@@ -74,44 +74,43 @@ SELECT line_class, outcomes FROM counted
 _PAIRED = f"""
 WITH sides AS (
   -- Rule 2: a line settles our records of its own kind and reference. The lines naming
-  -- one reference (or none) by it; every reference of a line naming several, marked.
+  -- one reference (or none) by it; every reference of a line naming several too, its
+  -- line number negated to mark it.
   SELECT kind, ref, line_number, gross_minor, fee_minor, currency AS line_currency,
-         NULL::bigint AS amount_minor, NULL::text AS record_currency,
-         NULL::timestamptz AS at, NULL::integer AS batch
+         NULL::bigint AS amount_minor, NULL::text AS record_currency, NULL::timestamptz AS at
     FROM {_LINES} WHERE refs IS NULL
   UNION ALL
-  SELECT l.kind, n.reference, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1
+  SELECT l.kind, n.reference, -l.line_number, NULL, NULL, NULL, NULL, NULL, NULL
     FROM {_LINES} l, unnest(l.refs) AS n (reference) WHERE l.ref = ''
   UNION ALL
-  SELECT kind, reference, NULL, NULL, NULL, NULL, amount_minor, currency, at, NULL
+  SELECT kind, reference, NULL, NULL, NULL, NULL, amount_minor, currency, at
     FROM {_SETTLED}
-), paired AS (
-  -- One pass over both sides, keeping what a group of one line and at most one record
-  -- needs (min() of one value is the value, and costs far less than sum()).
-  SELECT kind, ref, count(line_number) AS lines, min(line_number) AS line_number,
-         min(gross_minor) AS gross_minor, min(fee_minor) AS fee_minor,
-         min(line_currency) AS line_currency, count(at) AS records,
-         min(amount_minor) AS internal_minor, min(record_currency) AS record_currency,
-         min(at) AS at, count(batch) AS batches
-    FROM sides GROUP BY kind, ref
 ), classified AS (
-  SELECT CASE WHEN lines > 1 OR records > 1 OR batches > 0 THEN '{SEVERAL}'
-              WHEN lines = 0 THEN {_UNNAMED_CLASS.format(at="at")}
+  -- One pass over both sides, keeping what a group of one line and at most one record
+  -- needs (min() of one value is the value, and costs far less than sum()), and
+  -- classifying it on the spot.
+  SELECT CASE WHEN count(line_number) > 1 OR count(at) > 1 OR min(line_number) < 0
+                THEN '{SEVERAL}'
+              WHEN count(line_number) = 0 THEN {_UNNAMED_CLASS.format(at="min(at)")}
               -- Fees and adjustments on their own settle nothing of ours.
               WHEN kind <> ALL(CAST(:settling AS text[])) THEN NULL
               ELSE {
     _GROUP_CLASS.format(
-        records="records",
-        line_lo="line_currency",
-        line_hi="line_currency",
-        record_lo="record_currency",
-        record_hi="record_currency",
-        gross="gross_minor",
-        internal="internal_minor",
+        records="count(at)",
+        line_lo="min(line_currency)",
+        line_hi="min(line_currency)",
+        record_lo="min(record_currency)",
+        record_hi="min(record_currency)",
+        gross="min(gross_minor)",
+        internal="min(amount_minor)",
     )
-} END AS line_class, *
-    FROM paired
-  OFFSET 0  -- classify each group once, not once per column below
+} END AS line_class,
+         kind, ref, count(line_number) AS lines, min(line_number) AS line_number,
+         min(gross_minor) AS gross_minor, min(fee_minor) AS fee_minor,
+         min(line_currency) AS line_currency, count(at) AS records,
+         min(amount_minor) AS internal_minor, min(record_currency) AS record_currency,
+         min(at) AS at
+    FROM sides GROUP BY kind, ref
 ), outcome AS (
   -- Only the outcomes kept (not matched) build their arrays: counted's FILTER comes first.
   SELECT line_class,
