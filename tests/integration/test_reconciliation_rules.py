@@ -203,3 +203,25 @@ def test_a_file_built_from_our_records_has_no_discrepancy_when_nothing_is_plante
     report = reconcile(lines, records, settlement_date=DAY, tolerances=EXACT)
     assert report.discrepancies == []
     assert report.count("matched") == len(payments)
+
+
+def test_each_record_of_an_unnamed_charge_is_flagged_when_it_was_captured_in_parts() -> None:
+    records = [record("ch_1", 600, days_ago=1), record("ch_1", 400, days_ago=1)]
+    records.append(record("ch_2", 100))
+    report = reconcile([line(2, ("ch_2",), 100)], records, settlement_date=DAY, tolerances=EXACT)
+    missing = [r for r in report.results if r.line_class == "missing_at_provider"]
+    assert sorted(r.internal_minor for r in missing) == [400, 600]
+    assert report.count("matched") == 1
+
+
+def test_copies_of_fee_lines_are_flagged_when_fees_settle_nothing_of_ours() -> None:
+    lines = [
+        line(2, (), 30, kind="fee", fee=30, operation="fee_1"),
+        line(3, (), 30, kind="fee", fee=30, operation="fee_1"),
+        line(4, ("ch_1", "ch_2"), 900, operation="batch_1"),
+    ]
+    records = [record("ch_1", 500), record("ch_2", 500)]
+    report = reconcile(lines, records, settlement_date=DAY, tolerances=EXACT)
+    assert classes(report) == [("amount_mismatch", ("ch_1", "ch_2")), ("duplicate", ())]
+    duplicate = next(r for r in report.results if r.line_class == "duplicate")
+    assert duplicate.line_numbers == (3,)
