@@ -13,6 +13,7 @@ from app.platform.errors import NotFoundError
 from app.platform.web import Endpoint
 from evidence import attachments, records, service, tree
 from evidence.routes import (
+    admit_record_type,
     consistency_proof,
     create_attachment,
     create_record,
@@ -123,6 +124,7 @@ def endpoints() -> list[Endpoint]:
             response_schema=_CREATED_SCHEMA,
             idempotent=True,
             errors=(records.RecordTooLargeError, service.UnknownAttachmentError),
+            admit=admit_record_type,
             tag=tag,
         ),
         Endpoint(

@@ -9,6 +9,7 @@ characters (PostgreSQL jsonb refuses them).
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -199,6 +200,18 @@ def canonical_bytes(value: Any) -> bytes:
 def record_leaf_hash(record: Mapping[str, Any]) -> bytes:
     """The Merkle leaf of a record: sha256(0x00 || JCS(record))."""
     return merkle.leaf_hash(canonical_bytes(dict(record)))
+
+
+def declared_type(raw: bytes) -> str | None:
+    """The record type a submission's raw body names, or None when the body is not a JSON
+    object with a string `type` (validation then answers 422). Read before validation, so
+    the trust policy can refuse a type (403) ahead of any schema error."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    kind = body.get("type") if isinstance(body, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def prepare_submission(body: Mapping[str, Any]) -> dict[str, Any]:

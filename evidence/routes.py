@@ -16,14 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.platform.errors import ForbiddenError, InvariantViolation, NotFoundError, ValidationError
 from app.platform.web import (
     Call,
+    Principal,
     Result,
+    Services,
     decode_cursor,
     encode_cursor,
     page_limit,
 )
 from evidence import attachments, exports, records, service, tree
 from evidence.config import EvidenceSettings
-from evidence.runtime import services_of
+from evidence.runtime import EvidenceServices, services_of
 from evidence.signing import TransitSigner
 from evidence.trust import SubmitterTrust
 
@@ -126,12 +128,22 @@ def _submitter(call: Call) -> records.Submitter:
     return records.Submitter(client_id=principal.client_id, key_id=principal.key_id)
 
 
+async def admit_record_type(principal: Principal, raw: bytes, services: Services) -> None:
+    """The trust policy's write verdict on the type the body names (the pipeline asks it
+    with the other policy checks, before validation). Nothing is written on a refusal: a
+    look-alike anchor from another writer is refused outright."""
+    record_type = records.declared_type(raw)
+    if record_type is None:
+        return
+    if not isinstance(services, EvidenceServices):
+        raise InvariantViolation("evidence_services", "evidence admission without its services")
+    if not await services.submitter_trust.admits(record_type, principal.client_id):
+        raise ForbiddenError(f"this client may not write {record_type[:64]} records")
+
+
 async def create_record(call: Call, session: AsyncSession) -> Result:
     submission = records.prepare_submission(call.body)
     submitter = _submitter(call)
-    if not await _trust(call).admits(str(submission["type"]), submitter.client_id):
-        # Nothing is written: a look-alike anchor from another writer is refused outright.
-        raise ForbiddenError(f"this client may not write {submission['type']} records")
     appended = await service.append(session, submission, submitter=submitter)
     APPENDS.labels(type=submission["type"]).inc()
     checkpointer = services_of(call).checkpointer

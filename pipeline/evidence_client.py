@@ -18,17 +18,18 @@ import gzip
 import hashlib
 import json
 import os
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import stamina
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.platform.client_credentials import ClientCredentials
 from app.platform.client_signing import sign_request
 from app.platform.client_tokens import TokenCache, TokenRequestError
+from app.platform.retries import FullJitter
 from pipeline.bundle import Appended
 from pipeline.keys import private_key
 from pipeline.runner import EvidenceWriteError
@@ -37,7 +38,9 @@ DEFAULT_EVIDENCE_URL = "http://127.0.0.1:8081"
 DEFAULT_ISSUER_URL = "http://127.0.0.1:8000"
 TIMEOUT_S = 10.0
 MAX_ATTEMPTS = 3
-RETRY_BACKOFF_S = 0.5
+RETRY_BASE_MS = 500
+RETRY_CAP_MS = 4000
+RETRY_TOTAL_S = 60.0
 # The evidence service refuses attachments above 512 KiB by default; bigger reports go gzip'd.
 ATTACHMENT_COMPRESS_ABOVE_BYTES = 256 * 1024
 MAX_PAGES = 50
@@ -48,6 +51,10 @@ _MEDIA_TYPES = {
     ".xml": "application/xml",
     ".txt": "text/plain",
 }
+
+
+class _RetryableAnswerError(Exception):
+    """The evidence service answered 5xx or 409: worth another attempt."""
 
 
 class EvidenceClient:
@@ -101,32 +108,45 @@ class EvidenceClient:
         """
         body = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
         key = "pipeline-" + hashlib.sha256(path.encode() + b"\0" + body).hexdigest()[:48]
-        last_error = "no attempt made"
-        for attempt in range(MAX_ATTEMPTS):
-            request = self._evidence.build_request(
-                "POST",
-                path,
-                content=body,
-                headers={
-                    "Authorization": f"Bearer {self._access_token()}",
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": key,
-                },
-            )
-            sign_request(request, key_id=self._key_id, private_key=self._private_key)
-            try:
-                response = self._evidence.send(request)
-            except httpx.HTTPError as error:
-                last_error = f"evidence service unreachable: {error!r}"
-            else:
-                if response.status_code in (200, 201):
-                    result: dict[str, Any] = response.json()
-                    return result
-                last_error = f"{path} answered {response.status_code}: {response.text[:500]}"
-                if response.status_code < 500 and response.status_code != 409:
-                    break
-            time.sleep(RETRY_BACKOFF_S * (attempt + 1))
-        raise EvidenceWriteError(last_error)
+        # Transport errors, 5xx and 409 (the same key still in flight) are worth repeating;
+        # any other refusal is final.
+        backoff = FullJitter(
+            lambda error: isinstance(error, httpx.HTTPError | _RetryableAnswerError),
+            RETRY_BASE_MS,
+            RETRY_CAP_MS,
+        )
+        try:
+            for attempt in stamina.retry_context(
+                on=backoff, attempts=MAX_ATTEMPTS, timeout=RETRY_TOTAL_S
+            ):
+                with attempt:
+                    return self._post_once(path, body, key)
+        except httpx.HTTPError as error:
+            raise EvidenceWriteError(f"evidence service unreachable: {error!r}") from None
+        except _RetryableAnswerError as error:
+            raise EvidenceWriteError(str(error)) from None
+        raise EvidenceWriteError("no attempt made")
+
+    def _post_once(self, path: str, body: bytes, key: str) -> dict[str, Any]:
+        request = self._evidence.build_request(
+            "POST",
+            path,
+            content=body,
+            headers={
+                "Authorization": f"Bearer {self._access_token()}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": key,
+            },
+        )
+        sign_request(request, key_id=self._key_id, private_key=self._private_key)
+        response = self._evidence.send(request)
+        if response.status_code in (200, 201):
+            result: dict[str, Any] = response.json()
+            return result
+        problem = f"{path} answered {response.status_code}: {response.text[:500]}"
+        if response.status_code >= 500 or response.status_code == 409:
+            raise _RetryableAnswerError(problem)
+        raise EvidenceWriteError(problem)
 
     def get(self, path: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """GET a JSON document. Raises EvidenceWriteError on any failure."""

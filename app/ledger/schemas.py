@@ -164,19 +164,6 @@ ENTRIES_SCHEMA: dict[str, Any] = {
             },
         },
         "next_cursor": {"type": ["string", "null"]},
-        "anchor": {
-            "type": "object",
-            "description": "The live chain against the latest head anchored in the evidence "
-            "log: consistent, none (nothing anchored), unavailable, or a contradiction "
-            "(hash_mismatch, anchored_entry_missing).",
-            "properties": {
-                "status": {"type": "string"},
-                "record_id": {"type": ["string", "null"]},
-                "seq": {"type": ["integer", "null"]},
-                "hash": {"type": ["string", "null"]},
-                "live_hash": {"type": ["string", "null"]},
-            },
-        },
     },
 }
 

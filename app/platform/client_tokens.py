@@ -5,21 +5,23 @@ jittered retry."""
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from dataclasses import dataclass
 
 import httpx
+import stamina
 
 from app.platform.client_credentials import ClientCredentials
+from app.platform.retries import FullJitter
 
 OAUTH_PATH = "/v1/oauth/token"
 # Tokens live at most 300 s; renewing 30 s early keeps a slow request from carrying a
 # token that expires on its way to the server.
 TOKEN_REFRESH_MARGIN_S = 30.0
 TOKEN_MAX_ATTEMPTS = 3
-TOKEN_RETRY_BASE_S = 0.2
-TOKEN_RETRY_CAP_S = 2.0
+TOKEN_RETRY_BASE_MS = 200
+TOKEN_RETRY_CAP_MS = 2000
+TOKEN_RETRY_TOTAL_S = 30.0
 
 
 class TokenRequestError(Exception):
@@ -30,10 +32,29 @@ class TokenRequestError(Exception):
         self.status_code = status_code
 
 
-def _retry_delay_s(attempt: int) -> float:
-    # Full jitter on a capped exponential backoff, so that many clients whose tokens
-    # expired together do not retry together.
-    return random.uniform(0, min(TOKEN_RETRY_CAP_S, TOKEN_RETRY_BASE_S * 2**attempt))  # noqa: S311
+class _RetryableAnswerError(Exception):
+    """The token endpoint answered 5xx or 429: worth another attempt."""
+
+
+def _backoff() -> FullJitter:
+    # Full jitter, so that many clients whose tokens expired together do not retry together.
+    return FullJitter(
+        lambda error: isinstance(error, httpx.HTTPError | _RetryableAnswerError),
+        TOKEN_RETRY_BASE_MS,
+        TOKEN_RETRY_CAP_MS,
+    )
+
+
+def _answered(response: httpx.Response) -> httpx.Response:
+    if _retryable(response):
+        raise _RetryableAnswerError(f"token endpoint answered {response.status_code}")
+    return response
+
+
+def _gave_up(error: Exception) -> TokenRequestError:
+    if isinstance(error, httpx.HTTPError):
+        return TokenRequestError(f"token endpoint unreachable: {error!r}")
+    return TokenRequestError(str(error))
 
 
 @dataclass
@@ -117,19 +138,18 @@ class TokenCache:
         cached = self._state.fresh()
         if cached is not None:
             return cached
-        problem = "no attempt made"
-        for attempt in range(TOKEN_MAX_ATTEMPTS):
-            try:
-                response = self._http.post(self._token_path, data=self._state.cached_form())
-            except httpx.HTTPError as error:
-                problem = f"token endpoint unreachable: {error!r}"
-            else:
-                if not _retryable(response):
-                    return self._state.accept(response)
-                problem = f"token endpoint answered {response.status_code}"
-            if attempt + 1 < TOKEN_MAX_ATTEMPTS:
-                time.sleep(_retry_delay_s(attempt))
-        raise TokenRequestError(problem)
+        try:
+            for attempt in stamina.retry_context(
+                on=_backoff(), attempts=TOKEN_MAX_ATTEMPTS, timeout=TOKEN_RETRY_TOTAL_S
+            ):
+                with attempt:
+                    form = self._state.cached_form()
+                    return self._state.accept(
+                        _answered(self._http.post(self._token_path, data=form))
+                    )
+        except (httpx.HTTPError, _RetryableAnswerError) as error:
+            raise _gave_up(error) from None
+        raise TokenRequestError("no attempt made")
 
     def forget(self) -> None:
         self._state.token = None
@@ -161,21 +181,17 @@ class AsyncTokenCache:
             cached = self._state.fresh()
             if cached is not None:
                 return cached
-            problem = "no attempt made"
-            for attempt in range(TOKEN_MAX_ATTEMPTS):
-                try:
-                    response = await self._http.post(
-                        self._token_path, data=self._state.cached_form()
-                    )
-                except httpx.HTTPError as error:
-                    problem = f"token endpoint unreachable: {error!r}"
-                else:
-                    if not _retryable(response):
-                        return self._state.accept(response)
-                    problem = f"token endpoint answered {response.status_code}"
-                if attempt + 1 < TOKEN_MAX_ATTEMPTS:
-                    await asyncio.sleep(_retry_delay_s(attempt))
-            raise TokenRequestError(problem)
+            try:
+                async for attempt in stamina.retry_context(
+                    on=_backoff(), attempts=TOKEN_MAX_ATTEMPTS, timeout=TOKEN_RETRY_TOTAL_S
+                ):
+                    with attempt:
+                        form = self._state.cached_form()
+                        answer = await self._http.post(self._token_path, data=form)
+                        return self._state.accept(_answered(answer))
+            except (httpx.HTTPError, _RetryableAnswerError) as error:
+                raise _gave_up(error) from None
+            raise TokenRequestError("no attempt made")
 
     def forget(self) -> None:
         self._state.token = None

@@ -4,17 +4,15 @@ Per HTTP attempt: ask the provider's breaker for a permit, send with the operati
 timeout (a hard total deadline, not only httpx's per-phase limits), read at most
 MAX_RESPONSE_BYTES, log one line (provider, operation, status, latency_ms, attempt,
 breaker) and feed the breaker. Timeouts, transport errors, 429 and 5xx are retried with
-stamina, capped exponential backoff with full jitter (a uniform wait in [0, min(cap,
-base * 2^n)], which stamina's additive jitter cannot express, so our backoff hook returns
-it), and only when the request is safe to repeat: a GET, or a POST that carries the
-provider's idempotency key. Every adapter request does, so the rule is a guard.
+stamina, capped exponential backoff with full jitter (`platform.retries.FullJitter`), and
+only when the request is safe to repeat: a GET, or a POST that carries the provider's
+idempotency key. Every adapter request does, so the rule is a guard.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
 from app.platform import tracing
+from app.platform.retries import FullJitter
 from app.providers.adapters import Adapter, Reading, Request, UnreadableResponseError
 from app.providers.breaker import CircuitBreaker
 from app.providers.config import ProviderSettings
@@ -52,16 +51,6 @@ BREAKER = Gauge(
     "1 for the breaker's current state, 0 for the others, per provider.",
     ["provider", "state"],
 )
-
-
-def full_jitter_s(
-    attempt: int, base_ms: int, cap_ms: int, draw: Callable[[], float] = random.random
-) -> float:
-    """The wait after failed attempt `attempt` (1-based): uniform in
-    [0, min(cap, base * 2^(attempt-1))], in seconds ("full jitter": retries of many callers
-    spread out instead of arriving together)."""
-    ceiling_ms = min(cap_ms, base_ms * (1 << min(attempt - 1, 30)))
-    return draw() * ceiling_ms / 1000
 
 
 class RetryableFailureError(Exception):
@@ -126,13 +115,11 @@ class Caller:
         attempts = 0
         reached = False
 
-        def backoff(error: Exception) -> bool | float:
-            if not retry_safe or not isinstance(error, RetryableFailureError):
-                return False
-            return full_jitter_s(
-                attempts, settings.retry_backoff_base_ms, settings.retry_backoff_cap_ms
-            )
-
+        backoff = FullJitter(
+            lambda error: retry_safe and isinstance(error, RetryableFailureError),
+            settings.retry_backoff_base_ms,
+            settings.retry_backoff_cap_ms,
+        )
         try:
             async for attempt in stamina.retry_context(
                 on=backoff,

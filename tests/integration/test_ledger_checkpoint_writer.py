@@ -157,3 +157,26 @@ def test_anchor_client_stays_trusted_when_opa_is_restarted(
     assert registered.json()["result"] == [anchors.CHECKPOINT_TYPE]
     record_id = asyncio.run(_anchor_live_head(live_stack, anchor))
     assert record_id is not None
+
+
+def test_other_client_gets_403_before_422_when_its_checkpoint_body_is_also_invalid(
+    live_stack: Stack,
+    client_factory: ClientFactory,
+    evidence_http: httpx.Client,
+) -> None:
+    # API.md's order of checks: OPA (403) comes before validation (422). The type the body
+    # names is refused by the trust policy even when the rest of the body would fail the
+    # schema; a writer allowed the type gets the schema's 422 for the same body.
+    rogue = _evidence_client(live_stack, client_factory, evidence_http, ["evidence:write"])
+    invalid = {**_checkpoint_body(1, secrets.token_hex(32)), "unexpected": True}
+    del invalid["started_at"]
+    refused = rogue.post("/v1/evidence", json=invalid, idempotency_key=secrets.token_hex(8))
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["code"] == "forbidden"
+    schema_error = rogue.post(
+        "/v1/evidence",
+        json={**invalid, "type": "ci.gate"},
+        idempotency_key=secrets.token_hex(8),
+    )
+    assert schema_error.status_code == 422, schema_error.text
+    assert schema_error.json()["code"] == "validation_error"

@@ -7,11 +7,13 @@ import base64
 import hashlib
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+import stamina
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from http_message_signatures import (
     HTTPMessageSignaturesException,
@@ -130,8 +132,10 @@ def credentials() -> ClientCredentials:
 
 
 @pytest.fixture(autouse=True)
-def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(client_tokens, "TOKEN_RETRY_BASE_S", 0.0)
+def _no_backoff() -> Iterator[None]:
+    # stamina's testing mode: no waits, and the retry loops keep their own attempt counts.
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield
 
 
 def test_token_is_fetched_once_and_bound_to_the_key_when_reused(

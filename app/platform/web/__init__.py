@@ -15,6 +15,7 @@ from app.platform.web.auditing import REJECTIONS, client_ip
 from app.platform.web.bodies import PayloadTooLargeError, read_body
 from app.platform.web.declarations import (
     MUTATING_METHODS,
+    Admission,
     Authenticator,
     Authorizer,
     Call,
@@ -52,6 +53,7 @@ __all__ = [
     "MUTATING_METHODS",
     "PAGE_PARAMETERS",
     "REJECTIONS",
+    "Admission",
     "Authenticator",
     "Authorizer",
     "Call",

@@ -126,6 +126,12 @@ class Result:
 
 Handler = Callable[[Call, AsyncSession], Awaitable[Result]]
 OwnerLookup = Callable[[AsyncSession, str], Awaitable[str | None]]
+# A further policy question about what the raw body asks for (the evidence service: may
+# this writer append this record type?). It runs in the policy stage, after the endpoint's
+# own decision allowed the call and before the body is validated, so that API.md's order
+# of checks holds: 403 before 422. Raises ForbiddenError; a body it cannot read is left to
+# validation.
+Admission = Callable[[Principal, bytes, Services], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +156,7 @@ class Endpoint:
     # follow from the flags above. OpenAPI lists the codes of both.
     errors: tuple[type[DomainError], ...] = ()
     owner_of: OwnerLookup | None = None
+    admit: Admission | None = None
     tag: str = "default"
     audit_reads: bool = False  # reads are audited only where a control demands it
     body_limit_bytes: int | None = None  # None: the service-wide limit (settings)

@@ -169,6 +169,8 @@ async def authorize(exchange: Exchange) -> None:
             # Another client's owned resource answers exactly like a missing one (API.md).
             raise NotFoundError("no such resource")
         raise ForbiddenError("the policy does not allow this request")
+    if endpoint.admit is not None and exchange.principal is not None:
+        await endpoint.admit(exchange.principal, exchange.raw, services)
 
 
 async def claim_idempotency_key(exchange: Exchange) -> Response | None:
