@@ -63,12 +63,14 @@ _COUNT_AND_STORE = f"""
   SELECT line_class, count(*) AS outcomes,
          array_agg(ROW(line_class, line_numbers, refs, gross_minor, internal_minor, fee_minor,
                        currencies, record_kind, at)::{OUTCOMES})
-           FILTER (WHERE line_class <> 'matched' OR CAST(:keep_matched AS boolean)) AS found
-    FROM outcome WHERE line_class IS NOT NULL GROUP BY line_class
+           FILTER (WHERE line_class <> 'matched'
+                   OR line_class = 'matched' AND CAST(:keep_matched AS boolean)) AS found
+    FROM outcome GROUP BY line_class  -- (no class: settles nothing; not filtered out
+                                      -- before, which would classify each group twice)
 ), stored AS (
   INSERT INTO {OUTCOMES} SELECT found.* FROM counted, unnest(counted.found) AS found
 )
-SELECT line_class, outcomes FROM counted
+SELECT line_class, outcomes FROM counted WHERE line_class IS NOT NULL
 """  # noqa: S608 - fixed table name
 
 _PAIRED = f"""

@@ -219,6 +219,7 @@ def test_copies_of_fee_lines_are_flagged_when_fees_settle_nothing_of_ours() -> N
         line(2, (), 30, kind="fee", fee=30, operation="fee_1"),
         line(3, (), 30, kind="fee", fee=30, operation="fee_1"),
         line(4, ("ch_1", "ch_2"), 900, operation="batch_1"),
+        line(5, ("ch_1",), 12, kind="fee", fee=12, operation="fee_2"),
     ]
     records = [record("ch_1", 500), record("ch_2", 500)]
     report = reconcile(lines, records, settlement_date=DAY, tolerances=EXACT)
