@@ -265,7 +265,7 @@ class ProviderClients:
 
     async def fetch_settlement_file(self, provider: str, settlement_date: date) -> bytes:
         """The provider's settlement CSV for one day, as served (feed it to
-        `parse_settlement_file`). Raises UnknownProviderError, ProviderUnavailableError."""
+        `stage_settlement_file`). Raises UnknownProviderError, ProviderUnavailableError."""
         caller = self._caller(provider)
         answer = await caller.call(
             caller.adapter.settlement(settlement_date=settlement_date), raw_body=True
