@@ -9,15 +9,18 @@ globex (semicolon-separated, decimal strings):
     types Settled, Refunded, Transferred, Fee, Adjustment; `PaymentIds` space-separated.
 
 A file runs to a million lines, and reading it line by line in Python cost more than the
-whole reconciliation around it. So each adapter is a table definition: its columns' types,
-generated columns and CHECK constraints are the format's rules, and COPY (CSV, the
-provider's delimiter, HEADER MATCH) applies them in the server as it loads. What the
-table refuses (SettlementFileError, naming the line): a wrong header, a missing or extra
-field, a blank line, a malformed amount (acme: an integer; globex: a decimal with no more
-places than the currency's exponent), negative amounts, net != gross - fee, an unknown
-type, a line other than a fee naming no reference, a malformed currency code, a field
-over MAX_FIELD_CHARS bytes. Fields are taken as written (no trimming), except that globex
-splits its references on any run of whitespace.
+whole reconciliation around it. So each adapter is a table definition: its columns' types
+and CHECK constraints are the format's rules, and COPY (CSV, the provider's delimiter,
+HEADER MATCH) applies them in the server as it loads; a view derives the normalised
+columns. What the table refuses (SettlementFileError, naming the line): a wrong header, a
+missing or extra field, a blank line, a malformed amount (acme: an integer; globex: a
+decimal with no more places than the currency's exponent), negative amounts,
+net != gross - fee, an unknown type, a line other than a fee naming no reference, a
+malformed currency code, a field over MAX_FIELD_CHARS bytes, a line of only `\\.`. Amounts
+are read by PostgreSQL's bigint and numeric input (never a float), which also takes a sign
+or surrounding blanks (`+5`, ` 5`) and, for globex, an exponent (`1e3`). Other fields are
+taken as written (no trimming), except that globex splits its references on any run of
+whitespace; a byte order mark and trailing blank lines are ignored.
 
 The parser reads; it does not judge. Duplicates, unknown references and mismatches are
 reconciliation's job, so they pass through untouched. The result is the view
