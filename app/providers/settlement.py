@@ -198,12 +198,14 @@ class SettlementFormat:
                     ("gross_minor", "fee_minor", "net_minor"), self.amounts, strict=True
                 )
             ]
-        # The identity numbers the lines as the file does: the header is line 1. The
-        # table holds the fields as written (every extra stored column costs the load a
-        # second pass over each row); the view derives the rest.
+        # The identity numbers the lines as the file does: the header is line 1. One
+        # session draws them all, so a cache keeps them consecutive and spares the
+        # sequence a visit per line (a tenth of the load's time). The table holds the
+        # fields as written (every extra stored column costs the load a second pass over
+        # each row); the view derives the rest.
         body = ", ".join(
             [
-                "line_number integer GENERATED ALWAYS AS IDENTITY (START WITH 2)",
+                "line_number integer GENERATED ALWAYS AS IDENTITY (START WITH 2 CACHE 10000)",
                 *self.columns,
                 *generated,
                 *checks,
