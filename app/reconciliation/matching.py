@@ -1,10 +1,10 @@
 """The matching rules of `domain`, in SQL over a run's staged data.
 
 A run's million lines and million records are joined in PostgreSQL; Python never sees
-them one by one (it was the slow side: about 30 µs a line, parse included). The statements read the view
-`settlement_lines` (the provider's file, staged by its adapter) and the table
-`settled_money` (our records, staged by payments), write every outcome that is not a
-match into `recon_outcomes`, and return how many outcomes each class has.
+them one by one (it was the slow side: about 30 µs a line, parse included). The
+statements read the view `settlement_lines` (the provider's file, staged by its adapter)
+and the table `settled_money` (our records, staged by payments), write every outcome
+that is not a match into `recon_outcomes`, and return how many outcomes each class has.
 
 How it stays cheap: the usual line names one reference that one record settles. One hash
 aggregate over the lines and the records together (`_PAIRED`) pairs them by kind and
