@@ -23,10 +23,11 @@ Outcomes:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import date
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.providers import settlement, webhooks
 from app.providers.adapters import Request, adapter_for
@@ -57,6 +58,7 @@ from app.providers.domain import (
 
 __all__ = [
     "PROVIDERS",
+    "SETTLEMENT_LINES",
     "BreakerState",
     "ProviderCharge",
     "ProviderClients",
@@ -74,9 +76,9 @@ __all__ = [
     "UnknownProviderError",
     "WebhookSignatureError",
     "ensure_provider_secrets",
-    "parse_settlement_file",
     "provider_name",
     "read_provider_secrets",
+    "stage_settlement_file",
 ]
 
 
@@ -263,7 +265,7 @@ class ProviderClients:
 
     async def fetch_settlement_file(self, provider: str, settlement_date: date) -> bytes:
         """The provider's settlement CSV for one day, as served (feed it to
-        `parse_settlement_file`). Raises UnknownProviderError, ProviderUnavailableError."""
+        `stage_settlement_file`). Raises UnknownProviderError, ProviderUnavailableError."""
         caller = self._caller(provider)
         answer = await caller.call(
             caller.adapter.settlement(settlement_date=settlement_date), raw_body=True
@@ -292,12 +294,21 @@ class ProviderClients:
         )
 
 
-def parse_settlement_file(provider: str, data: bytes) -> Iterator[SettlementLine]:
-    """Stream a provider's settlement CSV as normalised lines (integer minor units).
+SETTLEMENT_LINES = settlement.SETTLEMENT_LINES
 
-    Raises UnknownProviderError, and SettlementFileError naming the first bad line.
+
+async def stage_settlement_file(session: AsyncSession, provider: str, data: bytes) -> int:
+    """Load a provider's settlement CSV into the temporary view `settlement_lines` (integer
+    minor units; dropped at the end of the transaction) and return its number of lines:
+    for a caller that matches a million lines in SQL. Columns: line_number,
+    settlement_date, kind, ref (the reference when the line names exactly one, else ''),
+    refs (the references when it names several, else NULL), op, gross_minor, fee_minor,
+    net_minor, currency.
+
+    Raises UnknownProviderError, and SettlementFileError naming the first bad line (the
+    transaction is then unusable: roll it back).
     """
-    return settlement.parse(provider_name(provider), data)
+    return await settlement.stage(session, provider_name(provider), data)
 
 
 async def _result(caller: Caller, request: Request) -> ProviderResult:

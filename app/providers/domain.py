@@ -234,7 +234,7 @@ def event_type_of(provider: ProviderName, raw_type: str) -> ProviderEventType | 
 # ---- amounts --------------------------------------------------------------------------
 # ISO 4217 minor-unit exponents that are not 2 (globex writes decimal strings, so the
 # adapter must know where the point goes). Anything else has two decimals.
-_EXPONENTS: dict[str, int] = {
+EXPONENTS: dict[str, int] = {
     **dict.fromkeys(
         [
             "BIF",
@@ -260,14 +260,16 @@ _EXPONENTS: dict[str, int] = {
     **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
     **dict.fromkeys(["CLF", "UYW"], 4),
 }
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+DEFAULT_EXPONENT = 2
+CURRENCY_PATTERN = r"^[A-Z]{3}$"  # also the settlement files' CHECK (settlement.py)
+_CURRENCY = re.compile(CURRENCY_PATTERN)
 _DECIMAL = re.compile(r"^(0|[1-9][0-9]{0,17})(?:\.([0-9]{1,4}))?$")
 
 
 def exponent_of(currency: str) -> int:
     if not _CURRENCY.match(currency):
         raise ValueError(f"currency {currency[:8]!r} is not three upper-case letters")
-    return _EXPONENTS.get(currency, 2)
+    return EXPONENTS.get(currency, DEFAULT_EXPONENT)
 
 
 def minor_to_decimal(amount_minor: int, currency: str) -> str:

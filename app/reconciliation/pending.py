@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.reconciliation import domain
+from app.reconciliation import domain, matching
 
 DAY = timedelta(days=1)
 
@@ -26,13 +26,10 @@ def _window(first_day: date, last_day: date) -> dict[str, datetime]:
 
 
 async def store(
-    session: AsyncSession,
-    run_id: str,
-    provider: str,
-    settlement_date: date,
-    days: int,
-    report: domain.Report,
+    session: AsyncSession, run_id: str, provider: str, settlement_date: date, days: int
 ) -> None:
+    """Replace the provider's pending records in this run's window by those it left
+    pending (`matching`'s outcomes of class `pending`)."""
     # This run looked again at every record of its window: what was pending there is
     # now matched, flagged, or pending again (listed anew below).
     await session.execute(
@@ -42,22 +39,11 @@ async def store(
         ),
         {"provider": provider, **_window(settlement_date - timedelta(days=days), settlement_date)},
     )
-    if not report.pending:
-        return
-    fallback = datetime.combine(settlement_date, time.min, tzinfo=UTC)
     await session.execute(
         text(
-            "INSERT INTO reconciliation.pending_items (run_id, provider, kind, reference,"
-            " settled_at) VALUES (:run, :provider, :kind, :reference, :at)"
+            "INSERT INTO reconciliation.pending_items (run_id, provider, kind, reference,"  # noqa: S608
+            " settled_at) SELECT :run, :provider, record_kind, refs[1], at"
+            f" FROM {matching.OUTCOMES} WHERE line_class = :pending"  # a fixed table name
         ),
-        [
-            {
-                "run": run_id,
-                "provider": provider,
-                "kind": record.kind,
-                "reference": record.reference,
-                "at": record.occurred_at or fallback,
-            }
-            for record in report.pending
-        ],
+        {"run": run_id, "provider": provider, "pending": domain.PENDING},
     )

@@ -1,8 +1,9 @@
 """Reconciliation runs: a provider's settlement file for one day against our records.
 
-A run takes the file's bytes (fetched from the provider, or uploaded), parses them through
-the provider's adapter, matches them against what payments booked (`staging` pairs them
-in SQL, `domain` classifies each group), and stores its counts and one exception per
+A run takes the file's bytes (fetched from the provider, or uploaded), loads them through
+the provider's adapter, matches them against what payments booked (`staging` stages both
+sides in the database, `matching` applies `domain`'s rules there in one statement), and
+stores its counts and one exception per
 discrepancy, all in one transaction with its audit record. One run per provider and day:
 asking again returns the run already made.
 """
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.platform import audit
 from app.platform.errors import ConflictError, NotFoundError, ValidationError
 from app.providers import api as providers_api
-from app.reconciliation import domain, pending, staging
+from app.reconciliation import domain, matching, pending, staging
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_LINES = staging.MAX_LINES
@@ -176,23 +177,19 @@ async def reconcile(
     started_at = datetime.now(UTC)
     if len(data) > MAX_FILE_BYTES:
         raise ValidationError(f"a settlement file is at most {MAX_FILE_BYTES} bytes")
-    report = domain.Report(keep_matched=False)  # matched groups are counted, not kept
     line_count = await staging.stage_lines(session, provider, data)
     await staging.stage_records(session, provider, settlement_date, tolerances.days)
-    async for group, known in staging.groups(session):
-        domain.classify_group(report, group, known, tolerances)
-    async for record in staging.unnamed(session):
-        domain.classify_unnamed(report, record, settlement_date, tolerances)
+    outcomes = await matching.classify(session, settlement_date, tolerances)
     digest = hashlib.sha256(data).hexdigest()
     run_id = "rrn_" + secrets.token_hex(12)
     counts = {
-        "matched": report.count("matched"),
-        "unmatched_internal": report.count("missing_internally"),
-        "unmatched_provider": report.count("missing_at_provider"),
-        "amount_mismatches": report.count("amount_mismatch"),
-        "currency_mismatches": report.count("currency_mismatch"),
-        "duplicates": report.count("duplicate"),
-        "pending": len(report.pending),
+        "matched": outcomes["matched"],
+        "unmatched_internal": outcomes["missing_internally"],
+        "unmatched_provider": outcomes["missing_at_provider"],
+        "amount_mismatches": outcomes["amount_mismatch"],
+        "currency_mismatches": outcomes["currency_mismatch"],
+        "duplicates": outcomes["duplicate"],
+        "pending": outcomes[domain.PENDING],
     }
     # ON CONFLICT: a run made by someone else since `find` wins, and we return it.
     inserted = (
@@ -229,8 +226,8 @@ async def reconcile(
         if found is None:
             raise RunNotFoundError("the run that won the race is gone")
         return found, False
-    await _store_exceptions(session, run_id, provider, settlement_date, report.discrepancies)
-    await pending.store(session, run_id, provider, settlement_date, tolerances.days, report)
+    await _store_exceptions(session, run_id, provider, settlement_date)
+    await pending.store(session, run_id, provider, settlement_date, tolerances.days)
     # Who ran what, in the audit log; the signed `recon.run` evidence record follows once
     # this transaction committed (run_evidence).
     await audit.record(
@@ -250,7 +247,7 @@ async def reconcile(
                 "source": source,
                 "file_sha256": digest,
                 "lines": line_count,
-                "exceptions": len(report.discrepancies),
+                "exceptions": sum(outcomes[name] for name in domain.DISCREPANCIES),
                 **counts,
             },
         ),
@@ -259,37 +256,27 @@ async def reconcile(
 
 
 async def _store_exceptions(
-    session: AsyncSession,
-    run_id: str,
-    provider: str,
-    settlement_date: date,
-    found: list[domain.Classified],
+    session: AsyncSession, run_id: str, provider: str, settlement_date: date
 ) -> None:
-    if not found:
-        return
+    """One exception per discrepancy `matching` found, straight from its table (a file of
+    unknown lines has a million of them: none passes through Python)."""
     await session.execute(
         text(
-            "INSERT INTO reconciliation.exceptions (id, run_id, provider, settlement_date,"
+            "INSERT INTO reconciliation.exceptions (id, run_id, provider, settlement_date,"  # noqa: S608
             " line_class, line_numbers, provider_references, provider_gross_minor,"
-            " internal_minor, fee_minor, currencies) VALUES (:id, :run, :provider, :day,"
-            " :class, :numbers, :references, :gross, :internal, :fee, :currencies)"
+            " internal_minor, fee_minor, currencies)"
+            # 24 hex digits from a random UUID (PostgreSQL's strong random source).
+            " SELECT 'rex_' || left(md5(gen_random_uuid()::text), 24), :run, :provider,"
+            " :day, line_class, line_numbers, refs, gross_minor, internal_minor, fee_minor,"
+            f" currencies FROM {matching.OUTCOMES}"  # a fixed table name
+            " WHERE line_class = ANY(CAST(:classes AS text[]))"
         ),
-        [
-            {
-                "id": "rex_" + secrets.token_hex(12),
-                "run": run_id,
-                "provider": provider,
-                "day": settlement_date,
-                "class": item.line_class,
-                "numbers": list(item.line_numbers),
-                "references": list(item.references),
-                "gross": item.provider_gross_minor,
-                "internal": item.internal_minor,
-                "fee": item.fee_minor,
-                "currencies": list(item.currencies),
-            }
-            for item in found
-        ],
+        {
+            "run": run_id,
+            "provider": provider,
+            "day": settlement_date,
+            "classes": sorted(domain.DISCREPANCIES),
+        },
     )
 
 

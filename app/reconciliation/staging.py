@@ -1,27 +1,19 @@
-"""A run's data in temporary tables, joined in SQL, streamed back group by group.
+"""A run's data in temporary tables, for `matching` to join in SQL.
 
 A file of a million lines and a day of a million payments do not fit in memory as Python
-objects (2 GiB measured), and Python is the slow side of the join. So a run:
+objects (2 GiB measured), and Python was the slow side of the join. So a run:
 
-1. parses the file through the provider's adapter in chunks and COPYs each chunk into
-   `recon_lines` (bounded: one chunk in memory);
+1. has the provider's adapter load the file into the view `settlement_lines` (COPY, in
+   the server: no line passes through Python);
 2. has payments leave the day's settled records in `settled_money` (stage_settled) and
-   drops those an earlier run already settled (the date tolerance's rule, `pending`);
-3. lets PostgreSQL pair every group of lines (kind, references) with the records its
-   references name (`recon_named`: which records each group settles, from domain.SETTLES)
-   and stream the lines ordered by group, each with its group's records;
-4. streams the records no line names.
+   drops those an earlier run already settled (the date tolerance's rule, `pending`).
 
-The join only says which records a group names; every classification (duplicates,
-missing, amounts, currencies, tolerances) stays in `domain`. All temporary tables are
-dropped at the end of the transaction.
+All temporary tables are dropped at the end of the transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,110 +21,28 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.payments import api as payments_api
 from app.platform.errors import ValidationError
 from app.providers import api as providers_api
-from app.reconciliation import domain
 
-CHUNK_LINES = 20_000
-STREAM_ROWS = 10_000
-# A run's sorts and joins over a million rows outlast the connections' 15 s statement
-# timeout meant for requests; a run's own statements get this bound instead.
+# A run's loads, sorts and joins over a million rows outlast the connections' 15 s
+# statement timeout meant for requests; a run's own statements get this bound instead.
 STATEMENT_TIMEOUT_MS = 300_000
+# The joins and aggregates of a run hold a million rows: in memory about 400 MB of the
+# server's (this transaction's only); spilled to disk they take half as long again.
+WORK_MEM = "512MB"
 MAX_LINES = 2_000_000
 _SETTLED = payments_api.SETTLED_TABLE
-_NULL = "\\N"  # COPY's text format for SQL NULL
-_LINE_COLUMNS = ("line_number", "kind", "refs", "op", "gross", "fee", "currency")
-
-
-async def _driver(session: AsyncSession) -> Any:
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    return raw.driver_connection
 
 
 async def stage_lines(session: AsyncSession, provider: str, data: bytes) -> int:
-    """Parse `data` through the provider's adapter into `recon_lines`; returns the number
-    of lines. Raises SettlementFileError or ValidationError (nothing is kept then: the
-    caller's transaction rolls back)."""
+    """Load `data` through the provider's adapter into `settlement_lines`; returns the
+    number of lines. Raises SettlementFileError or ValidationError (nothing is kept then:
+    the caller's transaction rolls back)."""
     await session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
-    await session.execute(text("DROP TABLE IF EXISTS pg_temp.recon_lines"))
-    await session.execute(
-        text(
-            "CREATE TEMPORARY TABLE recon_lines (line_number integer NOT NULL,"
-            " kind text NOT NULL, refs text[] NOT NULL, op text, gross bigint NOT NULL,"
-            " fee bigint NOT NULL, currency text NOT NULL) ON COMMIT DROP"
-        )
-    )
-    driver = await _driver(session)
-    count = 0
-    chunk: list[str] = []
-    # A COPY per chunk: one COPY over the whole parse would be one statement as long as
-    # the parse, and the connection's statement timeout would cancel it.
-    copy_sql = f"COPY recon_lines ({', '.join(_LINE_COLUMNS)}) FROM STDIN"
-
-    async def flush() -> None:
-        async with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:
-            await copy.write("".join(chunk).encode())
-        chunk.clear()
-
+    await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     # A file that does not parse raises SettlementFileError (422 invalid_settlement_file).
-    for line in providers_api.parse_settlement_file(provider, data):
-        count += 1
-        if count > MAX_LINES:
-            raise ValidationError(f"a settlement file has at most {MAX_LINES} lines")
-        if line.gross_minor < 0 or line.fee_minor < 0:
-            raise ValidationError(f"settlement line {line.line_number} has a negative amount")
-        chunk.append(_copy_row(line))
-        if len(chunk) >= CHUNK_LINES:
-            await flush()
-    if chunk:
-        await flush()
-    await session.execute(text("ANALYZE recon_lines"))
+    count = await providers_api.stage_settlement_file(session, provider, data)
+    if count > MAX_LINES:
+        raise ValidationError(f"a settlement file has at most {MAX_LINES} lines")
     return count
-
-
-def _copy_field(value: str) -> str:
-    # COPY's text format: a backslash, tab, newline or carriage return is escaped.
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        value = value.replace("\\", "\\\\").replace("\t", "\\t")
-        value = value.replace("\n", "\\n").replace("\r", "\\r")
-    return value
-
-
-def _array(references: tuple[str, ...]) -> str:
-    # A text[] literal, every element quoted (a reference may hold commas or braces).
-    quoted = (
-        '"' + reference.replace("\\", "\\\\").replace('"', '\\"') + '"' for reference in references
-    )
-    return "{" + ",".join(quoted) + "}"
-
-
-def _copy_row(line: providers_api.SettlementLine) -> str:
-    """One line as a row of COPY's text format (writing rows one by one through the
-    driver's adapters costs several times more per line)."""
-    references = line.provider_references
-    operation = line.operation_reference
-    # Nearly every line holds no character COPY or an array literal would escape: one
-    # scan over its text decides, and such a line is written as is.
-    plain = "".join((line.record_type, line.currency, operation or "", *references))
-    if not references or "\\" in plain or '"' in plain or "\t" in plain or "\n" in plain:
-        return _escaped_row(line)
-    if "\r" in plain:
-        return _escaped_row(line)
-    array = '{"' + '","'.join(references) + '"}'
-    return (
-        f"{line.line_number}\t{line.record_type}\t{array}"
-        f"\t{_NULL if operation is None else operation}"
-        f"\t{line.gross_minor}\t{line.fee_minor}\t{line.currency}\n"
-    )
-
-
-def _escaped_row(line: providers_api.SettlementLine) -> str:
-    operation = _NULL if line.operation_reference is None else line.operation_reference
-    return (
-        f"{line.line_number}\t{_copy_field(line.record_type)}"
-        f"\t{_copy_field(_array(line.provider_references))}"
-        f"\t{_copy_field(operation) if operation is not _NULL else _NULL}"
-        f"\t{line.gross_minor}\t{line.fee_minor}\t{_copy_field(line.currency)}\n"
-    )
 
 
 def _window(first_day: date, last_day: date) -> dict[str, datetime]:
@@ -162,116 +72,3 @@ async def stage_records(
             ),
             {"provider": provider, "day": settlement_date, **_window(first_day, settlement_date)},
         )
-    # Which records each group of lines names: domain.named_keys, as a table.
-    await session.execute(text("DROP TABLE IF EXISTS pg_temp.recon_named"))
-    await session.execute(
-        text(
-            "CREATE TEMPORARY TABLE recon_named ON COMMIT DROP AS"
-            " SELECT DISTINCT l.kind, l.refs, m.record_kind, unnest(l.refs) AS reference"
-            " FROM recon_lines l"
-            " JOIN unnest(CAST(:line_kinds AS text[]), CAST(:record_kinds AS text[]))"
-            "  AS m (line_kind, record_kind) ON m.line_kind = l.kind"
-        ),
-        {
-            "line_kinds": list(domain.SETTLES),
-            "record_kinds": list(domain.SETTLES.values()),
-        },
-    )
-    await session.execute(text("ANALYZE recon_named"))
-
-
-# Every line, ordered by group, carrying its group's record when the group names exactly
-# one (the usual case: one row per line, not a row per line and another per record); the
-# records of a group naming several come as rows of their own (no line number). A group's
-# single reference travels as plain text: the driver loads a text[] several times slower.
-# Which records a group pairs with, and what they mean for it, stays domain.classify_group's.
-_GROUPS_SQL = f"""
-WITH pairs AS MATERIALIZED (
-  SELECT n.kind, n.refs, s.reference, s.kind AS record_kind, s.amount_minor, s.currency,
-         s.at, s.subject_id
-    FROM recon_named n
-    JOIN {_SETTLED} s ON s.kind = n.record_kind AND s.reference = n.reference
-), single AS (
-  SELECT kind, refs, count(*) AS records,
-         CASE WHEN count(*) = 1 THEN min(reference) END AS reference,
-         CASE WHEN count(*) = 1 THEN min(record_kind) END AS record_kind,
-         CASE WHEN count(*) = 1 THEN min(amount_minor) END AS amount_minor,
-         CASE WHEN count(*) = 1 THEN min(currency) END AS currency,
-         CASE WHEN count(*) = 1 THEN min(at) END AS at,
-         CASE WHEN count(*) = 1 THEN min(subject_id) END AS subject_id
-    FROM pairs GROUP BY kind, refs
-)
-SELECT l.kind, CASE WHEN cardinality(l.refs) = 1 THEN l.refs[1] END,
-       CASE WHEN cardinality(l.refs) <> 1 THEN l.refs END, l.line_number, l.op, l.gross,
-       l.fee, l.currency, r.reference, r.record_kind, r.amount_minor, r.currency, r.at,
-       r.subject_id
-  FROM recon_lines l LEFT JOIN single r ON r.kind = l.kind AND r.refs = l.refs
-UNION ALL
-SELECT p.kind, CASE WHEN cardinality(p.refs) = 1 THEN p.refs[1] END,
-       CASE WHEN cardinality(p.refs) <> 1 THEN p.refs END, NULL, NULL, NULL, NULL, NULL,
-       p.reference, p.record_kind, p.amount_minor, p.currency, p.at, p.subject_id
-  FROM pairs p JOIN single r ON r.kind = p.kind AND r.refs = p.refs AND r.records > 1
- ORDER BY 1, 2, 3, 4
-"""  # noqa: S608 - fixed table names
-
-
-async def _fetch(session: AsyncSession, name: str, sql: str) -> AsyncIterator[list[Any]]:
-    # The driver's own server-side cursor, in pages of plain tuples: bounded memory, and
-    # none of the per-row cost of the ORM's result objects.
-    driver = await _driver(session)
-    # A cursor is planned for its first 10 % of rows by default (nested loops over the
-    # unindexed temporary tables); this one is read to the end.
-    await session.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
-    async with driver.cursor(name=name, binary=True) as cursor:
-        await cursor.execute(sql)
-        while page := await cursor.fetchmany(STREAM_ROWS):
-            yield page
-
-
-async def groups(
-    session: AsyncSession,
-) -> AsyncIterator[tuple[list[domain.ProviderLine], list[domain.InternalRecord]]]:
-    """Each group of lines (file order) with the records its references name."""
-    key: tuple[str, str | None, list[str] | None] | None = None
-    lines: list[domain.ProviderLine] = []
-    known: list[domain.InternalRecord] = []
-    line = domain.ProviderLine
-    record = domain.InternalRecord
-    async for page in _fetch(session, "recon_groups", _GROUPS_SQL):
-        for row in page:
-            kind, single, refs, number, operation, gross, fee, currency, reference = row[:9]
-            if key is None or kind != key[0] or single != key[1] or refs != key[2]:
-                if lines:
-                    yield lines, known
-                key, lines, known = (kind, single, refs), [], []
-                references = (single,) if refs is None else tuple(refs)
-            if number is not None:
-                lines.append(line(number, kind, references, operation, gross, fee, currency))
-                if reference is None or len(lines) > 1:
-                    continue  # no single record, or the group's first line carried it
-            record_kind, amount, record_currency, at, subject = row[9:]
-            moment = at.astimezone(UTC)
-            known.append(
-                record(
-                    reference, record_kind, amount, record_currency, moment.date(), subject, moment
-                )
-            )
-    if lines:
-        yield lines, known
-
-
-_UNNAMED_SQL = f"""
-SELECT s.reference, s.kind, s.amount_minor, s.currency, s.at, s.subject_id
-  FROM {_SETTLED} s
- WHERE NOT EXISTS (SELECT 1 FROM recon_named n
-                    WHERE n.record_kind = s.kind AND n.reference = s.reference)
-"""  # noqa: S608 - fixed table names
-
-
-async def unnamed(session: AsyncSession) -> AsyncIterator[domain.InternalRecord]:
-    """The staged records no line names."""
-    record = domain.InternalRecord
-    async for page in _fetch(session, "recon_unnamed", _UNNAMED_SQL):
-        for reference, kind, amount, currency, at, subject in page:
-            moment = at.astimezone(UTC)
-            yield record(reference, kind, amount, currency, moment.date(), subject, moment)

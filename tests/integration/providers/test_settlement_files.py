@@ -1,18 +1,30 @@
 """Settlement files from the real simulator, both formats, every planted discrepancy kind,
-parsed by the adapters into integer minor units."""
+loaded by the adapters (COPY on the real PostgreSQL) into integer minor units."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from app.entrypoints.devstack import Stack
-from app.providers.api import ProviderClients, SettlementLine, parse_settlement_file
+from app.providers.api import ProviderClients, SettlementLine
 from tests.integration.providers.helpers import key, run, sim
+from tests.support.staged import Database
 
 pytestmark = pytest.mark.integration
 BOTH = pytest.mark.parametrize("provider", ["acme", "globex"])
+
+
+@pytest.fixture(scope="module")
+def database(stack: Stack) -> Iterator[Database]:
+    assert stack.database_url is not None
+    database = Database(stack.database_url)
+    try:
+        yield database
+    finally:
+        database.close()
 
 
 async def _captured(providers: ProviderClients, provider: str, amounts: list[int]) -> list[str]:
@@ -37,7 +49,7 @@ def _ours(lines: list[SettlementLine], references: set[str]) -> list[SettlementL
 
 @BOTH
 def test_clean_file_lists_each_movement_once_when_nothing_is_planted(
-    stack: Stack, provider: str
+    stack: Stack, database: Database, provider: str
 ) -> None:
     today = datetime.now(UTC).date()
 
@@ -58,7 +70,7 @@ def test_clean_file_lists_each_movement_once_when_nothing_is_planted(
         )
 
     refs, refund_id, data = run(scenario, stack)
-    lines = _ours(list(parse_settlement_file(provider, data)), set(refs))
+    lines = _ours(database.parse(provider, data), set(refs))
     by_kind = sorted((line.record_type, line.gross_minor) for line in lines)
     assert by_kind == [("capture", 1050), ("capture", 2000), ("refund", 499)]
     assert all(line.fee_minor == 0 and line.net_minor == line.gross_minor for line in lines)
@@ -69,7 +81,7 @@ def test_clean_file_lists_each_movement_once_when_nothing_is_planted(
 
 @BOTH
 def test_every_planted_discrepancy_appears_when_plan_asks_for_it(
-    stack: Stack, provider: str
+    stack: Stack, database: Database, provider: str
 ) -> None:
     today = datetime.now(UTC).date()
     extra_ref = key("extra")
@@ -103,7 +115,7 @@ def test_every_planted_discrepancy_appears_when_plan_asks_for_it(
 
     refs, data = run(scenario, stack)
     missing, wrong_amount, wrong_currency, doubled, net_a, net_b, clean = refs
-    lines = _ours(list(parse_settlement_file(provider, data)), {*refs, extra_ref})
+    lines = _ours(database.parse(provider, data), {*refs, extra_ref})
 
     def of(reference: str) -> list[SettlementLine]:
         return [line for line in lines if reference in line.provider_references]

@@ -1,24 +1,52 @@
-"""The pure matching rules: every planted discrepancy gets its class, a clean file none."""
+"""The matching rules (`matching`'s SQL, on the real PostgreSQL): every planted
+discrepancy gets its class, a clean file none. The lines go through acme's adapter, the
+records into a table of payments' `settled_money` shape; nothing is kept (rolled back)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.entrypoints.devstack import Stack
 from app.platform.errors import ValidationError
-from app.reconciliation.domain import InternalRecord, ProviderLine, Tolerances, reconcile
+from app.reconciliation.domain import Tolerances
+from tests.support.staged import Database, Line, Record, Report
 
+pytestmark = pytest.mark.integration
 DAY = date(2026, 11, 30)
 EXACT = Tolerances(amount_minor=0, days=1)
+_database: Database | None = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def database(stack: Stack) -> Iterator[Database]:
+    global _database
+    assert stack.database_url is not None
+    _database = Database(stack.database_url)
+    try:
+        yield _database
+    finally:
+        _database.close()
+        _database = None
+
+
+def reconcile(
+    lines: list[Line], records: list[Record], *, settlement_date: date, tolerances: Tolerances
+) -> Report:
+    assert _database is not None
+    return _database.reconcile(
+        lines, records, settlement_date=settlement_date, tolerances=tolerances
+    )
 
 
 def record(
     reference: str, amount: int, currency: str = "EUR", kind: str = "capture", days_ago: int = 0
-) -> InternalRecord:
-    return InternalRecord(reference, kind, amount, currency, DAY - timedelta(days=days_ago))  # type: ignore[arg-type]
+) -> Record:
+    return Record(reference, kind, amount, currency, DAY - timedelta(days=days_ago))
 
 
 def line(
@@ -29,8 +57,8 @@ def line(
     kind: str = "capture",
     fee: int = 0,
     operation: str | None = None,
-) -> ProviderLine:
-    return ProviderLine(number, kind, references, operation, gross, fee, currency)
+) -> Line:
+    return Line(number, kind, references, operation, gross, fee, currency)
 
 
 def classes(report: object) -> list[tuple[str, tuple[str, ...]]]:
@@ -144,6 +172,8 @@ def test_tolerances_are_refused_when_out_of_range(amount: int, days: int) -> Non
 amounts = st.integers(min_value=1, max_value=10**12)
 
 
+# A database round trip per example: no deadline; the module's fixture is shared on purpose.
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(
         st.tuples(
@@ -156,8 +186,8 @@ amounts = st.integers(min_value=1, max_value=10**12)
 def test_a_file_built_from_our_records_has_no_discrepancy_when_nothing_is_planted(
     payments: list[tuple[str, list[int]]],
 ) -> None:
-    records = []
-    lines = []
+    records: list[Record] = []
+    lines: list[Line] = []
     for index, (currency, captures) in enumerate(payments):
         for part, amount in enumerate(captures):
             records.append(record(f"ch_{index}", amount, currency))
@@ -173,3 +203,26 @@ def test_a_file_built_from_our_records_has_no_discrepancy_when_nothing_is_plante
     report = reconcile(lines, records, settlement_date=DAY, tolerances=EXACT)
     assert report.discrepancies == []
     assert report.count("matched") == len(payments)
+
+
+def test_each_record_of_an_unnamed_charge_is_flagged_when_it_was_captured_in_parts() -> None:
+    records = [record("ch_1", 600, days_ago=1), record("ch_1", 400, days_ago=1)]
+    records.append(record("ch_2", 100))
+    report = reconcile([line(2, ("ch_2",), 100)], records, settlement_date=DAY, tolerances=EXACT)
+    missing = [r for r in report.results if r.line_class == "missing_at_provider"]
+    assert sorted(r.internal_minor for r in missing) == [400, 600]
+    assert report.count("matched") == 1
+
+
+def test_copies_of_fee_lines_are_flagged_when_fees_settle_nothing_of_ours() -> None:
+    lines = [
+        line(2, (), 30, kind="fee", fee=30, operation="fee_1"),
+        line(3, (), 30, kind="fee", fee=30, operation="fee_1"),
+        line(4, ("ch_1", "ch_2"), 900, operation="batch_1"),
+        line(5, ("ch_1",), 12, kind="fee", fee=12, operation="fee_2"),
+    ]
+    records = [record("ch_1", 500), record("ch_2", 500)]
+    report = reconcile(lines, records, settlement_date=DAY, tolerances=EXACT)
+    assert classes(report) == [("amount_mismatch", ("ch_1", "ch_2")), ("duplicate", ())]
+    duplicate = next(r for r in report.results if r.line_class == "duplicate")
+    assert duplicate.line_numbers == (3,)
