@@ -9,7 +9,9 @@ api module (set-up is not what we measure); the measured transfers go over HTTP 
 whole pipeline: bearer token, RFC 9421 signature + nonce, OPA, Idempotency-Key, schema
 validation, the ledger transaction, audit record and outbox event.
 
-Three scenarios, each followed by pgbench TPC-B (scale 10) against the same PostgreSQL:
+Three scenarios, each followed by pgbench TPC-B (scale 10) against the same PostgreSQL
+(its tables made once, before the first run; every timed run starts from a CHECKPOINT,
+so none pays for the dirty pages of the one before):
 1. uncontended: 1,000 accounts, each transfer between two random ones, one signed request
    per transfer (`POST /v1/ledger/transactions`);
 2. hot: 2 accounts, every transfer between the same two (every request on the same rows);
@@ -310,22 +312,46 @@ def _statements(
     return statements / max(1, created * (BATCH_SIZE if batch else 1))
 
 
-def _pgbench(database_url: str, seconds: float, clients: int) -> float:
-    binary = postgres_bin_dir() / "pgbench"
+def _pgbench_url(database_url: str) -> str:
     base, _, _ = database_url.rpartition("/")
+    return f"{base}/pgbench"
+
+
+def _pgbench_init(database_url: str) -> None:
+    """Create and fill pgbench's tables once, before anything is measured: `pgbench -i`
+    writes a few hundred MB, and a scenario run after it would pay for their flush."""
     with psycopg.connect(database_url, autocommit=True) as connection:
         if (
             connection.execute("SELECT 1 FROM pg_database WHERE datname = 'pgbench'").fetchone()
             is None
         ):
             connection.execute("CREATE DATABASE pgbench")
-    url = f"{base}/pgbench"
     subprocess.run(
-        [str(binary), "-i", "-q", "-s", str(PGBENCH_SCALE), url],
+        [
+            str(postgres_bin_dir() / "pgbench"),
+            "-i",
+            "-q",
+            "-s",
+            str(PGBENCH_SCALE),
+            _pgbench_url(database_url),
+        ],
         check=True,
         capture_output=True,
         timeout=600,
     )
+
+
+def _checkpoint(database_url: str) -> None:
+    """Flush every dirty page before a timed run, so no run pays for the previous one's
+    writes (a checkpoint in the middle of a run slows its WAL flushes)."""
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("CHECKPOINT")
+
+
+def _pgbench(database_url: str, seconds: float, clients: int) -> float:
+    binary = postgres_bin_dir() / "pgbench"
+    url = _pgbench_url(database_url)
+    _checkpoint(database_url)
     result = subprocess.run(
         [str(binary), "-c", str(clients), "-j", "2", "-T", str(int(seconds)), url],
         check=True,
@@ -377,6 +403,7 @@ def main() -> int:
                 f"load average at the start: {os.getloadavg()}",
                 flush=True,
             )
+            _pgbench_init(database_url)
             results: dict[str, tuple[Outcome, float]] = {}
             scenarios = (
                 ("uncontended", args.accounts, False),
@@ -385,6 +412,7 @@ def main() -> int:
             )
             for name, count, batch in scenarios:
                 accounts = asyncio.run(_open_accounts(database_url, count))
+                _checkpoint(database_url)
                 pids = {part: stack.processes[part].pid for part in ("api", "postgres", "opa")}
                 cpu_before = {part: _tree_cpu_s(pid) for part, pid in pids.items()}
                 presigned = max(1, args.presigned // BATCH_SIZE) if batch else args.presigned

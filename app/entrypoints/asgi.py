@@ -114,7 +114,7 @@ def create_app(
             public_base_url=settings.public_base_url,
             sessions=autocommit_sessions,
             # is_active, the nonce and the Idempotency-Key claim in one statement.
-            admission=Admission(autocommit_sessions, identity_api.ACTIVE_EXPRESSION),
+            admission=Admission(autocommit_engine, identity_api.ACTIVE_EXPRESSION),
         ),
         authorizer=OpaAuthorizer(opa),
         body_limit_bytes=settings.request_body_limit_bytes,

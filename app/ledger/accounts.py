@@ -1,29 +1,28 @@
 """Accounts and their balances: opening, reading (now or as of a time), the entries list,
-and the balance-row locks every writer takes.
+and the check of every stored balance against its postings.
 
 The `ledger.balances` row of an account is its one mutable row, and the lock that
-serializes writers touching it: always taken in sorted account-id order (see
-`transactions` for the full locking protocol).
+serializes writers touching it: always taken in sorted account-id order, inside
+`ledger.apply_entries()` (see `transactions` for the full locking protocol). Available
+balances come from `ledger.available()`, the one home of that rule.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import chain, domain, events
 from app.ledger.data import Account, BadBalance, BalanceReport, Balances, Entry, EntryPage
-from app.ledger.domain import AccountState
 from app.ledger.errors import (
     AccountNotFoundError,
     DuplicateAccountCodeError,
-    UnknownAccountError,
 )
 from app.platform import outbox
 from app.platform.errors import ValidationError
@@ -45,9 +44,11 @@ _SUMS = """
                       THEN -p.amount_minor::numeric END), 0) AS credits
 """
 _BALANCES_AS_OF = text(
-    "SELECT "  # noqa: S608 - a constant fragment, no input
+    # A constant fragment, no input (S608).
+    "SELECT s.*, ledger.available(:normal, s.posted, s.debits, s.credits) AS available"  # noqa: S608
+    " FROM (SELECT "
     + _SUMS.format(normal=":normal")
-    + " FROM ledger.postings p WHERE p.account_id = :id AND p.created_at <= :as_of"
+    + " FROM ledger.postings p WHERE p.account_id = :id AND p.created_at <= :as_of) s"
 )
 # One statement, so the stored rows and the postings come from one snapshot: a writer
 # changes both in one transaction, and a concurrent commit cannot show as a mismatch.
@@ -55,7 +56,10 @@ _STORED_AND_RECOMPUTED = text(
     """
     SELECT b.account_id, a.normal_balance,
            b.posted_minor, b.pending_debits_minor, b.pending_credits_minor,
-           s.posted, s.debits, s.credits
+           ledger.available(a.normal_balance, b.posted_minor, b.pending_debits_minor,
+                            b.pending_credits_minor) AS available_minor,
+           s.posted, s.debits, s.credits,
+           ledger.available(a.normal_balance, s.posted, s.debits, s.credits) AS available
     FROM ledger.balances b
     JOIN ledger.accounts a ON a.id = b.account_id
     CROSS JOIN LATERAL (
@@ -71,17 +75,6 @@ _STORED_AND_RECOMPUTED = text(
 )
 BALANCE_CHECK_BATCH_SIZE = 500
 MAX_BALANCE_CHECK_ACCOUNTS = 10_000_000
-
-_LOCK_ACCOUNTS = text(
-    """
-    SELECT a.id, a.currency, a.normal_balance, a.overdraft_limit_minor,
-           b.posted_minor, b.pending_debits_minor, b.pending_credits_minor
-    FROM ledger.balances b JOIN ledger.accounts a ON a.id = b.account_id
-    WHERE b.account_id = ANY(:ids)
-    ORDER BY b.account_id
-    FOR UPDATE OF b
-    """
-)
 
 
 async def create_account(
@@ -162,7 +155,10 @@ async def get_account(
                 """
                 SELECT a.id, a.code, a.currency, a.normal_balance, a.overdraft_limit_minor,
                        a.customer_id, a.metadata, a.created_at,
-                       b.posted_minor, b.pending_debits_minor, b.pending_credits_minor
+                       b.posted_minor, b.pending_debits_minor, b.pending_credits_minor,
+                       ledger.available(a.normal_balance, b.posted_minor,
+                                        b.pending_debits_minor, b.pending_credits_minor)
+                           AS available_minor
                 FROM ledger.accounts a JOIN ledger.balances b ON b.account_id = a.id
                 WHERE a.id = :id
                 """
@@ -173,15 +169,14 @@ async def get_account(
     if row is None:
         raise AccountNotFoundError(f"no account {account_id}")
     if as_of is None:
-        posted, debits, credits = (
+        balances = Balances(
             int(row.posted_minor),
             int(row.pending_debits_minor),
             int(row.pending_credits_minor),
+            int(row.available_minor),
         )
     else:
-        posted, debits, credits = await _balances_as_of(
-            session, account_id, row.normal_balance, as_of
-        )
+        balances = await _balances_as_of(session, account_id, row.normal_balance, as_of)
     return Account(
         id=row.id,
         code=row.code,
@@ -191,16 +186,14 @@ async def get_account(
         customer_id=row.customer_id,
         metadata=row.metadata,
         created_at=row.created_at,
-        balances=Balances(
-            posted, debits, credits, domain.available(row.normal_balance, posted, debits, credits)
-        ),
+        balances=balances,
         as_of=as_of,
     )
 
 
 async def _balances_as_of(
     session: AsyncSession, account_id: str, normal_balance: str, as_of: datetime
-) -> tuple[int, int, int]:
+) -> Balances:
     # Summed from the postings themselves, so a point-in-time balance never depends on
     # the mutable balances row.
     row = (
@@ -208,7 +201,7 @@ async def _balances_as_of(
             _BALANCES_AS_OF, {"id": account_id, "normal": normal_balance, "as_of": as_of}
         )
     ).one()
-    return int(row.posted), int(row.debits), int(row.credits)
+    return Balances(int(row.posted), int(row.debits), int(row.credits), int(row.available))
 
 
 async def list_entries(
@@ -254,35 +247,6 @@ async def list_entries(
     return EntryPage(entries=entries, next_after_id=next_after)
 
 
-async def lock_accounts(
-    session: AsyncSession, account_ids: Iterable[str]
-) -> dict[str, AccountState]:
-    """Lock the accounts' balance rows in id order and read them. Raises UnknownAccountError."""
-    wanted = sorted(set(account_ids))
-    rows = (await session.execute(_LOCK_ACCOUNTS, {"ids": wanted})).all()
-    return account_states(rows, wanted)
-
-
-def account_states(rows: Sequence[Row[Any]], wanted: Sequence[str]) -> dict[str, AccountState]:
-    """Rows of `_LOCK_ACCOUNTS`' columns as domain states. Raises UnknownAccountError."""
-    found = {
-        row.id: AccountState(
-            account_id=row.id,
-            currency=row.currency,
-            normal_balance=row.normal_balance,
-            overdraft_limit_minor=row.overdraft_limit_minor,
-            posted_minor=int(row.posted_minor),
-            pending_debits_minor=int(row.pending_debits_minor),
-            pending_credits_minor=int(row.pending_credits_minor),
-        )
-        for row in rows
-    }
-    missing = [account_id for account_id in wanted if account_id not in found]
-    if missing:
-        raise UnknownAccountError(f"no account {missing[0]}", account_id=missing[0])
-    return found
-
-
 async def check_balances(
     session: AsyncSession,
     *,
@@ -301,12 +265,12 @@ async def check_balances(
         ).all()
         for row in rows:
             stored = _balances(
-                row.normal_balance,
                 row.posted_minor,
                 row.pending_debits_minor,
                 row.pending_credits_minor,
+                row.available_minor,
             )
-            recomputed = _balances(row.normal_balance, row.posted, row.debits, row.credits)
+            recomputed = _balances(row.posted, row.debits, row.credits, row.available)
             if stored != recomputed:
                 return BalanceReport(False, checked, BadBalance(row.account_id, stored, recomputed))
             checked += 1
@@ -322,11 +286,5 @@ async def check_balances(
     return BalanceReport(True, checked, None, next_after_account=after if more else None)
 
 
-def _balances(normal_balance: str, posted: Any, debits: Any, credits: Any) -> Balances:
-    posted_minor, debits_minor, credits_minor = int(posted), int(debits), int(credits)
-    return Balances(
-        posted_minor,
-        debits_minor,
-        credits_minor,
-        domain.available(normal_balance, posted_minor, debits_minor, credits_minor),
-    )
+def _balances(posted: Any, debits: Any, credits: Any, available: Any) -> Balances:
+    return Balances(int(posted), int(debits), int(credits), int(available))

@@ -175,7 +175,10 @@ async def create_transaction(
     """Write a balanced transaction (posted, or pending as a hold until `expires_at`).
 
     Raises ValidationError, UnknownCurrencyError, UnbalancedTransactionError,
-    UnknownAccountError, CurrencyMismatchError, InsufficientFundsError.
+    UnknownAccountError, CurrencyMismatchError, InsufficientFundsError. The last three
+    are decided under the balance locks by `ledger.apply_entries()`, which is sent with
+    the COMMIT inside `db.run_in_transaction` (so they are raised from there) and at once
+    in any other transaction.
     """
     return await transactions.create_transaction(
         session,

@@ -6,12 +6,14 @@ Pure (no I/O), like domain.py: the writer, the verifier and offline tools share 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import rfc8785
 
+from app.platform.errors import InvariantViolation
 from app.platform.utc import rfc3339_fixed
 
 GENESIS_HASH = "0" * 64
@@ -36,11 +38,46 @@ def canonical_entry(
     integers beyond 2^53 exactly, and amounts go up to 2^63-1. The sequence number is not
     part of the entry: the prev_hash link already fixes each entry's place in the chain.
     """
+    return _encoded(entry_id, transaction_id, kind, format_time(occurred_at), detail, postings)
+
+
+def canonical_parts(
+    *,
+    entry_id: str,
+    transaction_id: str,
+    kind: str,
+    detail: Mapping[str, Any],
+    postings: Sequence[Mapping[str, Any]],
+) -> list[bytes]:
+    """`canonical_entry` of an entry whose time is not known yet, cut where it goes.
+
+    The writer (`ledger.apply_entries()`) reads its clock under the balance locks and
+    joins these parts with that time rendered as `format_time` does: it is the entry's
+    `occurred_at` and every posting's `created_at` (`postings` leave `created_at` out),
+    so there are len(postings) + 2 parts. The cut marks a random word, which no text of
+    the entry can contain by chance.
+    """
+    slot = "time-" + secrets.token_hex(16)
+    timed = [{**posting, "created_at": slot} for posting in postings]
+    parts = _encoded(entry_id, transaction_id, kind, slot, detail, timed).split(slot.encode())
+    if len(parts) != len(postings) + 2:
+        raise InvariantViolation("ledger.canonical_time_slots", "the time slot is not unique")
+    return parts
+
+
+def _encoded(
+    entry_id: str,
+    transaction_id: str,
+    kind: str,
+    occurred_at: str,
+    detail: Mapping[str, Any],
+    postings: Iterable[Mapping[str, Any]],
+) -> bytes:
     document: Any = {
         "id": entry_id,
         "transaction_id": transaction_id,
         "kind": kind,
-        "occurred_at": format_time(occurred_at),
+        "occurred_at": occurred_at,
         "detail": {key: _jcs_value(value) for key, value in detail.items()},
         "postings": [
             {key: _jcs_value(value) for key, value in posting.items()} for posting in postings

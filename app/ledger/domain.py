@@ -1,30 +1,32 @@
-"""Pure ledger rules: the transaction lifecycle, money checks, balances and the journal hash.
+"""Pure ledger rules: the transaction lifecycle and the money checks of a request.
 
-Every money rule has its home here, and only here:
+Each of these rules has its home here, and only here:
 - the lifecycle (which action is allowed from which status) and hold expiry:
   `transition` and `hold_expired`;
 - partial post (`_post_movements`) and reversal (`_reverse_legs`), reached only through
   `transition`;
-- overdraft: `apply_movements`.
+- balancing per currency: `check_legs`.
+
+The rules that need the balances (available balance, overdraft, an account's currency)
+live in SQL, in `ledger.apply_entries()` and `ledger.available()` (migration
+ledger_0003), which apply the `Movement`s decided here under the balance-row locks.
 
 No I/O (import-linter forbids sqlalchemy, starlette and httpx), so every rule can be
 tested on its own and reused by the rooms that do I/O (`accounts`, `transactions`,
 `journal`, `maintenance`) and the property tests. It is one job, the ledger's rules, and
-stays one module past the usual ~400 lines so that a newcomer finds every rule here.
+
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
 from app.ledger.currencies import EXPONENTS
 from app.ledger.errors import (
-    CurrencyMismatchError,
-    InsufficientFundsError,
     InvalidStateError,
     PartialPostUnsupportedError,
     TransactionExpiredError,
@@ -84,28 +86,6 @@ class Leg:
 
 
 @dataclass(frozen=True, slots=True)
-class AccountState:
-    """An account's rules plus its current balances, as read under the row lock."""
-
-    account_id: str
-    currency: str
-    normal_balance: Direction
-    overdraft_limit_minor: int | None
-    posted_minor: int
-    pending_debits_minor: int
-    pending_credits_minor: int
-
-    @property
-    def available_minor(self) -> int:
-        return available(
-            self.normal_balance,
-            self.posted_minor,
-            self.pending_debits_minor,
-            self.pending_credits_minor,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class Movement:
     """One posting row to write: a leg with its effect on the balance buckets."""
 
@@ -115,14 +95,6 @@ class Movement:
     amount_minor: int
     currency: str
     effect: Effect
-
-
-@dataclass(slots=True)
-class Applied:
-    """The result of applying movements: new balances and each row's running balance."""
-
-    balances: dict[str, AccountState]
-    balance_after_minor: list[int] = field(default_factory=list)
 
 
 # ---- money ------------------------------------------------------------------------------
@@ -177,75 +149,6 @@ def parse_time(value: str, name: str) -> datetime:
     if parsed.tzinfo is None:
         raise ValidationError(f"{name} must carry a UTC offset")
     return parsed.astimezone(UTC)
-
-
-# ---- balances ---------------------------------------------------------------------------
-
-
-def signed_posted(normal_balance: str, direction: str, amount_minor: int) -> int:
-    """How a posted amount moves a balance kept in the account's normal direction."""
-    return amount_minor if direction == normal_balance else -amount_minor
-
-
-def available(
-    normal_balance: str, posted_minor: int, pending_debits_minor: int, pending_credits_minor: int
-) -> int:
-    """API.md: posted minus the pending amounts that would reduce the balance."""
-    reducing = pending_debits_minor if normal_balance == "credit" else pending_credits_minor
-    return posted_minor - reducing
-
-
-def apply_movements(accounts: Mapping[str, AccountState], movements: Sequence[Movement]) -> Applied:
-    """Apply `movements` in order and refuse any that overdraws an account.
-
-    An account is refused when the movements lower its available balance in total and
-    leave it below -overdraft_limit_minor; releasing a hold and posting it in its place
-    therefore never fails. Raises InsufficientFundsError, CurrencyMismatchError.
-    """
-    state = dict(accounts)
-    running: list[int] = []
-    for movement in movements:
-        account = state[movement.account_id]
-        if movement.currency != account.currency:
-            raise CurrencyMismatchError(
-                f"posting {movement.leg} is in {movement.currency} but account "
-                f"{account.account_id} is in {account.currency}",
-                leg=movement.leg,
-            )
-        posted = account.posted_minor
-        debits = account.pending_debits_minor
-        credits = account.pending_credits_minor
-        if movement.effect == "posted":
-            posted += signed_posted(
-                account.normal_balance, movement.direction, movement.amount_minor
-            )
-        else:
-            delta = movement.amount_minor if movement.effect == "hold" else -movement.amount_minor
-            if movement.direction == "debit":
-                debits += delta
-            else:
-                credits += delta
-        state[movement.account_id] = AccountState(
-            account.account_id,
-            account.currency,
-            account.normal_balance,
-            account.overdraft_limit_minor,
-            posted,
-            debits,
-            credits,
-        )
-        running.append(posted)
-    for account_id, after in state.items():
-        before = accounts[account_id]
-        limit = after.overdraft_limit_minor
-        if limit is None or after.available_minor >= before.available_minor:
-            continue
-        if after.available_minor < -limit:
-            raise InsufficientFundsError(
-                f"account {account_id} would fall below its overdraft limit",
-                account_id=account_id,
-            )
-    return Applied(balances=state, balance_after_minor=running)
 
 
 # ---- the transaction lifecycle ----------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from app.platform.errors import ConflictError, DomainError, NotFoundError
 
 
@@ -53,3 +55,27 @@ class AccountNotFoundError(NotFoundError):
 
 class TransactionNotFoundError(NotFoundError):
     title = "Transaction not found"
+
+
+# The refusals `ledger.apply_entries()` raises (migration ledger_0003, the home of the
+# balance rules), by SQLSTATE. Its DETAIL is JSON: the refused entry's position among the
+# entries of the call (`item`) and the account or leg the refusal names.
+_REFUSED_IN_SQL: dict[str, tuple[type[DomainError], str]] = {
+    "MPLA1": (UnknownAccountError, "account_id"),
+    "MPLC1": (CurrencyMismatchError, "leg"),
+    "MPLF1": (InsufficientFundsError, "account_id"),
+}
+
+
+def refusal_from_sql(
+    sqlstate: str | None, message: str, detail: str | None
+) -> tuple[DomainError, int] | None:
+    """`ledger.apply_entries()`'s refusal as the API's error and the refused entry's
+    position, or None for any other database error."""
+    known = _REFUSED_IN_SQL.get(sqlstate or "")
+    if known is None:
+        return None
+    kind, named = known
+    facts = json.loads(detail or "{}")
+    error = kind(message, **{named: facts.get(named)})
+    return error, int(facts.get("item") or 0)

@@ -2,7 +2,7 @@
 
 Every journal entry (a transaction's creation, or its post, void or expiry) is chained as
 hash = sha256(prev_hash || JCS(entry)) (`chain.py`). The single `ledger.chain_head` row
-makes the chain linear; it is the last lock a writer takes (see `transactions`).
+makes the chain linear; a writer takes it before the balance rows (see `transactions`).
 """
 
 from __future__ import annotations
@@ -12,46 +12,46 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, LiteralString
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.ledger import chain
 from app.ledger.data import AnchorReport, BadEntry, ChainHead, ChainReport
-from app.ledger.domain import AccountState, JournalKind, Movement
+from app.ledger.domain import JournalKind, Movement
+from app.ledger.errors import refusal_from_sql
 from app.platform.db import send_with_commit
-from app.platform.errors import InvariantViolation
+from app.platform.errors import DomainError, InvariantViolation
 
 VERIFY_BATCH_SIZE = 500
 MAX_VERIFY_ENTRIES = 10_000_000
 
-# Migration ledger_0002: sets the balances, inserts the postings, then takes the chain head
-# lock and appends the entries in order; sent with the COMMIT, in its round trip.
-_WRITE_ENTRIES: LiteralString = """
-    SELECT ledger.write_entries(
-        CAST(%(b_ids)s AS text[]), CAST(%(b_posted)s AS numeric[]), CAST(%(b_debits)s AS numeric[]),
-        CAST(%(b_credits)s AS numeric[]), CAST(%(updated)s AS timestamptz),
+# Migration ledger_0003, the home of the balance rules: locks the chain head, then the
+# balance rows, refuses what they forbid, sets the balances, inserts the postings and
+# appends the entries in order; sent with the COMMIT, in its round trip.
+_APPLY_ENTRIES: LiteralString = """
+    SELECT ledger.apply_entries(
+        CAST(%(p_items)s AS integer[]),
         CAST(%(p_entries)s AS text[]), CAST(%(p_transactions)s AS text[]),
         CAST(%(p_legs)s AS smallint[]), CAST(%(p_accounts)s AS text[]),
         CAST(%(p_directions)s AS text[]), CAST(%(p_amounts)s AS bigint[]),
         CAST(%(p_currencies)s AS text[]), CAST(%(p_effects)s AS text[]),
-        CAST(%(p_after)s AS numeric[]), CAST(%(p_occurred)s AS timestamptz[]),
-        CAST(%(e_ids)s AS text[]), CAST(%(e_transactions)s AS text[]), CAST(%(e_kinds)s AS text[]),
-        CAST(%(e_occurred)s AS timestamptz[]), CAST(%(e_canonicals)s AS bytea[])
+        CAST(%(e_ids)s AS text[]), CAST(%(e_transactions)s AS text[]),
+        CAST(%(e_kinds)s AS text[]), CAST(%(e_part_counts)s AS integer[]),
+        CAST(%(e_parts)s AS bytea[])
     ) AS last_seq
     """
 
 
 @dataclass(frozen=True, slots=True)
 class EntryDraft:
-    """One journal entry to write: its postings with their running balances."""
+    """One journal entry to write: its postings, as movements of the balance buckets."""
 
     transaction_id: str
     entry_id: str
     kind: JournalKind
-    occurred_at: datetime
     detail: Mapping[str, Any]
     movements: Sequence[Movement]
-    balance_after_minor: Sequence[int]
 
 
 def creation_detail(
@@ -76,7 +76,8 @@ def change_detail(status: str, posted_amount_minor: int | None) -> dict[str, Any
     return {"status": str(status), "posted_amount_minor": posted_amount_minor}
 
 
-def _posting_fields(movement: Movement, created_at: datetime) -> dict[str, Any]:
+def _posting_fields(movement: Movement) -> dict[str, Any]:
+    """A posting as the chain hashes it, but for its `created_at` (the writer's time)."""
     return {
         "leg": movement.leg,
         "account_id": movement.account_id,
@@ -84,71 +85,73 @@ def _posting_fields(movement: Movement, created_at: datetime) -> dict[str, Any]:
         "amount_minor": movement.amount_minor,
         "currency": movement.currency,
         "effect": movement.effect,
-        "created_at": created_at,
     }
 
 
-async def write_entries(
-    session: AsyncSession, drafts: Sequence[EntryDraft], balances: Mapping[str, AccountState]
+async def apply_entries(
+    session: AsyncSession, drafts: Sequence[EntryDraft], *, name_index: bool = False
 ) -> None:
-    """Set the touched accounts' balances to `balances`, insert the entries' postings and
-    append the entries to the hash chain, in order: one call of `ledger.write_entries()`.
+    """Apply the entries' movements to the balances, in order, and append the entries to
+    the hash chain: one call of `ledger.apply_entries()`, which holds the balance rules.
 
-    The call is sent with the COMMIT, in one round trip (`db.send_with_commit`, last),
-    after the caller's audit record and idempotency completion: the account rows are
-    locked since the caller read them, so nothing can change them meanwhile, and the chain
-    head row, which serializes every journal write of the whole ledger, is taken last
-    inside the call and held only for the append plus the COMMIT, with no round trip in
-    between. Entries are thereby chained in commit order. hash =
-    sha256(prev_hash || JCS(entry)) is computed by PostgreSQL over the exact canonical
-    bytes we send, and `verify` recomputes it in Python.
+    A refusal there (unknown account, currency mismatch, overdraft) comes out as the
+    ledger's DomainError; with `name_index` it carries the refused draft's position as
+    `index`. The call is sent with the COMMIT, in one round trip
+    (`db.send_with_commit`, last), after the caller's audit record and idempotency
+    completion: it locks the chain head row, which serializes every journal write of the
+    whole ledger, then the balance rows, and both are held only for the call plus the
+    COMMIT, with no round trip in between. Entries are thereby chained in commit order.
+    Their time is read there, under the locks: the canonical bytes go cut where it belongs
+    (`chain.canonical_parts`), and hash = sha256(prev_hash || JCS(entry)) is computed by
+    PostgreSQL over them joined with that time; `verify` recomputes it in Python.
     """
     if not drafts:
         raise InvariantViolation("ledger.entry_written", "nothing to write")
-    postings: list[tuple[EntryDraft, Movement, int]] = []
-    for draft in drafts:
-        if len(draft.balance_after_minor) != len(draft.movements):
-            raise InvariantViolation("ledger.running_balance", "one running balance per posting")
-        postings.extend(
-            (draft, movement, after)
-            for movement, after in zip(draft.movements, draft.balance_after_minor, strict=True)
+    postings = [
+        (index, draft, movement)
+        for index, draft in enumerate(drafts)
+        for movement in draft.movements
+    ]
+    parts = [
+        chain.canonical_parts(
+            entry_id=d.entry_id,
+            transaction_id=d.transaction_id,
+            kind=str(d.kind),
+            detail=d.detail,
+            postings=[_posting_fields(m) for m in d.movements],
         )
-    touched = sorted({movement.account_id for _, movement, _ in postings})
+        for d in drafts
+    ]
     written = {
-        "b_ids": touched,
-        "b_posted": [str(balances[a].posted_minor) for a in touched],
-        "b_debits": [str(balances[a].pending_debits_minor) for a in touched],
-        "b_credits": [str(balances[a].pending_credits_minor) for a in touched],
-        "updated": max(d.occurred_at for d in drafts),
-        "p_entries": [d.entry_id for d, _, _ in postings],
-        "p_transactions": [d.transaction_id for d, _, _ in postings],
-        "p_legs": [m.leg for _, m, _ in postings],
-        "p_accounts": [m.account_id for _, m, _ in postings],
-        "p_directions": [m.direction for _, m, _ in postings],
-        "p_amounts": [m.amount_minor for _, m, _ in postings],
-        "p_currencies": [m.currency for _, m, _ in postings],
-        "p_effects": [m.effect for _, m, _ in postings],
-        "p_after": [str(after) for _, _, after in postings],
-        "p_occurred": [d.occurred_at for d, _, _ in postings],
+        "p_items": [index for index, _, _ in postings],
+        "p_entries": [d.entry_id for _, d, _ in postings],
+        "p_transactions": [d.transaction_id for _, d, _ in postings],
+        "p_legs": [m.leg for _, _, m in postings],
+        "p_accounts": [m.account_id for _, _, m in postings],
+        "p_directions": [m.direction for _, _, m in postings],
+        "p_amounts": [m.amount_minor for _, _, m in postings],
+        "p_currencies": [m.currency for _, _, m in postings],
+        "p_effects": [m.effect for _, _, m in postings],
         "e_ids": [d.entry_id for d in drafts],
         "e_transactions": [d.transaction_id for d in drafts],
         "e_kinds": [str(d.kind) for d in drafts],
-        "e_occurred": [d.occurred_at for d in drafts],
-        "e_canonicals": [
-            chain.canonical_entry(
-                entry_id=d.entry_id,
-                transaction_id=d.transaction_id,
-                kind=str(d.kind),
-                occurred_at=d.occurred_at,
-                detail=d.detail,
-                postings=[_posting_fields(m, d.occurred_at) for m in d.movements],
-            )
-            for d in drafts
-        ],
+        "e_part_counts": [len(cut) for cut in parts],
+        "e_parts": [part for cut in parts for part in cut],
     }
 
-    # Its result is not read: the function raises on anything it cannot write.
-    await send_with_commit(session, _WRITE_ENTRIES, written, last=True)
+    def refusal(error: psycopg.Error) -> DomainError | None:
+        refused = refusal_from_sql(
+            error.sqlstate, error.diag.message_primary or "", error.diag.message_detail
+        )
+        if refused is None:
+            return None
+        domain_error, index = refused
+        if name_index:
+            domain_error.extra["index"] = index
+        return domain_error
+
+    # Its result is not read: the function raises on anything it refuses.
+    await send_with_commit(session, _APPLY_ENTRIES, written, last=True, refusal=refusal)
 
 
 async def verify_chain(

@@ -4,9 +4,11 @@ caller's database transaction; what each may do is decided by `domain.transition
 Locking protocol (every writer follows it, so there is no deadlock cycle):
 1. the pending transaction's `open_holds` row (post, void, expire) or the original
    transaction row (reverse);
-2. the `balances` rows of every account touched, in sorted account-id order;
-3. last, and held only for the chain append and the COMMIT (`db.send_with_commit`), the
-   single `chain_head` row that makes the hash chain linear.
+2. inside `ledger.apply_entries()` (`journal.apply_entries`), which is sent with the COMMIT
+   (`db.send_with_commit`): the single `chain_head` row that makes the hash chain linear,
+   then the `balances` rows of every account touched, in sorted account-id order. These
+   are held for that call and the commit only; since the chain head serializes journal
+   writes anyway, nobody waits for a balance row while holding it.
 
 One job, not split: a create (and a reverse) is a batch of one, sharing ids, clock, locks.
 """
@@ -22,18 +24,18 @@ from typing import LiteralString
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.ledger import accounts, chain, domain, events, journal
+from app.ledger import chain, domain, events, journal
 from app.ledger.data import NewTransaction, Transaction
 from app.ledger.domain import Leg, TransactionFacts, TransactionStatus
-from app.ledger.errors import TransactionNotFoundError, UnknownAccountError
+from app.ledger.errors import TransactionNotFoundError
 from app.platform import outbox
-from app.platform.db import fetch_rows
+from app.platform.db import send_with_commit
 from app.platform.errors import DomainError, InvariantViolation
 
-# New transactions' rows (and their holds, when pending) go in with the account locks, in
-# one round trip: they do not depend on the balances, and a refusal later rolls them back
-# with everything else.
-_INSERT_TRANSACTIONS_AND_LOCK_ACCOUNTS: LiteralString = """
+# New transactions' rows (and their holds, when pending). Sent with the COMMIT, before the
+# journal write (`journal.apply_entries`): nothing reads them earlier, and a refusal there
+# rolls them back with everything else.
+_INSERT_TRANSACTIONS: LiteralString = """
     WITH created AS (
         INSERT INTO ledger.transactions
             (id, entry_id, status, expires_at, description, external_ref, reverses,
@@ -47,16 +49,9 @@ _INSERT_TRANSACTIONS_AND_LOCK_ACCOUNTS: LiteralString = """
              AS v(id, entry_id, status, expires_at, description, external_ref, reverses,
                   posting_count)
         RETURNING id, status, expires_at
-    ), held AS (
-        INSERT INTO ledger.open_holds (transaction_id, expires_at)
-        SELECT id, expires_at FROM created WHERE status = %(pending)s
     )
-    SELECT a.id, a.currency, a.normal_balance, a.overdraft_limit_minor,
-           b.posted_minor, b.pending_debits_minor, b.pending_credits_minor
-    FROM ledger.balances b JOIN ledger.accounts a ON a.id = b.account_id
-    WHERE b.account_id = ANY(%(accounts)s)
-    ORDER BY b.account_id
-    FOR UPDATE OF b
+    INSERT INTO ledger.open_holds (transaction_id, expires_at)
+    SELECT id, expires_at FROM created WHERE status = %(pending)s
     """
 
 
@@ -133,10 +128,9 @@ async def create_transactions(
                 )
             )
     await outbox.emit_many(session, published)
-    wanted = sorted({leg.account_id for change in changes for leg in change.legs})
-    rows = await fetch_rows(
+    await send_with_commit(
         session,
-        _INSERT_TRANSACTIONS_AND_LOCK_ACCOUNTS,
+        _INSERT_TRANSACTIONS,
         {
             "ids": transaction_ids,
             "entry_ids": entry_ids,
@@ -148,51 +142,23 @@ async def create_transactions(
             "posting_counts": [len(change.legs) for change in changes],
             "created_at": received_at,
             "pending": str(TransactionStatus.PENDING),
-            "accounts": wanted,
         },
     )
-    try:
-        states = accounts.account_states(rows, wanted)
-    except UnknownAccountError as error:
-        missing = error.extra["account_id"]
-        index = next(
-            i
-            for i, change in enumerate(changes)
-            if any(leg.account_id == missing for leg in change.legs)
+    drafts = [
+        journal.EntryDraft(
+            transaction_id=transaction_id,
+            entry_id=entry_id,
+            kind=domain.JournalKind.CREATE,
+            detail=journal.creation_detail(
+                change.status, change.expires_at, item.description, item.external_ref, item.reverses
+            ),
+            movements=change.movements,
         )
-        with _naming(index, name_index):
-            raise
-    # Taken under the locks, so postings of one account are time-ordered like their ids
-    # and an as_of sum always matches some running balance.
-    occurred_at = _now()
-    drafts: list[journal.EntryDraft] = []
-    for index, (transaction_id, entry_id, item, change) in enumerate(
-        zip(transaction_ids, entry_ids, items, changes, strict=True)
-    ):
-        touched = {
-            movement.account_id: states[movement.account_id] for movement in change.movements
-        }
-        with _naming(index, name_index):
-            applied = domain.apply_movements(touched, change.movements)
-        states.update(applied.balances)
-        drafts.append(
-            journal.EntryDraft(
-                transaction_id=transaction_id,
-                entry_id=entry_id,
-                kind=domain.JournalKind.CREATE,
-                occurred_at=occurred_at,
-                detail=journal.creation_detail(
-                    change.status,
-                    change.expires_at,
-                    item.description,
-                    item.external_ref,
-                    item.reverses,
-                ),
-                movements=change.movements,
-                balance_after_minor=applied.balance_after_minor,
-            )
+        for transaction_id, entry_id, item, change in zip(
+            transaction_ids, entry_ids, items, changes, strict=True
         )
-    await journal.write_entries(session, drafts, states)
+    ]
+    await journal.apply_entries(session, drafts, name_index=name_index)
     return [
         Transaction(
             id=transaction_id,
@@ -333,21 +299,16 @@ async def _change_status(
         await outbox.emit(session, events.LedgerTransactionVoided(transaction_id, when))
     else:
         await outbox.emit(session, events.LedgerTransactionExpired(transaction_id, when))
-    # As in create_transaction: balance-independent rows first, then the account locks.
-    locked = await accounts.lock_accounts(session, (leg.account_id for leg in original.postings))
-    applied = domain.apply_movements(locked, change.movements)
     if change.journal_kind is None:
         raise InvariantViolation("ledger.journal_kind", "a status change is journaled")
     draft = journal.EntryDraft(
         transaction_id=transaction_id,
         entry_id=entry_id,
         kind=change.journal_kind,
-        occurred_at=_now(),
         detail=journal.change_detail(change.status, posted_amount),
         movements=change.movements,
-        balance_after_minor=applied.balance_after_minor,
     )
-    await journal.write_entries(session, [draft], applied.balances)
+    await journal.apply_entries(session, [draft])
     return Transaction(
         id=original.id,
         status=change.status,

@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, LiteralString, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-import psycopg
-from psycopg import pq
-from psycopg.rows import namedtuple_row
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -22,11 +18,33 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+# The hot path's statements, sent straight through psycopg (db_pipeline.py); re-exported
+# here, where every caller imports them from.
+from app.platform.db_pipeline import (
+    _BEFORE_COMMIT,
+    _EXPLICIT,
+    _WITH_COMMIT,
+    CommitStep,
+    Refusal,
+    _abandon,
+    _Queued,
+    _send_and_commit,
+    at_commit,
+    fetch_rows,
+    fetch_rows_pooled,
+    send_with_commit,
+)
+
+__all__ = [
+    "CommitStep",
+    "Refusal",
+    "at_commit",
+    "fetch_rows",
+    "fetch_rows_pooled",
+    "send_with_commit",
+]
+
 T = TypeVar("T")
-CommitStep = Callable[[AsyncSession], Awaitable[None]]
-_BEFORE_COMMIT = "moneypath.before_commit"
-_WITH_COMMIT = "moneypath.with_commit"
-_EXPLICIT = "moneypath.explicit_transaction"
 
 # SQLSTATEs that mean "try the whole transaction again": serialization failure,
 # deadlock detected, and the lock timeout we set on hot rows.
@@ -204,170 +222,6 @@ async def run_in_transaction(
             cap = min(RETRY_MAX_DELAY_S, RETRY_BASE_DELAY_S * 2**attempt)
             await asyncio.sleep(random.uniform(0, cap))  # noqa: S311 - jitter, not crypto
     raise RuntimeError("unreachable: the loop either returns or raises")
-
-
-async def _driver(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-    return driver
-
-
-async def fetch_rows(
-    session: AsyncSession, sql: LiteralString, params: Mapping[str, Any]
-) -> list[Any]:
-    """Run one hot-path statement (`%(name)s` placeholders) on the session's connection,
-    in its transaction, straight through psycopg, as a server-side prepared statement.
-
-    SQLAlchemy's statement handling costs a few hundred microseconds of CPU per statement
-    (py-spy, issue 16); the ledger's per-transfer statements skip it. Errors come out as
-    SQLAlchemy's DBAPIError like any other statement's, so `run_in_transaction` still
-    retries deadlocks and serialization failures. Rows are named tuples.
-
-    As the first statement of a `run_in_transaction` transaction, it carries the BEGIN:
-    one round trip instead of two (`_go_explicit`).
-    """
-    driver = await _driver(session)
-    cursor = driver.cursor(row_factory=namedtuple_row)
-    try:
-        if (
-            _WITH_COMMIT in session.info
-            and driver.pgconn.transaction_status == pq.TransactionStatus.IDLE
-            and not driver.autocommit
-        ):
-            await _go_explicit(session, driver)
-            async with driver.pipeline():
-                await _begin(driver)
-                await cursor.execute(sql, params, prepare=True)
-            # Leaving the pipeline sent Sync and read every result, BEGIN's and ours.
-        else:
-            await cursor.execute(sql, params, prepare=True)
-        return await cursor.fetchall() if cursor.description is not None else []
-    except psycopg.Error as error:
-        raise DBAPIError.instance(sql, params, error, psycopg.Error) from error
-    finally:
-        await cursor.close()
-
-
-async def _go_explicit(session: AsyncSession, driver: psycopg.AsyncConnection[Any]) -> None:
-    """Let our own BEGIN (`_begin`) open the transaction block, so it can share a round
-    trip with the statement after it.
-
-    psycopg's implicit BEGIN is always a round trip of its own (it syncs after it, even
-    in a pipeline). In autocommit mode psycopg sends none, and every statement after our
-    BEGIN runs in the server's transaction block. `_send_and_commit` ends it with an
-    explicit COMMIT, `_abandon` with a ROLLBACK, and both turn autocommit off again before
-    the connection goes back to the pool (whose checkout also refuses one left in
-    autocommit, see `create_engine`). Called outside a pipeline: there, changing
-    autocommit would cost a Sync of its own.
-    """
-    await driver.set_autocommit(True)
-    session.info[_EXPLICIT] = driver
-
-
-async def _begin(driver: psycopg.AsyncConnection[Any]) -> None:
-    async with driver.cursor() as begin:
-        await begin.execute(b"BEGIN")
-
-
-async def _abandon(session: AsyncSession) -> None:
-    """After a failure: roll back an explicit transaction block, leave autocommit."""
-    driver: psycopg.AsyncConnection[Any] | None = session.info.pop(_EXPLICIT, None)
-    if driver is None:
-        return
-    try:
-        if driver.pgconn.transaction_status != pq.TransactionStatus.IDLE:
-            await driver.rollback()
-        await driver.set_autocommit(False)
-    except psycopg.Error:
-        # A broken connection: the pool replaces it (SQLAlchemy invalidates it, or the
-        # checkout refuses it).
-        return
-
-
-@dataclass(frozen=True, slots=True)
-class _Queued:
-    sql: LiteralString
-    params: Mapping[str, Any]
-    last: bool
-
-
-async def send_with_commit(
-    session: AsyncSession,
-    sql: LiteralString,
-    params: Mapping[str, Any],
-    *,
-    last: bool = False,
-) -> None:
-    """Send `sql` with this transaction's COMMIT, in the same round trip (one pipeline).
-
-    Its result is never read: a statement queued here must refuse by raising an SQL
-    error, which aborts the pipeline, so the COMMIT never runs and the transaction rolls
-    back (the error comes out as DBAPIError, like `fetch_rows`'s). The queued statements
-    run after `at_commit`'s steps, in registration order, those with `last` after the
-    others: a statement that takes a global lock (the ledger's chain head) goes last, so
-    the lock is held only for it and the COMMIT. Outside `run_in_transaction` it runs at
-    once, so it can never be skipped.
-    """
-    queued: list[_Queued] | None = session.info.get(_WITH_COMMIT)
-    if queued is None:
-        await _send(await _driver(session), _Queued(sql, params, last))
-    else:
-        queued.append(_Queued(sql, params, last))
-
-
-async def _send_and_commit(session: AsyncSession, queued: list[_Queued]) -> None:
-    """The queued statements and COMMIT in one pipeline: one Sync, one round trip.
-
-    COMMIT goes as a statement: psycopg's commit() syncs on its own inside a pipeline,
-    and leaving the pipeline would sync once more. SQLAlchemy's commit then finds the
-    connection idle and sends nothing."""
-    driver = await _driver(session)
-    ordered = [q for q in queued if not q.last] + [q for q in queued if q.last]
-    cursor = driver.cursor()
-    try:
-        begin = (
-            driver.pgconn.transaction_status == pq.TransactionStatus.IDLE and not driver.autocommit
-        )
-        if begin:
-            await _go_explicit(session, driver)
-        async with driver.pipeline():
-            if begin:
-                await _begin(driver)
-            for statement in ordered:
-                await cursor.execute(statement.sql, statement.params, prepare=True)
-            await cursor.execute(b"COMMIT")
-        if session.info.pop(_EXPLICIT, None) is not None:
-            await driver.set_autocommit(False)
-    except psycopg.Error as error:
-        sql = ordered[0].sql if ordered else "COMMIT"
-        raise DBAPIError.instance(sql, {}, error, psycopg.Error) from error
-    finally:
-        await cursor.close()
-
-
-async def _send(driver: psycopg.AsyncConnection[Any], statement: _Queued) -> None:
-    try:
-        async with driver.cursor() as cursor:
-            await cursor.execute(statement.sql, statement.params, prepare=True)
-    except psycopg.Error as error:
-        raise DBAPIError.instance(statement.sql, {}, error, psycopg.Error) from error
-
-
-async def at_commit(session: AsyncSession, step: CommitStep) -> None:
-    """Run `step` in this transaction as late as possible: right before its COMMIT.
-
-    For a statement that takes a global lock (the ledger's hash-chain head), so the lock
-    is held for that statement and the commit only, not for what the caller still does
-    after it (audit record, idempotency completion). Inside `run_in_transaction` the
-    step runs after `work`, in registration order; in any other transaction it runs at
-    once, so it can never be skipped.
-    """
-    pending: list[CommitStep] | None = session.info.get(_BEFORE_COMMIT)
-    if pending is None:
-        await step(session)
-    else:
-        pending.append(step)
 
 
 async def ensure_month_partitions(session: AsyncSession, table: str, months_ahead: int) -> int:

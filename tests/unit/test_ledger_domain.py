@@ -11,15 +11,12 @@ import rfc8785
 from app.ledger import api
 from app.ledger.chain import GENESIS_HASH, canonical_entry, chain_hash
 from app.ledger.domain import (
-    AccountState,
     Expire,
-    Movement,
     Post,
     Reverse,
     TransactionFacts,
     TransactionStatus,
     Void,
-    apply_movements,
     check_legs,
     transition,
 )
@@ -89,56 +86,6 @@ def test_check_legs_refuses_fewer_than_two_or_more_than_100_postings() -> None:
         check_legs([_leg("a", "debit", 1)])
     with pytest.raises(ValidationError):
         check_legs([_leg("a", "debit", 1), _leg("b", "credit", 1)] * 51)
-
-
-def _state(account: str, normal: str, limit: int | None, posted: int = 0) -> AccountState:
-    return AccountState(account, "USD", normal, limit, posted, 0, 0)  # type: ignore[arg-type]
-
-
-def test_apply_movements_refuses_passing_the_overdraft_limit() -> None:
-    accounts = {"w": _state("w", "credit", 100, posted=50), "x": _state("x", "credit", None)}
-    ok = apply_movements(
-        accounts,
-        [
-            Movement(0, "w", "debit", 150, "USD", "posted"),
-            Movement(1, "x", "credit", 150, "USD", "posted"),
-        ],
-    )
-    assert ok.balances["w"].posted_minor == -100
-    assert ok.balance_after_minor == [-100, 150]
-    with pytest.raises(api.InsufficientFundsError):
-        apply_movements(
-            accounts,
-            [
-                Movement(0, "w", "debit", 151, "USD", "posted"),
-                Movement(1, "x", "credit", 151, "USD", "posted"),
-            ],
-        )
-
-
-def test_apply_movements_counts_holds_against_available_and_release_restores_it() -> None:
-    accounts = {"w": _state("w", "credit", 0, posted=100), "x": _state("x", "credit", None)}
-    held = apply_movements(accounts, [Movement(0, "w", "debit", 100, "USD", "hold")])
-    assert held.balances["w"].available_minor == 0
-    assert held.balances["w"].pending_debits_minor == 100
-    with pytest.raises(api.InsufficientFundsError):
-        apply_movements(held.balances, [Movement(0, "w", "debit", 1, "USD", "hold")])
-    posted = apply_movements(
-        held.balances,
-        [
-            Movement(0, "w", "debit", 100, "USD", "release"),
-            Movement(0, "w", "debit", 100, "USD", "posted"),
-        ],
-    )
-    assert posted.balances["w"].posted_minor == 0
-    assert posted.balances["w"].pending_debits_minor == 0
-
-
-def test_apply_movements_refuses_a_currency_that_differs_from_the_account() -> None:
-    with pytest.raises(api.CurrencyMismatchError):
-        apply_movements(
-            {"w": _state("w", "credit", None)}, [Movement(0, "w", "debit", 1, "EUR", "posted")]
-        )
 
 
 def test_chain_hash_is_sha256_of_prev_hash_bytes_and_jcs_of_the_entry() -> None:

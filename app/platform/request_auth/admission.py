@@ -25,10 +25,10 @@ import time
 from dataclasses import dataclass
 from typing import LiteralString
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.platform import idempotency
-from app.platform.db import fetch_rows
+from app.platform.db import fetch_rows_pooled, session_factory
 from app.platform.request_auth.nonces import (
     NONCE_CLEANUP_INTERVAL_S,
     NONCE_TTL_S,
@@ -82,13 +82,11 @@ class Admission:
     """Runs the one statement; refuses with the same 401s the separate checks gave."""
 
     def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        active: ActiveExpression,
-        nonce_ttl_s: int = NONCE_TTL_S,
+        self, engine: AsyncEngine, active: ActiveExpression, nonce_ttl_s: int = NONCE_TTL_S
     ) -> None:
-        """`sessions` must be autocommit ones (db.create_autocommit_engine)."""
-        self._sessions = sessions
+        """`engine` must be an autocommit one (db.create_autocommit_engine)."""
+        self._engine = engine
+        self._sessions = session_factory(engine)
         self._sql = _statement(active)
         self._nonce_ttl_s = nonce_ttl_s
         self._next_cleanup = 0.0
@@ -111,10 +109,10 @@ class Admission:
             "ttl_s": claim.ttl_s if claim else 0,
             "stale_s": claim.stale_claim_s if claim else 0,
         }
-        async with self._sessions() as session:
-            rows = await fetch_rows(session, self._sql, params)
-            if time.monotonic() >= self._next_cleanup:
-                self._next_cleanup = time.monotonic() + NONCE_CLEANUP_INTERVAL_S
+        rows = await fetch_rows_pooled(self._engine, self._sql, params)
+        if time.monotonic() >= self._next_cleanup:
+            self._next_cleanup = time.monotonic() + NONCE_CLEANUP_INTERVAL_S
+            async with self._sessions() as session:
                 await delete_expired_nonces(session)
                 await session.commit()
         row = rows[0]

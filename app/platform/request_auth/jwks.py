@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -19,14 +20,32 @@ JWKS_FETCH_TIMEOUT_S = 2.0
 JWKS_CACHE_TTL_S = 300
 JWKS_MIN_REFRESH_INTERVAL_S = 10
 JWKS_MAX_KEYS = 16
+PUBLIC_KEY_CACHE_SIZE = 4096
+# An Ed25519 key is 32 bytes, 43 base64url characters; anything much longer is refused
+# before it is decoded or cached.
+MAX_JWK_X_LENGTH = 64
 
 
 def ed25519_public_key(jwk: Mapping[str, Any]) -> Ed25519PublicKey:
     """Load an Ed25519 public JWK (OKP). Raises ValueError for anything else."""
     if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "d" in jwk:
         raise ValueError("expected a public Ed25519 JWK (kty OKP, crv Ed25519)")
+    x = jwk.get("x")
+    if not isinstance(x, str) or len(x) > MAX_JWK_X_LENGTH:
+        raise ValueError("not a usable JWK: its x is missing or too long")
+    alg = jwk.get("alg")
+    if alg is not None and not isinstance(alg, str):
+        raise ValueError("not a usable JWK: its alg is not a string")
+    return _okp_key(x, alg)
+
+
+# Every signed request loads the key its token binds; a public key is public data, so the
+# loaded keys are kept (bounded) instead of parsing the JWK each time.
+@functools.lru_cache(maxsize=PUBLIC_KEY_CACHE_SIZE)
+def _okp_key(x: str, alg: str | None) -> Ed25519PublicKey:
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": x} | ({"alg": alg} if alg is not None else {})
     try:
-        key = jwt.PyJWK(dict(jwk), algorithm=TOKEN_ALGORITHM).key
+        key = jwt.PyJWK(jwk, algorithm=TOKEN_ALGORITHM).key
     except jwt.PyJWTError as error:
         raise ValueError(f"not a usable JWK: {type(error).__name__}") from None
     if not isinstance(key, Ed25519PublicKey):

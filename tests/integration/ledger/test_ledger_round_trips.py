@@ -94,9 +94,9 @@ def test_one_statement_admits_a_signed_transfer_when_its_key_is_new(
     admission = before_effect[0]
     for table in ("platform.seen_nonces", "platform.idempotency_keys", "identity.key_is_active"):
         assert table in admission
-    # The effect: BEGIN, the transactions and account locks, then one statement for the
-    # idempotency completion, the audit record and the outbox event, the chain append
-    # (ledger.write_entries) and COMMIT.
+    # The effect: BEGIN, the transaction rows, one statement for the idempotency
+    # completion, the audit record and the outbox event, the locks, balance rules and
+    # chain append (ledger.apply_entries) and COMMIT.
     assert not any(s.startswith("INSERT INTO platform.outbox") for s in statements), statements
     assert len(statements) <= 6, statements
 
