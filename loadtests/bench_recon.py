@@ -2,6 +2,8 @@
 
     XDG_RUNTIME_DIR=/tmp .venv/bin/python loadtests/bench_recon.py [--lines 1000000]
 
+(`RECON_WORK_MEM_MB` sets the run's work_mem, as for the API and the worker.)
+
 Starts its own PostgreSQL (free port, temp dir), migrates it, and bulk-loads N captured
 payments at `acme` with their capture steps (generate_series; set-up is not measured).
 It writes acme's settlement CSV for the day with every line matching, except 0.1 % with a
@@ -91,6 +93,7 @@ async def ours(url: str, data: bytes, day: date) -> tuple[float, runs.Run]:
             run, _ = await runs.reconcile(
                 session, "acme", day, data, source="uploaded", started_by="bench",
                 tolerances=domain.Tolerances(amount_minor=0, days=0),
+                work_mem_mb=runs.work_mem_mb_from_env(),
             )  # fmt: skip
         return time.perf_counter() - started, run
     finally:

@@ -193,7 +193,9 @@ async def run_in_transaction(
     """Run `work` in one transaction, retrying deadlocks and serialization failures.
 
     Retries are capped and use full jitter so that colliding transactions spread out
-    instead of colliding again in lock-step. Any other error propagates at once.
+    instead of colliding again in lock-step. Any other error propagates at once. (The
+    other retry loops run on stamina, `platform.retries`; this one is on every write's
+    path, where setting up stamina's loop cost about 40 µs a call, measured.)
     """
     for attempt in range(1, attempts + 1):
         try:

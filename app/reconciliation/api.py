@@ -62,6 +62,7 @@ async def reconcile_day(
     committed; without one, or when the service is down, the worker writes it later."""
     name = runs.check_day(provider, settlement_date)
     tolerances = runs.tolerances_from_env()
+    work_mem_mb = runs.work_mem_mb_from_env()
     async with sessions() as session:
         existing = await runs.find(session, name, settlement_date)
     if existing is not None:
@@ -82,6 +83,7 @@ async def reconcile_day(
             source=source,
             started_by=started_by,
             tolerances=tolerances,
+            work_mem_mb=work_mem_mb,
             request_id=request_id,
         )
     run, created = made

@@ -25,19 +25,19 @@ from app.providers import api as providers_api
 # A run's loads, sorts and joins over a million rows outlast the connections' 15 s
 # statement timeout meant for requests; a run's own statements get this bound instead.
 STATEMENT_TIMEOUT_MS = 300_000
-# The joins and aggregates of a run hold a million rows: in memory about 400 MB of the
-# server's (this transaction's only); spilled to disk they take half as long again.
-WORK_MEM = "512MB"
 MAX_LINES = 2_000_000
 _SETTLED = payments_api.SETTLED_TABLE
 
 
-async def stage_lines(session: AsyncSession, provider: str, data: bytes) -> int:
+async def stage_lines(
+    session: AsyncSession, provider: str, data: bytes, *, work_mem_mb: int
+) -> int:
     """Load `data` through the provider's adapter into `settlement_lines`; returns the
-    number of lines. Raises SettlementFileError or ValidationError (nothing is kept then:
-    the caller's transaction rolls back)."""
+    number of lines. The transaction's sorts and hashes get `work_mem_mb` MiB each (a
+    checked setting: runs.work_mem_mb_from_env). Raises SettlementFileError or
+    ValidationError (nothing is kept then: the caller's transaction rolls back)."""
     await session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
-    await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    await session.execute(text(f"SET LOCAL work_mem = '{int(work_mem_mb)}MB'"))
     # A file that does not parse raises SettlementFileError (422 invalid_settlement_file).
     count = await providers_api.stage_settlement_file(session, provider, data)
     if count > MAX_LINES:
