@@ -58,6 +58,10 @@ def safe_text(value: str | None, limit: int = MAX_TEXT_LENGTH) -> str | None:
     rows quote what unauthenticated callers sent, so they must never fail to insert."""
     if value is None:
         return None
+    if len(value) <= limit and "\\" not in value and value.isprintable():
+        # Nothing to escape or cut (the usual case: ids, routes, codes); one C-level
+        # check instead of the per-character pass below, which gives the same string.
+        return value
     escaped = "".join(
         char if char.isprintable() and char != "\\" else _escape(ord(char))
         for char in value[: limit + 1]

@@ -57,6 +57,29 @@ def test_request_has_one_server_span_with_sql_spans_under_it_when_traced(
     assert all(s.context.trace_id == trace_id for s in sql)
 
 
+def test_server_span_has_no_receive_or_send_children_when_a_transfer_is_traced(
+    api: TestClient, client_factory: Any, spans: InMemorySpanExporter
+) -> None:
+    client = client_factory(scopes=["ledger:write", "ledger:read"])
+    source = open_account(client, overdraft_limit_minor=None)["id"]
+    target = open_account(client)["id"]
+    body = {"status": "posted", "postings": [leg(source, "debit", 2), leg(target, "credit", 2)]}
+    spans.clear()
+
+    response = client.post("/v1/ledger/transactions", json=body, idempotency_key=key())
+
+    assert response.status_code == 201
+    finished = spans.get_finished_spans()
+    names = [s.name for s in finished]
+    assert not [n for n in names if n.endswith((" send", " receive"))], names
+    server = next(s for s in finished if s.kind == SpanKind.SERVER)
+    assert server.attributes is not None
+    status = server.attributes.get(
+        "http.status_code", server.attributes.get("http.response.status_code")
+    )
+    assert status == 201, dict(server.attributes)
+
+
 def test_own_spans_nest_saga_step_adapter_and_provider_call_when_used(
     spans: InMemorySpanExporter,
 ) -> None:

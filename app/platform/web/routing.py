@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.platform.metrics import child
 from app.platform.web.declarations import Endpoint
 from app.platform.web.pipeline import run_pipeline
 
@@ -29,11 +30,12 @@ def endpoint_route(endpoint: Endpoint) -> Route:
     async def asgi_endpoint(request: Request) -> Response:
         started = time.perf_counter()
         response = await run_pipeline(endpoint, request)
-        LATENCY.labels(route=endpoint.path, method=endpoint.method).observe(
+        # Remembered children (metrics.child): labels() costs a lock per call.
+        child(LATENCY, route=endpoint.path, method=endpoint.method).observe(
             time.perf_counter() - started
         )
-        REQUESTS.labels(
-            route=endpoint.path, method=endpoint.method, status=str(response.status_code)
+        child(
+            REQUESTS, route=endpoint.path, method=endpoint.method, status=str(response.status_code)
         ).inc()
         return response
 
