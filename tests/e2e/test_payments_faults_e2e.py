@@ -124,7 +124,13 @@ def test_late_authorized_webhook_never_moves_a_captured_payment_back_when_out_of
             ).fetchall()
 
     seen = wait_for(lambda: len(outcomes()) >= 2 and outcomes(), timeout_s=20)
-    assert dict(seen) == {"captured": "ignored", "authorized": "stale"}
+    # The capture's webhook races the saga's own commit of the capture: whichever records
+    # it first settles the capture step, and the other finds it done (so the webhook is
+    # "applied" or "ignored"; a loaded machine saw both). The late authorization is always
+    # stale, and below the payment stays captured with one ledger transaction.
+    assert dict(seen).keys() == {"captured", "authorized"}
+    assert dict(seen)["authorized"] == "stale"
+    assert dict(seen)["captured"] in {"ignored", "applied"}
     final = merchant.payment(payment_id)
     assert final["status"] == "captured"
     assert len(final["ledger_transaction_ids"]) == 1
