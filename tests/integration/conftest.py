@@ -1,5 +1,6 @@
 """Fixtures several integration modules share: plain HTTP clients to the live stack's
-API and evidence service, one of each per module."""
+API and evidence service, and a connection for the settlement and matching SQL, one of
+each per module."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 
 from app.entrypoints.devstack import Stack
+from tests.support.staged import Database
 
 
 @pytest.fixture(scope="module")
@@ -21,3 +23,14 @@ def api_http(live_stack: Stack) -> Iterator[httpx.Client]:
 def evidence_http(live_stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=live_stack.evidence_url, timeout=10) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def staged_database(stack: Stack) -> Iterator[Database]:
+    """A connection that stages settlement files and records and runs the matching SQL."""
+    assert stack.database_url is not None
+    database = Database(stack.database_url)
+    try:
+        yield database
+    finally:
+        database.close()

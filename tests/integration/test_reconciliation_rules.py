@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.entrypoints.devstack import Stack
 from app.platform.errors import ValidationError
 from app.reconciliation.domain import Tolerances
 from tests.support.staged import Database, Line, Record, Report
@@ -23,14 +22,12 @@ _database: Database | None = None
 
 
 @pytest.fixture(scope="module", autouse=True)
-def database(stack: Stack) -> Iterator[Database]:
+def database(staged_database: Database) -> Iterator[Database]:
     global _database
-    assert stack.database_url is not None
-    _database = Database(stack.database_url)
+    _database = staged_database
     try:
         yield _database
     finally:
-        _database.close()
         _database = None
 
 

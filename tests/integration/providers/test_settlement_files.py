@@ -3,7 +3,6 @@ loaded by the adapters (COPY on the real PostgreSQL) into integer minor units.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -18,13 +17,8 @@ BOTH = pytest.mark.parametrize("provider", ["acme", "globex"])
 
 
 @pytest.fixture(scope="module")
-def database(stack: Stack) -> Iterator[Database]:
-    assert stack.database_url is not None
-    database = Database(stack.database_url)
-    try:
-        yield database
-    finally:
-        database.close()
+def database(staged_database: Database) -> Database:
+    return staged_database
 
 
 async def _captured(providers: ProviderClients, provider: str, amounts: list[int]) -> list[str]:

@@ -3,12 +3,10 @@ real PostgreSQL): exact minor units, bad lines refused with their number."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 
 import pytest
 
-from app.entrypoints.devstack import Stack
 from app.providers.api import SettlementFileError, UnknownProviderError
 from tests.support.staged import Database
 
@@ -29,13 +27,8 @@ GLOBEX = (
 
 
 @pytest.fixture(scope="module")
-def database(stack: Stack) -> Iterator[Database]:
-    assert stack.database_url is not None
-    database = Database(stack.database_url)
-    try:
-        yield database
-    finally:
-        database.close()
+def database(staged_database: Database) -> Database:
+    return staged_database
 
 
 def test_acme_lines_read_as_integer_minor_units_when_file_is_well_formed(
