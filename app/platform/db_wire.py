@@ -1,0 +1,223 @@
+"""A transaction's statements sent in ONE write, answered in one read: libpq's pipeline,
+driven directly.
+
+psycopg's pipeline flushes the socket after every statement (each `execute` sends its
+packet and polls for answers), so a five-statement commit cost five packets, five wake-ups
+of the PostgreSQL backend and about 150 µs of client CPU per statement (issue 16). libpq
+itself only queues a statement in pipeline mode; here BEGIN, the statements and COMMIT
+are queued, then one Sync, one flush, and one wait for every answer.
+
+The statements are psycopg's (`%(name)s` placeholders, run as server-side prepared
+statements, prepared on each connection the first time it sees them, in the same
+write). Their parameters are text: str, int, bool or None; structured values travel as
+JSON text, which costs far less to send than psycopg's arrays. An error is psycopg's own
+exception for the first statement that failed, after which PostgreSQL skipped the rest,
+COMMIT included, so nothing of the transaction is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, LiteralString
+
+import psycopg
+import psycopg.errors
+from psycopg import pq
+from psycopg.errors import error_from_result
+
+from app.platform.errors import InvariantViolation
+
+# Longer than any statement may run (statement_timeout, db.create_engine): an answer
+# that never comes means a broken connection, which the caller then discards.
+ANSWER_TIMEOUT_S = 30.0
+# Statement texts come from code, so they are few; the cap only guards against a bug.
+MAX_STATEMENTS = 256
+
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+_FATAL = pq.ExecStatus.FATAL_ERROR
+_PARSED = pq.ExecStatus.COMMAND_OK
+_SYNC = pq.ExecStatus.PIPELINE_SYNC
+_BEGIN = b"BEGIN"
+_OURS = b"SELECT name FROM pg_prepared_statements WHERE name LIKE 'mp\\_%'"
+_COMMIT = b"COMMIT"
+
+
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    name: bytes
+    text: bytes
+    parameters: tuple[str, ...]
+
+
+_statements: dict[str, _Statement] = {}
+# The statements each connection has prepared (server-side statements live as long as it).
+_prepared: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], set[bytes]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _statement(sql: LiteralString) -> _Statement:
+    """`sql` with `$n` placeholders, and the name it is prepared under."""
+    found = _statements.get(sql)
+    if found is not None:
+        return found
+    if len(_statements) >= MAX_STATEMENTS:
+        raise InvariantViolation("db.wire_statements", "more statement texts than expected")
+    names: list[str] = []
+
+    def numbered(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "%"
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    text = _PLACEHOLDER.sub(numbered, sql)
+    # Not psycopg's `_pg3_` names, so the two never collide on one connection.
+    digest = hashlib.blake2b(sql.encode(), digest_size=10).hexdigest()
+    found = _Statement(f"mp_{digest}".encode(), text.encode(), tuple(names))
+    _statements[sql] = found
+    return found
+
+
+def _text(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, int):
+        return str(value).encode()
+    raise InvariantViolation(
+        "db.wire_parameter", f"a {type(value).__name__} parameter: send it as JSON text"
+    )
+
+
+async def commit(
+    driver: psycopg.AsyncConnection[Any],
+    statements: Sequence[tuple[LiteralString, Mapping[str, Any]]],
+) -> None:
+    """Run `statements` in one transaction (BEGIN .. COMMIT) on an idle `driver`.
+
+    Raises psycopg.Error for the first statement that failed (the transaction block is
+    then left aborted: the caller rolls it back). Any other exception (a timeout, a
+    cancellation) leaves the connection mid-exchange: the caller must discard it.
+    """
+    prepared = _prepared.get(driver)
+    if prepared is None:
+        prepared = _prepared[driver] = set()
+    # Everything that can refuse is done before the first command is queued.
+    bound = [
+        (statement, [_text(params[name]) for name in statement.parameters])
+        for statement, params in ((_statement(sql), params) for sql, params in statements)
+    ]
+    try:
+        await _exchange(driver, bound, prepared)
+    except psycopg.errors.InvalidSqlStatementName:
+        # Our statements were deallocated behind our back: psycopg's rollback sends
+        # DEALLOCATE ALL when it had prepared statements of its own. Nothing ran (the
+        # error aborted the block): ask the server which of ours it still has, and
+        # try once more, preparing the others.
+        await driver.rollback()
+        async with driver.cursor() as cursor:
+            await cursor.execute(_OURS)
+            rows = await cursor.fetchall()
+        prepared.clear()
+        prepared.update(str(name).encode() for (name,) in rows)
+        await _exchange(driver, bound, prepared)
+
+
+async def _exchange(
+    driver: psycopg.AsyncConnection[Any],
+    bound: list[tuple[_Statement, list[bytes | None]]],
+    prepared: set[bytes],
+) -> None:
+    pgconn = driver.pgconn
+    parsing: list[bytes | None] = []  # per command sent: the statement it prepares
+    pgconn.enter_pipeline_mode()
+    pgconn.send_query_params(_BEGIN, None)
+    parsing.append(None)
+    for statement, values in bound:
+        if statement.name not in prepared and statement.name not in parsing:
+            pgconn.send_prepare(statement.name, statement.text)
+            parsing.append(statement.name)
+        pgconn.send_query_prepared(statement.name, values)
+        parsing.append(None)
+    pgconn.send_query_params(_COMMIT, None)
+    parsing.append(None)
+    pgconn.pipeline_sync()
+    answers = await _answers(pgconn)
+    pgconn.exit_pipeline_mode()
+    failure: psycopg.Error | None = None
+    for name, results in zip(parsing, answers, strict=True):
+        for result in results:
+            if result.status == _FATAL and failure is None:
+                failure = error_from_result(result, encoding=driver.info.encoding)
+            elif name is not None and result.status == _PARSED:
+                prepared.add(name)
+    if failure is not None:
+        raise failure
+
+
+async def _answers(pgconn: pq.abc.PGconn) -> list[list[pq.abc.PGresult]]:
+    """Flush what is queued, then read every command's results up to the Sync."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ANSWER_TIMEOUT_S
+    fileno = pgconn.socket
+    while pgconn.flush():
+        await _ready(loop, fileno, deadline, writing=True)
+    answers: list[list[pq.abc.PGresult]] = []
+    current: list[pq.abc.PGresult] = []
+    while True:
+        await _ready(loop, fileno, deadline, writing=False)
+        pgconn.consume_input()
+        while not pgconn.is_busy():
+            result = pgconn.get_result()
+            if result is None:
+                if not current:
+                    break
+                answers.append(current)
+                current = []
+            elif result.status == _SYNC:
+                return answers
+            else:
+                current.append(result)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(
+            psycopg.OperationalError(f"no answer from the database in {ANSWER_TIMEOUT_S} s")
+        )
+
+
+async def _ready(
+    loop: asyncio.AbstractEventLoop, fileno: int, deadline: float, *, writing: bool
+) -> None:
+    """Wait until the socket can be read (or written), at most until `deadline`."""
+    waiter: asyncio.Future[None] = loop.create_future()
+    if writing:
+        loop.add_writer(fileno, _wake, waiter)
+    else:
+        loop.add_reader(fileno, _wake, waiter)
+    timer = loop.call_at(deadline, _expire, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        if writing:
+            loop.remove_writer(fileno)
+        else:
+            loop.remove_reader(fileno)
