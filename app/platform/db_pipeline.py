@@ -93,21 +93,30 @@ async def fetch_rows_pooled(
     """`fetch_rows` of one statement on a pooled connection of an autocommit engine
     (`create_autocommit_engine`), without a Session: its Session, Connection and their
     tracing span cost about 140 µs of CPU per checkout (issue 16), more than the statement.
-    The pool's checkout and checkin events run as for a session; a connection the
-    statement found broken is invalidated, so the pool replaces it."""
+    The statement goes in one write (`db_wire.fetch`): its parameters are text, int,
+    bool or None, its columns boolean, integer or text. The pool's checkout and checkin
+    events run as for a session; a connection found broken, or left mid-exchange, is
+    invalidated, so the pool replaces it."""
     pooled = await _checkout(engine)
+    usable = False
     try:
         driver: psycopg.AsyncConnection[Any] = pooled.driver_connection
         if not driver.autocommit:
             raise InvariantViolation("db.pooled_autocommit", "expected an autocommit engine")
-        return await _fetch(driver, sql, params)
-    except DBAPIError as error:
-        if isinstance(error.orig, psycopg.OperationalError):
+        try:
+            rows = await db_wire.fetch(driver, sql, params)
+        except psycopg.Error as error:
+            usable = not isinstance(error, psycopg.OperationalError) and (
+                driver.pgconn.pipeline_status == pq.PipelineStatus.OFF
+            )
+            raise DBAPIError.instance(sql, params, error, psycopg.Error) from error
+        usable = True
+        return rows
+    finally:
+        if not usable:
             # Closing the broken connection awaits the driver: inside greenlet_spawn, as
             # SQLAlchemy's pool requires (else it logs MissingGreenlet and leaks it).
-            await greenlet_spawn(pooled.invalidate, error)
-        raise
-    finally:
+            await greenlet_spawn(pooled.invalidate)
         await greenlet_spawn(pooled.close)
 
 

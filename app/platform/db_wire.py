@@ -21,7 +21,8 @@ import asyncio
 import hashlib
 import re
 import weakref
-from collections.abc import Mapping, Sequence
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, LiteralString
 
@@ -42,6 +43,7 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 _FATAL = pq.ExecStatus.FATAL_ERROR
 _PARSED = pq.ExecStatus.COMMAND_OK
 _SYNC = pq.ExecStatus.PIPELINE_SYNC
+_TUPLES = pq.ExecStatus.TUPLES_OK
 _BEGIN = b"BEGIN"
 _OURS = b"SELECT name FROM pg_prepared_statements WHERE name LIKE 'mp\\_%'"
 _COMMIT = b"COMMIT"
@@ -110,6 +112,27 @@ async def commit(
     then left aborted: the caller rolls it back). Any other exception (a timeout, a
     cancellation) leaves the connection mid-exchange: the caller must discard it.
     """
+    await _run(driver, statements, block=True)
+
+
+async def fetch(
+    driver: psycopg.AsyncConnection[Any], sql: LiteralString, params: Mapping[str, Any]
+) -> list[Any]:
+    """Run one statement on an idle autocommit `driver` and return its rows as named
+    tuples (columns of type boolean, integer or text). Without a BEGIN, the statement is
+    its own transaction, committed at the Sync; errors are raised as by `commit`."""
+    if not driver.autocommit:
+        raise InvariantViolation("db.wire_fetch", "expected an autocommit connection")
+    result = await _run(driver, [(sql, params)], block=False)
+    return [] if result is None else _rows(result)
+
+
+async def _run(
+    driver: psycopg.AsyncConnection[Any],
+    statements: Sequence[tuple[LiteralString, Mapping[str, Any]]],
+    *,
+    block: bool,
+) -> pq.abc.PGresult | None:
     prepared = _prepared.get(driver)
     if prepared is None:
         prepared = _prepared[driver] = set()
@@ -119,39 +142,47 @@ async def commit(
         for statement, params in ((_statement(sql), params) for sql, params in statements)
     ]
     try:
-        await _exchange(driver, bound, prepared)
+        return await _exchange(driver, bound, prepared, block=block)
     except psycopg.errors.InvalidSqlStatementName:
         # Our statements were deallocated behind our back: psycopg's rollback sends
         # DEALLOCATE ALL when it had prepared statements of its own. Nothing ran (the
-        # error aborted the block): ask the server which of ours it still has, and
-        # try once more, preparing the others.
+        # error aborted the transaction): ask the server which of ours it still has,
+        # and try once more, preparing the others.
         await driver.rollback()
         async with driver.cursor() as cursor:
             await cursor.execute(_OURS)
             rows = await cursor.fetchall()
+        await driver.rollback()  # the look-up's own transaction, if not autocommit
         prepared.clear()
         prepared.update(str(name).encode() for (name,) in rows)
-        await _exchange(driver, bound, prepared)
+        return await _exchange(driver, bound, prepared, block=block)
 
 
 async def _exchange(
     driver: psycopg.AsyncConnection[Any],
     bound: list[tuple[_Statement, list[bytes | None]]],
     prepared: set[bytes],
-) -> None:
+    *,
+    block: bool,
+) -> pq.abc.PGresult | None:
+    """Send, then read; the last statement's result."""
     pgconn = driver.pgconn
     parsing: list[bytes | None] = []  # per command sent: the statement it prepares
     pgconn.enter_pipeline_mode()
-    pgconn.send_query_params(_BEGIN, None)
-    parsing.append(None)
+    if block:
+        pgconn.send_query_params(_BEGIN, None)
+        parsing.append(None)
+    last = 0
     for statement, values in bound:
         if statement.name not in prepared and statement.name not in parsing:
             pgconn.send_prepare(statement.name, statement.text)
             parsing.append(statement.name)
         pgconn.send_query_prepared(statement.name, values)
+        last = len(parsing)
         parsing.append(None)
-    pgconn.send_query_params(_COMMIT, None)
-    parsing.append(None)
+    if block:
+        pgconn.send_query_params(_COMMIT, None)
+        parsing.append(None)
     pgconn.pipeline_sync()
     answers = await _answers(pgconn)
     pgconn.exit_pipeline_mode()
@@ -164,6 +195,55 @@ async def _exchange(
                 prepared.add(name)
     if failure is not None:
         raise failure
+    return answers[last][-1] if answers[last] else None
+
+
+def _boolean(value: bytes) -> bool:
+    return value == b"t"
+
+
+def _decoded(value: bytes) -> str:
+    return value.decode()
+
+
+# Text-format loaders by type OID: boolean, int8, int2, int4, name, text, varchar.
+_LOADERS: dict[int, Callable[[bytes], Any]] = {
+    16: _boolean,
+    20: int,
+    21: int,
+    23: int,
+    19: _decoded,
+    25: _decoded,
+    1043: _decoded,
+}
+_ROW_TYPES: dict[tuple[str, ...], Any] = {}
+
+
+def _rows(result: pq.abc.PGresult) -> list[Any]:
+    if result.status != _TUPLES:
+        return []
+    columns = range(result.nfields)
+    names = tuple((result.fname(column) or b"?").decode() for column in columns)
+    row_type: Any = _ROW_TYPES.get(names)
+    if row_type is None:
+        if len(_ROW_TYPES) >= MAX_STATEMENTS:
+            raise InvariantViolation("db.wire_statements", "more row shapes than expected")
+        row_type = _ROW_TYPES[names] = namedtuple("Row", names, rename=True)
+    loaders = []
+    for column in columns:
+        loader = _LOADERS.get(result.ftype(column))
+        if loader is None:
+            raise InvariantViolation("db.wire_column", f"column {names[column]}: type not loaded")
+        loaders.append(loader)
+    rows = []
+    for row in range(result.ntuples):
+        values = [result.get_value(row, column) for column in columns]
+        rows.append(
+            row_type(
+                *(None if v is None else load(v) for v, load in zip(values, loaders, strict=True))
+            )
+        )
+    return rows
 
 
 async def _answers(pgconn: pq.abc.PGconn) -> list[list[pq.abc.PGresult]]:

@@ -106,3 +106,25 @@ def test_a_parameter_that_is_not_text_is_refused_before_anything_is_sent(stack: 
         assert driver.pgconn.transaction_status == pq.TransactionStatus.IDLE
 
     _run(stack, scenario)
+
+
+def test_fetch_returns_named_rows_and_commits_alone_when_the_connection_autocommits(
+    stack: Stack,
+) -> None:
+    tag = secrets.token_hex(6)
+    sql = (
+        "INSERT INTO public.wire_probe (tag, n) VALUES (%(tag)s, CAST(%(n)s AS integer))"
+        " RETURNING tag, n, n > %(floor)s AS above, NULL::text AS nothing"
+    )
+
+    async def scenario(driver: psycopg.AsyncConnection[Any]) -> tuple[list[Any], int]:
+        await driver.set_autocommit(True)
+        rows = await db_wire.fetch(driver, sql, {"tag": tag, "n": 7, "floor": 5})
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await db_wire.fetch(driver, sql, {"tag": tag, "n": 8, "floor": 5})
+        assert driver.pgconn.transaction_status == pq.TransactionStatus.IDLE
+        return rows, await _count(driver, tag)
+
+    rows, kept = _run(stack, scenario)
+    assert [(r.tag, r.n, r.above, r.nothing) for r in rows] == [(tag, 7, True, None)]
+    assert kept == 1
