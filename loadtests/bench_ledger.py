@@ -9,9 +9,10 @@ api module (set-up is not what we measure); the measured transfers go over HTTP 
 whole pipeline: bearer token, RFC 9421 signature + nonce, OPA, Idempotency-Key, schema
 validation, the ledger transaction, audit record and outbox event.
 
-Three scenarios, each followed by pgbench TPC-B (scale 10) against the same PostgreSQL
-(its tables made once, before the first run; every timed run starts from a CHECKPOINT,
-so none pays for the dirty pages of the one before):
+Three scenarios, each with pgbench TPC-B (scale 10) against the same PostgreSQL right
+before and right after it, the ratio taken against their mean (pgbench's tables made once,
+before the first run; every timed run starts from a CHECKPOINT, so none pays for the dirty
+pages of the one before):
 1. uncontended: 1,000 accounts, each transfer between two random ones, one signed request
    per transfer (`POST /v1/ledger/transactions`);
 2. hot: 2 accounts, every transfer between the same two (every request on the same rows);
@@ -19,11 +20,12 @@ so none pays for the dirty pages of the one before):
    (`POST /v1/ledger/transactions/batch`).
 
 Prints, per scenario: transfers/s, pgbench tps and their ratio, latency percentiles, the
-CPU each transfer cost the API, PostgreSQL and OPA processes, and the SQL statements per
-transfer (counted from PostgreSQL's statement log on a few extra requests, BEGIN and
-COMMIT included) and the database round trips per transfer (statements sent together in a
-pipeline are one; counted by a relay in front of PostgreSQL, tests/support/round_trips.py,
-on an in-process API). The machine is shared, so compare ratios from one run only.
+CPU each transfer cost the API, PostgreSQL and OPA processes and the bench's own clients,
+the SQL statements per transfer (counted from PostgreSQL's statement log on a few extra
+requests, BEGIN and COMMIT included) and the database round trips per transfer
+(statements sent together in a pipeline are one; counted by a relay in front of
+PostgreSQL, tests/support/round_trips.py, on an in-process API). The machine is shared,
+so compare ratios from one run only.
 """
 
 from __future__ import annotations
@@ -474,6 +476,10 @@ def main() -> int:
             )
             for name, count, batch in scenarios:
                 accounts = asyncio.run(_open_accounts(database_url, count))
+                # pgbench runs right before and right after the scenario and the ratio uses
+                # their mean: the machine is shared, and a baseline taken on one side only
+                # moved the ratio by a third when the background load changed.
+                tps_before = _pgbench(database_url, args.seconds, args.pgbench_clients)
                 _checkpoint(database_url)
                 pids = {part: stack.processes[part].pid for part in ("api", "postgres", "opa")}
                 cpu_before = {part: _tree_cpu_s(pid) for part, pid in pids.items()}
@@ -491,12 +497,14 @@ def main() -> int:
                     stack, clients[0], accounts, batch=batch
                 )
                 outcome.round_trips_per_transfer = _round_trips(stack, accounts, batch=batch)
-                tps = _pgbench(database_url, args.seconds, args.pgbench_clients)
+                tps_after = _pgbench(database_url, args.seconds, args.pgbench_clients)
+                tps = (tps_before + tps_after) / 2
                 results[name] = (outcome, tps)
                 unit = f"batches of {BATCH_SIZE}" if batch else "one transfer per request"
                 print(
                     f"{name:>11} ({count} accounts, {unit}): {outcome.transfers_per_s:8.1f} "
-                    f"posted transfers/s | pgbench TPC-B {tps:8.1f} tps | ratio "
+                    f"posted transfers/s | pgbench TPC-B {tps:8.1f} tps (before {tps_before:.0f}, "
+                    f"after {tps_after:.0f}) | ratio "
                     f"{outcome.transfers_per_s / tps:.3f} | p50 {outcome.p50_ms:.1f} ms "
                     f"p99 {outcome.p99_ms:.1f} ms (per request) | CPU per transfer: API "
                     f"{outcome.api_cpu_ms_per_transfer:.2f} ms, PostgreSQL "
