@@ -293,7 +293,7 @@ async def _reset(driver: psycopg.AsyncConnection[Any]) -> bool:
         return False  # the exchange broke off midway: its state is unknown
     try:
         if driver.pgconn.transaction_status != pq.TransactionStatus.IDLE:
-            await driver.rollback()
+            await db_wire.rollback(driver)
     except psycopg.Error:
         return False
     return driver.pgconn.transaction_status == pq.TransactionStatus.IDLE

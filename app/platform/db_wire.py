@@ -47,6 +47,7 @@ _TUPLES = pq.ExecStatus.TUPLES_OK
 _BEGIN = b"BEGIN"
 _OURS = b"SELECT name FROM pg_prepared_statements WHERE name LIKE 'mp\\_%'"
 _COMMIT = b"COMMIT"
+_ROLLBACK = b"ROLLBACK"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,24 @@ async def fetch(
         raise InvariantViolation("db.wire_fetch", "expected an autocommit connection")
     result = await _run(driver, [(sql, params)], block=False)
     return [] if result is None else _rows(result)
+
+
+async def rollback(driver: psycopg.AsyncConnection[Any]) -> None:
+    """End the aborted transaction block a refused `commit` left, in one round trip.
+
+    Not psycopg's `rollback()`: when psycopg has prepared statements of its own, that
+    one also sends DEALLOCATE ALL, which drops ours too, and the next `commit` on this
+    connection would pay a round trip to find that out (see `_run`)."""
+    pgconn = driver.pgconn
+    pgconn.enter_pipeline_mode()
+    pgconn.send_query_params(_ROLLBACK, None)
+    pgconn.pipeline_sync()
+    answers = await _answers(pgconn)
+    pgconn.exit_pipeline_mode()
+    for results in answers:
+        for result in results:
+            if result.status == _FATAL:
+                raise error_from_result(result, encoding=driver.info.encoding)
 
 
 async def _run(

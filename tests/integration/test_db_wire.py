@@ -128,3 +128,29 @@ def test_fetch_returns_named_rows_and_commits_alone_when_the_connection_autocomm
     rows, kept = _run(stack, scenario)
     assert [(r.tag, r.n, r.above, r.nothing) for r in rows] == [(tag, 7, True, None)]
     assert kept == 1
+
+
+def test_a_refused_commit_keeps_the_prepared_statements_when_rolled_back_on_the_wire(
+    stack: Stack,
+) -> None:
+    tag = secrets.token_hex(6)
+    ours = "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'mp\\_%'"
+
+    async def scenario(driver: psycopg.AsyncConnection[Any]) -> tuple[int, int]:
+        # psycopg prepares a statement of its own (its rollback would DEALLOCATE ALL).
+        await driver.execute("SELECT 1", prepare=True)
+        await driver.commit()
+        await db_wire.commit(driver, [(INSERT, {"tag": tag, "n": 1})])
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            await db_wire.commit(driver, [(INSERT, {"tag": tag, "n": 2})])
+        await db_wire.rollback(driver)
+        assert driver.pgconn.transaction_status == pq.TransactionStatus.IDLE
+        cursor = await driver.execute(ours)
+        row = await cursor.fetchone()
+        await driver.commit()
+        assert row is not None
+        return int(row[0]), await _count(driver, tag)
+
+    prepared, kept = _run(stack, scenario)
+    assert prepared == 1
+    assert kept == 1
