@@ -38,11 +38,40 @@ async def stage_lines(
     ValidationError (nothing is kept then: the caller's transaction rolls back)."""
     await session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
     await session.execute(text(f"SET LOCAL work_mem = '{int(work_mem_mb)}MB'"))
-    # A file that does not parse raises SettlementFileError (422 invalid_settlement_file).
-    count = await providers_api.stage_settlement_file(session, provider, data)
+    claimed = await _claim_temp_buffers(session, work_mem_mb)
+    try:
+        # A file that does not parse raises SettlementFileError (422 invalid_settlement_file).
+        count = await providers_api.stage_settlement_file(session, provider, data)
+    finally:
+        if claimed:
+            await _close_after_transaction(session)
     if count > MAX_LINES:
         raise ValidationError(f"a settlement file has at most {MAX_LINES} lines")
     return count
+
+
+async def _claim_temp_buffers(session: AsyncSession, work_mem_mb: int) -> bool:
+    """Let the run's temporary tables (a million lines and records: about 200 MB) stay in
+    this session's memory, up to `work_mem_mb` MiB. With PostgreSQL's default 8 MB every
+    page of them went through the kernel on each write and each scan: a fifth of a run.
+
+    PostgreSQL takes the setting only before the session's first temporary table, so it
+    is set only in a session that has none yet (returns whether it was). The session
+    keeps that memory until it ends: see _close_after_transaction."""
+    claimed = await session.execute(
+        text("SELECT set_config('temp_buffers', :size, true) WHERE pg_my_temp_schema() = 0"),
+        {"size": f"{int(work_mem_mb)}MB"},
+    )
+    return claimed.first() is not None
+
+
+async def _close_after_transaction(session: AsyncSession) -> None:
+    """Detach the session's connection from the pool, so that it is closed at the end of
+    the transaction instead of carrying the run's buffers into unrelated requests. (After
+    the COPY: a detached connection no longer hands out its driver connection.)"""
+    connection = (await session.connection()).sync_connection
+    if connection is not None:
+        connection.detach()
 
 
 def _window(first_day: date, last_day: date) -> dict[str, datetime]:
