@@ -128,3 +128,26 @@ test_create_of_owned_resource_needs_no_owner if {
 test_ledger_resources_are_never_concealed if {
 	not authz.conceal with input as {"principal": {"client_id": "cli_b", "scopes": ["ledger:read"]}, "action": "ledger.accounts.read", "resource": {"type": "account", "id": "acc_1", "owner": null}}
 }
+
+# The document the API queries carries exactly the verdict, for an allow, a refusal and a
+# concealed resource alike.
+test_decision_is_the_verdict_alone_when_allowed if {
+	authz.decision == {"allow": true, "conceal": false, "reasons": set()} with input as {"principal": ledger_reader, "action": "ledger.accounts.read", "resource": {"type": "account", "id": "acc_1", "owner": null}}
+}
+
+test_decision_names_the_reason_when_refused if {
+	authz.decision == {"allow": false, "conceal": false, "reasons": {"missing scope"}} with input as {"principal": ledger_reader, "action": "ledger.transactions.create", "resource": {"type": "transaction", "id": null, "owner": null}}
+}
+
+test_decision_conceals_another_clients_resource if {
+	d := authz.decision with input as {"principal": payments_client, "action": "payments.read", "resource": {"type": "payment", "id": "pay_1", "owner": "cli_b"}}
+	d.allow == false
+	d.conceal == true
+	d.reasons == {"not the owner"}
+}
+
+test_decision_denies_an_empty_input if {
+	d := authz.decision with input as {}
+	d.allow == false
+	d.conceal == false
+}

@@ -129,11 +129,16 @@ class Opa:
 
 
 class OpaAuthorizer:
-    """The `Authorizer` every service uses: asks `data.moneypath.authz` for each request."""
+    """The `Authorizer` every service uses: asks `data.moneypath.authz.decision` (allow,
+    conceal, reasons) for each request."""
 
-    def __init__(self, opa: Opa, package_path: str = "moneypath/authz") -> None:
+    def __init__(self, opa: Opa, package_path: str = "moneypath/authz/decision") -> None:
         self._opa = opa
         self._package_path = package_path
+
+    @property
+    def package_path(self) -> str:
+        return self._package_path
 
     async def decide(self, principal: Any, action: str, resource: Mapping[str, Any]) -> Decision:
         principal_document = (

@@ -81,3 +81,32 @@ def test_the_check_names_the_endpoint_when_its_scope_is_dropped_from_authz_rego(
     finally:
         opa.stop_all()
     assert found == ["ledger.transactions.void: refused with its scopes ('ledger:write',)"]
+
+
+def test_the_authorizer_asks_opa_for_the_verdict_alone_when_deciding(stack: Stack) -> None:
+    """The API's per-request query names one rule, so OPA evaluates, returns and logs
+    {allow, conceal, reasons}, never the whole package with its action table (which cost
+    OPA twice the CPU per decision, issue 16)."""
+
+    async def ask() -> tuple[dict[str, object], bool, str | None]:
+        opa = Opa(stack.opa_url, timeout_ms=5000)
+        try:
+            authorizer = OpaAuthorizer(opa)
+            principal = Principal(client_id=CALLER, scopes=frozenset({"ledger:write"}))
+            resource = {"type": "ledger_transaction", "id": None, "owner": None}
+            document = await opa.evaluate(
+                authorizer.package_path,
+                {"principal": {"client_id": CALLER, "scopes": ["ledger:write"]},
+                 "action": "ledger.transactions.create", "resource": resource},
+            )  # fmt: skip
+            decision = await authorizer.decide(principal, "ledger.transactions.create", resource)
+        finally:
+            await opa.close()
+        result = document.get("result")
+        assert isinstance(result, dict)
+        return result, decision.allowed, decision.decision_id
+
+    result, allowed, decision_id = asyncio.run(ask())
+    assert result == {"allow": True, "conceal": False, "reasons": []}
+    assert allowed is True
+    assert decision_id
