@@ -16,7 +16,9 @@ columns. What the table refuses (SettlementFileError, naming the line): a wrong 
 missing or extra field, a blank line, a malformed amount (acme: an integer; globex: a
 decimal with no more places than the currency's exponent), negative amounts,
 net != gross - fee, an unknown type, a line other than a fee naming no reference, a
-malformed currency code, a field over MAX_FIELD_CHARS bytes, a line of only `\\.`. Amounts
+field over MAX_FIELD_CHARS bytes, a line of only `\\.`; once the file is loaded, a
+malformed currency code (checked per distinct code, after_load_sql: so a file with other
+faults too is refused for those first). Amounts
 are read by PostgreSQL's bigint and numeric input (never a float), which also takes a sign
 or surrounding blanks (`+5`, ` 5`) and, for globex, an exponent (`1e3`). Other fields are
 taken as written (no trimming), except that globex splits its references on any run of
@@ -175,8 +177,6 @@ class SettlementFormat:
             f"CONSTRAINT amounts_in_range CHECK ({gross} >= 0 AND {fee} >= 0 AND {net} >= 0"
             f" AND {gross} < {top} AND {fee} < {top} AND {net} < {top})",
             f"CONSTRAINT net_is_gross_minus_fee CHECK ({net} = {gross} - {fee})",
-            f"CONSTRAINT currency_code CHECK ({_ident(self.currency_column)}"
-            f" ~ {_quote(CURRENCY_PATTERN)})",
             f"CONSTRAINT reference_present CHECK ({kind} IN ({fee_types})"
             f" OR coalesce({refs} <> '' AND (NOT {splits} OR cardinality({parts}) > 0), false))",
             f"CONSTRAINT references_bounded CHECK (NOT {splits}"
@@ -213,15 +213,35 @@ class SettlementFormat:
         )
         return f"CREATE TEMPORARY TABLE {_TABLE} ({body}) ON COMMIT DROP"
 
-    def view_sql(self) -> str:
+    def after_load_sql(self) -> str:
+        """One pass over the loaded lines: whether any line splits its references (the
+        view then needs the splitting columns), and the first line whose currency is not
+        a code. Currencies are checked here, once per distinct value, rather than by a
+        CHECK on each line: a regular expression per line cost an eighth of the load."""
+        _, splits, _ = self._references()
+        currency = _ident(self.currency_column)
+        return (
+            "SELECT coalesce(bool_or(splitting), false),"  # noqa: S608 - fixed names
+            f" min(first_line) FILTER (WHERE NOT currency ~ {_quote(CURRENCY_PATTERN)})"
+            f" FROM (SELECT {currency} AS currency, bool_or({splits}) AS splitting,"
+            f" min(line_number) AS first_line FROM {_TABLE} GROUP BY {currency}) AS found"
+        )
+
+    def view_sql(self, *, splitting: bool) -> str:
         parts, splits, refs = self._references()
         # One reference (the usual line) is shown as plain text, several as an array: the
-        # matching groups a million single references by a text, not an array.
-        single = (
-            f"CASE WHEN NOT {splits} THEN coalesce({refs}, '')"
-            f" WHEN cardinality({parts}) = 1 THEN ({parts})[1] ELSE '' END"
-        )
-        several = f"CASE WHEN {splits} AND cardinality({parts}) > 1 THEN {parts} END"
+        # matching groups a million single references by a text, not an array. A file in
+        # which no line splits (splitting_sql) gets the plain columns: no per-line search
+        # when the view is read, and `refs` is NULL as a constant, so the planner drops
+        # the matching's scan for lines naming several references.
+        if splitting:
+            single = (
+                f"CASE WHEN NOT {splits} THEN coalesce({refs}, '')"
+                f" WHEN cardinality({parts}) = 1 THEN ({parts})[1] ELSE '' END"
+            )
+            several = f"CASE WHEN {splits} AND cardinality({parts}) > 1 THEN {parts} END"
+        else:
+            single, several = f"coalesce({refs}, '')", "NULL::text[]"
         amounts = (
             ("gross_minor", "fee_minor", "net_minor")
             if self.decimal
@@ -351,12 +371,12 @@ def _file_error(provider: ProviderName, error: psycopg.Error) -> SettlementFileE
 async def stage(session: AsyncSession, provider: ProviderName, data: bytes) -> int:
     """Load `data` into the view SETTLEMENT_LINES (dropped at the end of the transaction);
     returns the number of lines. Raises SettlementFileError naming the first bad line (the
-    transaction is then aborted: the caller rolls back)."""
+    first with a malformed currency when that is the file's only fault); the caller then
+    rolls back."""
     settlement_format = FORMATS[provider]
     body = _body(provider, data)
     await session.execute(text(f"DROP TABLE IF EXISTS pg_temp.{_TABLE} CASCADE"))
     await session.execute(text(settlement_format.table_sql()))
-    await session.execute(text(settlement_format.view_sql()))
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: Any = raw.driver_connection
@@ -371,6 +391,13 @@ async def stage(session: AsyncSession, provider: ProviderName, data: bytes) -> i
         if refused is None:
             raise
         raise refused from None
+    found = (await session.execute(text(settlement_format.after_load_sql()))).one()
+    splitting, bad_currency_line = bool(found[0]), found[1]
+    if bad_currency_line is not None:
+        raise SettlementFileError(
+            f"{provider} settlement line {bad_currency_line}: {CHECKS['currency_code']}"
+        )
+    await session.execute(text(settlement_format.view_sql(splitting=splitting)))
     # No ANALYZE: the matching reads the whole table once, by a plan its size decides (the
     # statistics cost a tenth of the load and changed no plan).
     return count

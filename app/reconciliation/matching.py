@@ -77,13 +77,14 @@ _PAIRED = f"""
 WITH sides AS (
   -- Rule 2: a line settles our records of its own kind and reference. The lines naming
   -- one reference (or none) by it; every reference of a line naming several too, its
-  -- line number negated to mark it.
+  -- line number negated to mark it (planned away when no line splits: `refs` is then
+  -- NULL as a constant).
   SELECT kind, ref, line_number, gross_minor, fee_minor, currency AS line_currency,
          NULL::bigint AS amount_minor, NULL::text AS record_currency, NULL::timestamptz AS at
     FROM {_LINES} WHERE refs IS NULL
   UNION ALL
   SELECT l.kind, n.reference, -l.line_number, NULL, NULL, NULL, NULL, NULL, NULL
-    FROM {_LINES} l, unnest(l.refs) AS n (reference) WHERE l.ref = ''
+    FROM {_LINES} l, unnest(l.refs) AS n (reference) WHERE l.refs IS NOT NULL
   UNION ALL
   SELECT kind, reference, NULL, NULL, NULL, NULL, amount_minor, currency, at
     FROM {_SETTLED}

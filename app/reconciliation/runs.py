@@ -58,7 +58,8 @@ MAX_WORK_MEM_MB = 4096  # each sort or hash of a statement may take this much
 
 
 def work_mem_mb_from_env() -> int:
-    """`RECON_WORK_MEM_MB`: the memory each sort and hash of a run may use, in MiB
+    """`RECON_WORK_MEM_MB`: the memory each sort and hash of a run may use, and its
+    temporary tables' buffers (staging), in MiB
     (default DEFAULT_WORK_MEM_MB; an integer in [MIN_WORK_MEM_MB, MAX_WORK_MEM_MB])."""
     raw = os.environ.get("RECON_WORK_MEM_MB", str(DEFAULT_WORK_MEM_MB))
     try:

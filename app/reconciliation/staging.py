@@ -14,8 +14,9 @@ All temporary tables are dropped at the end of the transaction.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.payments import api as payments_api
@@ -26,6 +27,7 @@ from app.providers import api as providers_api
 # statement timeout meant for requests; a run's own statements get this bound instead.
 STATEMENT_TIMEOUT_MS = 300_000
 MAX_LINES = 2_000_000
+_HOLDS_RUN_BUFFERS = "reconciliation_run_buffers"  # a pooled connection's mark
 _SETTLED = payments_api.SETTLED_TABLE
 
 
@@ -38,11 +40,45 @@ async def stage_lines(
     ValidationError (nothing is kept then: the caller's transaction rolls back)."""
     await session.execute(text(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"))
     await session.execute(text(f"SET LOCAL work_mem = '{int(work_mem_mb)}MB'"))
+    if await _claim_temp_buffers(session, work_mem_mb):
+        await _close_when_returned(session)
     # A file that does not parse raises SettlementFileError (422 invalid_settlement_file).
     count = await providers_api.stage_settlement_file(session, provider, data)
     if count > MAX_LINES:
         raise ValidationError(f"a settlement file has at most {MAX_LINES} lines")
     return count
+
+
+async def _claim_temp_buffers(session: AsyncSession, work_mem_mb: int) -> bool:
+    """Let the run's temporary tables (a million lines and records: about 200 MB) stay in
+    this session's memory, up to `work_mem_mb` MiB. With PostgreSQL's default 8 MB every
+    page of them went through the kernel on each write and each scan: a fifth of a run.
+
+    PostgreSQL takes the setting only before the session's first temporary table, so it
+    is set only in a session that has none yet (returns whether it was). The session
+    keeps that memory until it ends: see _close_when_returned."""
+    claimed = await session.execute(
+        text("SELECT set_config('temp_buffers', :size, true) WHERE pg_my_temp_schema() = 0"),
+        {"size": f"{int(work_mem_mb)}MB"},
+    )
+    return claimed.first() is not None
+
+
+async def _close_when_returned(session: AsyncSession) -> None:
+    """Have the pool close the session's connection when the transaction hands it back,
+    instead of lending the run's buffers to unrelated requests. (Not `detach()`: an
+    asyncio pool leaves a detached psycopg connection open.)"""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    raw.info[_HOLDS_RUN_BUFFERS] = True
+    pool = connection.sync_engine.pool
+    if not event.contains(pool, "checkin", _close_if_marked):
+        event.listen(pool, "checkin", _close_if_marked)
+
+
+def _close_if_marked(dbapi_connection: Any, record: Any) -> None:
+    if record is not None and record.info.pop(_HOLDS_RUN_BUFFERS, False):
+        record.invalidate()  # the pool opens a new connection in its place when needed
 
 
 def _window(first_day: date, last_day: date) -> dict[str, datetime]:

@@ -117,3 +117,51 @@ def test_empty_file_is_refused_when_it_has_no_header(database: Database) -> None
 def test_unknown_provider_is_refused_when_parsing(database: Database) -> None:
     with pytest.raises(UnknownProviderError):
         database.parse("initech", ACME.encode())
+
+
+@pytest.mark.parametrize(
+    ("provider", "text", "splitting_line"),
+    [
+        ("acme", ACME, "2026-12-01,2,CAPTURE,ch_2|ch_3,batch_1,3000,45,2955,EUR\n"),
+        ("globex", GLOBEX, "2026-12-01;Settled;gx_2 gx_3;batch_1;JPY;3000;45;2955\r\n"),
+    ],
+)
+def test_lines_read_alike_when_no_line_of_the_file_splits_its_references(
+    database: Database, provider: str, text: str, splitting_line: str
+) -> None:
+    # Without a splitting line the view reads the reference column as is: the lines
+    # that remain must read exactly as they do beside one.
+    fee = (
+        "2026-12-01,9,FEE,,,25,25,0,EUR\n"
+        if provider == "acme"
+        else "2026-12-01;Fee;;;EUR;0.25;0.25;0.00\r\n"
+    )
+    beside = database.parse(provider, (text + fee).encode())
+    alone = database.parse(provider, (text.replace(splitting_line, "") + fee).encode())
+    assert [line._replace(line_number=0) for line in alone] == [
+        line._replace(line_number=0) for line in beside if len(line.provider_references) != 2
+    ]
+    assert len(alone) == 3
+    assert alone[-1].provider_references == ()
+
+
+def test_reference_padded_with_blanks_is_read_trimmed_when_it_is_the_only_one(
+    database: Database,
+) -> None:
+    # globex splits on whitespace, so a lone padded id is one reference, not a new id.
+    text = GLOBEX.replace(";gx_1;gx_1;", "; gx_1 ;gx_1;").replace(
+        "2026-12-01;Settled;gx_2 gx_3;batch_1;JPY;3000;45;2955\r\n", ""
+    )
+    lines = database.parse("globex", text.encode())
+    assert [line.provider_references for line in lines] == [("gx_1",), ("gxt_1",)]
+
+
+def test_first_line_with_a_malformed_currency_is_named_when_several_have_one(
+    database: Database,
+) -> None:
+    text = ACME.replace("0,50,EUR\n", "0,50,US$\n").replace("2955,EUR\n", "2955,eur\n")
+    with pytest.raises(SettlementFileError) as refused:
+        database.parse("acme", text.encode())
+    assert str(refused.value) == (
+        "acme settlement line 3: currency is not three upper-case letters"
+    )
