@@ -57,7 +57,7 @@ class TransactionNotFoundError(NotFoundError):
     title = "Transaction not found"
 
 
-# The refusals `ledger.apply_entries()` raises (migration ledger_0003, the home of the
+# The refusals `ledger.apply_entries()` raises (migrations ledger_0003 and 0004, the home of the
 # balance rules), by SQLSTATE. Its DETAIL is JSON: the refused entry's position among the
 # entries of the call (`item`) and the account or leg the refusal names.
 _REFUSED_IN_SQL: dict[str, tuple[type[DomainError], str]] = {

@@ -16,6 +16,7 @@ One job, not split: a create (and a reverse) is a batch of one, sharing ids, clo
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -34,20 +35,18 @@ from app.platform.errors import DomainError, InvariantViolation
 
 # New transactions' rows (and their holds, when pending). Sent with the COMMIT, before the
 # journal write (`journal.apply_entries`): nothing reads them earlier, and a refusal there
-# rolls them back with everything else.
+# rolls them back with everything else. The rows travel as one JSON array of objects
+# (cheaper to send than an array per column).
 _INSERT_TRANSACTIONS: LiteralString = """
     WITH created AS (
         INSERT INTO ledger.transactions
             (id, entry_id, status, expires_at, description, external_ref, reverses,
              posting_count, created_at)
         SELECT v.id, v.entry_id, v.status, v.expires_at, v.description, v.external_ref,
-               v.reverses, v.posting_count, %(created_at)s
-        FROM unnest(CAST(%(ids)s AS text[]), CAST(%(entry_ids)s AS text[]),
-                    CAST(%(statuses)s AS text[]), CAST(%(expires)s AS timestamptz[]),
-                    CAST(%(descriptions)s AS text[]), CAST(%(external_refs)s AS text[]),
-                    CAST(%(reverses)s AS text[]), CAST(%(posting_counts)s AS smallint[]))
-             AS v(id, entry_id, status, expires_at, description, external_ref, reverses,
-                  posting_count)
+               v.reverses, v.posting_count, CAST(%(created_at)s AS timestamptz)
+        FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb))
+             AS v(id text, entry_id text, status text, expires_at timestamptz,
+                  description text, external_ref text, reverses text, posting_count smallint)
         RETURNING id, status, expires_at
     )
     INSERT INTO ledger.open_holds (transaction_id, expires_at)
@@ -132,15 +131,27 @@ async def create_transactions(
         session,
         _INSERT_TRANSACTIONS,
         {
-            "ids": transaction_ids,
-            "entry_ids": entry_ids,
-            "statuses": [str(change.status) for change in changes],
-            "expires": [change.expires_at for change in changes],
-            "descriptions": [item.description for item in items],
-            "external_refs": [item.external_ref for item in items],
-            "reverses": [item.reverses for item in items],
-            "posting_counts": [len(change.legs) for change in changes],
-            "created_at": received_at,
+            "rows": json.dumps(
+                [
+                    {
+                        "id": transaction_id,
+                        "entry_id": entry_id,
+                        "status": str(change.status),
+                        "expires_at": (
+                            None if change.expires_at is None else change.expires_at.isoformat()
+                        ),
+                        "description": item.description,
+                        "external_ref": item.external_ref,
+                        "reverses": item.reverses,
+                        "posting_count": len(change.legs),
+                    }
+                    for transaction_id, entry_id, item, change in zip(
+                        transaction_ids, entry_ids, items, changes, strict=True
+                    )
+                ],
+                separators=(",", ":"),
+            ),
+            "created_at": received_at.isoformat(),
             "pending": str(TransactionStatus.PENDING),
         },
     )

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.util import greenlet_spawn
 
-from app.platform import tracing
+from app.platform import db_wire, tracing
 from app.platform.errors import InvariantViolation
 
 CommitStep = Callable[[AsyncSession], Awaitable[None]]
@@ -93,21 +93,30 @@ async def fetch_rows_pooled(
     """`fetch_rows` of one statement on a pooled connection of an autocommit engine
     (`create_autocommit_engine`), without a Session: its Session, Connection and their
     tracing span cost about 140 µs of CPU per checkout (issue 16), more than the statement.
-    The pool's checkout and checkin events run as for a session; a connection the
-    statement found broken is invalidated, so the pool replaces it."""
+    The statement goes in one write (`db_wire.fetch`): its parameters are text, int,
+    bool or None, its columns boolean, integer or text. The pool's checkout and checkin
+    events run as for a session; a connection found broken, or left mid-exchange, is
+    invalidated, so the pool replaces it."""
     pooled = await _checkout(engine)
+    usable = False
     try:
         driver: psycopg.AsyncConnection[Any] = pooled.driver_connection
         if not driver.autocommit:
             raise InvariantViolation("db.pooled_autocommit", "expected an autocommit engine")
-        return await _fetch(driver, sql, params)
-    except DBAPIError as error:
-        if isinstance(error.orig, psycopg.OperationalError):
+        try:
+            rows = await db_wire.fetch(driver, sql, params)
+        except psycopg.Error as error:
+            usable = not isinstance(error, psycopg.OperationalError) and (
+                driver.pgconn.pipeline_status == pq.PipelineStatus.OFF
+            )
+            raise DBAPIError.instance(sql, params, error, psycopg.Error) from error
+        usable = True
+        return rows
+    finally:
+        if not usable:
             # Closing the broken connection awaits the driver: inside greenlet_spawn, as
             # SQLAlchemy's pool requires (else it logs MissingGreenlet and leaks it).
-            await greenlet_spawn(pooled.invalidate, error)
-        raise
-    finally:
+            await greenlet_spawn(pooled.invalidate)
         await greenlet_spawn(pooled.close)
 
 
@@ -251,13 +260,12 @@ async def _send_and_commit(session: AsyncSession, queued: list[_Queued]) -> None
 
 
 async def _commit_pooled(engine: AsyncEngine, ordered: list[_Queued]) -> None:
-    """BEGIN, `ordered` and COMMIT in one pipeline on a pooled connection.
+    """BEGIN, `ordered` and COMMIT on a pooled connection, in one write (`db_wire`).
 
     A Session's Connection and the tracing span of its checkout cost more CPU than the
-    pipeline itself (issue 16); this pipeline gets a span of its own instead. As in
-    `_go_explicit`, the connection is in autocommit mode only while our BEGIN block is
-    open; on any failure the block is rolled back, and a connection that cannot be set
-    back is invalidated, so the pool never hands it out again."""
+    pipeline itself (issue 16); this pipeline gets a span of its own instead. A refused
+    transaction block is rolled back; a connection whose exchange broke off (or that
+    cannot be rolled back) is invalidated, so the pool never hands it out again."""
     pooled = await _checkout(engine)
     driver: psycopg.AsyncConnection[Any] = pooled.driver_connection
     attributes: dict[str, str | int | bool] = {
@@ -268,16 +276,11 @@ async def _commit_pooled(engine: AsyncEngine, ordered: list[_Queued]) -> None:
     try:
         with tracing.span("db.commit_pipeline", **attributes):
             try:
-                await driver.set_autocommit(True)
-                async with driver.cursor() as cursor, driver.pipeline():
-                    await _begin(driver)
-                    for statement in ordered:
-                        await cursor.execute(statement.sql, statement.params, prepare=True)
-                    await cursor.execute(b"COMMIT")
+                await db_wire.commit(driver, [(q.sql, q.params) for q in ordered])
+                usable = True
             except psycopg.Error as error:
-                raise _refused(ordered, error) from error
-            finally:
                 usable = await _reset(driver)
+                raise _refused(ordered, error) from error
     finally:
         if not usable:
             await greenlet_spawn(pooled.invalidate)
@@ -285,14 +288,15 @@ async def _commit_pooled(engine: AsyncEngine, ordered: list[_Queued]) -> None:
 
 
 async def _reset(driver: psycopg.AsyncConnection[Any]) -> bool:
-    """Roll back a block left open and leave autocommit; False if the connection is unusable."""
+    """Roll back a block left open; False if the connection is unusable."""
+    if driver.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+        return False  # the exchange broke off midway: its state is unknown
     try:
         if driver.pgconn.transaction_status != pq.TransactionStatus.IDLE:
-            await driver.rollback()
-        await driver.set_autocommit(False)
+            await db_wire.rollback(driver)
     except psycopg.Error:
         return False
-    return True
+    return driver.pgconn.transaction_status == pq.TransactionStatus.IDLE
 
 
 async def _send(driver: psycopg.AsyncConnection[Any], statement: _Queued) -> None:

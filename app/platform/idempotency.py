@@ -90,20 +90,20 @@ _COMPLETE_AUDIT_AND_EMIT: LiteralString = """
         SELECT now(), %(actor)s, %(event_type)s, %(outcome)s, %(code)s, %(origin_ip)s,
                %(request_id)s, %(resource_type)s, %(resource_id)s, %(decision_id)s,
                CAST(%(details)s AS jsonb)
-        WHERE %(audited)s
+        WHERE CAST(%(audited)s AS boolean)
     ), emitted AS (
         INSERT INTO platform.outbox
             (event_id, event_type, event_version, aggregate_id, payload)
         SELECT v.event_id, v.event_type, v.event_version, v.aggregate_id, v.payload
-        FROM unnest(CAST(%(outbox_event_id)s AS text[]), CAST(%(outbox_event_type)s AS text[]),
-                    CAST(%(outbox_event_version)s AS integer[]),
-                    CAST(%(outbox_aggregate_id)s AS text[]),
-                    CAST(%(outbox_payload)s AS jsonb[]))
-             WITH ORDINALITY AS v(event_id, event_type, event_version, aggregate_id, payload, n)
+        FROM ROWS FROM (
+                 jsonb_to_recordset(CAST(%(outbox)s AS jsonb))
+                 AS (event_id text, event_type text, event_version integer,
+                     aggregate_id text, payload jsonb)
+             ) WITH ORDINALITY AS v(event_id, event_type, event_version, aggregate_id, payload, n)
         ORDER BY v.n
     ), completed AS (
         UPDATE platform.idempotency_keys
-        SET status = 'completed', response_status = %(status)s,
+        SET status = 'completed', response_status = CAST(%(status)s AS integer),
             response_body = CAST(%(body)s AS jsonb), claim_token = NULL
         WHERE client_id = %(client_id)s AND key = %(key)s
           AND claim_token = %(token)s AND status = 'in_progress'
@@ -350,7 +350,7 @@ async def complete(
         {
             **(audit.params(audit_event) if audit_event is not None else _NO_AUDIT),
             "audited": audit_event is not None,
-            **outbox.columns(outbox_rows),
+            "outbox": outbox.as_json(outbox_rows),
             "status": status,
             "body": json.dumps(body, default=str),
             "client_id": held.client_id,

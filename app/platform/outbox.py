@@ -33,14 +33,18 @@ _INSERT = text(
 
 
 def _row(event: Any) -> dict[str, Any]:
-    payload: dict[str, Any] = dataclasses.asdict(event)
+    """An outbox row; its payload is the event's fields, encoded where the row is written."""
     return {
         "event_id": "evt_" + secrets.token_hex(12),
         "event_type": event.EVENT_TYPE,
         "event_version": event.EVENT_VERSION,
         "aggregate_id": event.aggregate_id,
-        "payload": json.dumps(payload, default=str),
+        "payload": dataclasses.asdict(event),
     }
+
+
+def _encoded(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "payload": json.dumps(row["payload"], default=str)}
 
 
 async def emit(session: AsyncSession, event: Any) -> str:
@@ -81,10 +85,9 @@ def collected(session: AsyncSession) -> list[dict[str, Any]]:
     return rows
 
 
-def columns(rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The rows as one array per column (the parameters of an unnest insert)."""
-    names = ("event_id", "event_type", "event_version", "aggregate_id", "payload")
-    return {f"outbox_{name}": [row[name] for row in rows] for name in names}
+def as_json(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as one JSON array of objects (for a `jsonb_to_recordset` insert)."""
+    return json.dumps(rows, default=str, separators=(",", ":"))
 
 
 async def emit_many(session: AsyncSession, events: Sequence[Any]) -> list[str]:
@@ -96,9 +99,12 @@ async def emit_many(session: AsyncSession, events: Sequence[Any]) -> list[str]:
         held.extend(rows)
         return [str(row["event_id"]) for row in rows]
     if len(rows) == 1:
-        await session.execute(_INSERT, rows[0])
+        await session.execute(_INSERT, _encoded(rows[0]))
     elif rows:
-        await session.execute(_INSERT_MANY, {name: [row[name] for row in rows] for name in rows[0]})
+        encoded = [_encoded(row) for row in rows]
+        await session.execute(
+            _INSERT_MANY, {name: [row[name] for row in encoded] for name in encoded[0]}
+        )
     return [str(row["event_id"]) for row in rows]
 
 

@@ -1,7 +1,11 @@
 """Count database round trips: a TCP relay between an app and PostgreSQL (issue 16).
 
 A round trip is the client waiting for the server: the relay counts every time bytes go
-client -> server after the server last spoke (or first) on that connection. Statements
+client -> server after the server last spoke (or first) on that connection. It can also
+count the client's writes: the TCP segments carrying data that reached the relay from
+the app (Linux keeps that count per socket, `tcpi_data_segs_in`), however the relay
+happened to read them. Statements queued and sent in one write are one segment; each
+flush of its own is another packet, which wakes the server. Statements
 sent together (a psycopg pipeline, BEGIN with the first statement, a queued statement
 with COMMIT) are one turn; a statement sent after reading the previous one's answer is
 another. So the count does not depend on how the statements are logged, only on how
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import selectors
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -24,6 +29,9 @@ if TYPE_CHECKING:
     from app.entrypoints.devstack import Stack
 
 _CHUNK_BYTES = 65536
+# struct tcp_info (linux/tcp.h): tcpi_data_segs_in is the u32 at this offset (Linux 4.6+).
+_DATA_SEGS_IN_OFFSET = 152
+_TCP_INFO_BYTES = 256
 
 
 class RoundTripCounter:
@@ -42,6 +50,7 @@ class RoundTripCounter:
         self._lock = threading.Lock()
         self._counting = False
         self._turns = 0
+        self._clients: list[socket.socket] = []
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -58,6 +67,28 @@ class RoundTripCounter:
                 self._counting = False
                 found.append(self._turns)
 
+    @contextlib.contextmanager
+    def counting_writes(self) -> Iterator[list[int]]:
+        """Like `counting`; the list holds the turns, then the app's writes (data segments)."""
+        found: list[int] = []
+        before = self._data_segments_in()
+        with self.counting() as turns:
+            yield found
+        found.extend((turns[0], self._data_segments_in() - before))
+
+    def _data_segments_in(self) -> int:
+        total = 0
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            try:
+                info = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_BYTES)
+            except OSError:
+                continue  # closed since
+            (segments,) = struct.unpack_from("I", info, _DATA_SEGS_IN_OFFSET)
+            total += segments
+        return total
+
     def close(self) -> None:
         self._closed = True
         self._listener.close()
@@ -69,6 +100,8 @@ class RoundTripCounter:
             except OSError:
                 return
             server = socket.create_connection(self._target, timeout=10)
+            with self._lock:
+                self._clients.append(client)
             threading.Thread(target=self._relay, args=(client, server), daemon=True).start()
 
     def _relay(self, client: socket.socket, server: socket.socket) -> None:

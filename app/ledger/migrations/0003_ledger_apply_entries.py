@@ -39,33 +39,8 @@ _WRITE_ENTRIES_ARGS = """
 """
 
 
-def upgrade() -> None:
-    op.execute(f"DROP FUNCTION ledger.write_entries({_WRITE_ENTRIES_ARGS})")
-    op.execute(
-        """
-        CREATE FUNCTION ledger.available(
-            normal_balance text, posted numeric, pending_debits numeric,
-            pending_credits numeric
-        ) RETURNS numeric
-        LANGUAGE sql IMMUTABLE PARALLEL SAFE
-        AS $$
-            -- Posted minus the pending amounts that would reduce the balance.
-            SELECT posted - CASE WHEN normal_balance = 'credit' THEN pending_debits
-                                 ELSE pending_credits END
-        $$
-        """
-    )
-    # Postings arrive in order with the index of the entry (`p_items`) each belongs to;
-    # entries are checked one after the other, each against the balances the previous
-    # ones left (a batch is checked exactly like its items sent one by one).
-    # The entries' time is read here, under the balance locks (and never before an
-    # account's last change): postings of one account are then time-ordered like their
-    # ids, so an as_of sum always equals some running balance. The writer sends each
-    # entry's canonical bytes cut where that time goes (`chain.canonical_parts`, `e_parts`
-    # with `e_part_counts` parts per entry); they are joined with the time rendered as
-    # `chain.format_time` does, then hashed: hash = sha256(prev_hash || canonical).
-    op.execute(
-        """
+# ledger_0004 restores this version when it is downgraded.
+CREATE_APPLY_ENTRIES = """
         CREATE FUNCTION ledger.apply_entries(
             p_items integer[], p_entries text[], p_transactions text[], p_legs smallint[],
             p_accounts text[], p_directions text[], p_amounts bigint[],
@@ -225,7 +200,34 @@ def upgrade() -> None:
         END
         $$
         """
+
+
+def upgrade() -> None:
+    op.execute(f"DROP FUNCTION ledger.write_entries({_WRITE_ENTRIES_ARGS})")
+    op.execute(
+        """
+        CREATE FUNCTION ledger.available(
+            normal_balance text, posted numeric, pending_debits numeric,
+            pending_credits numeric
+        ) RETURNS numeric
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        AS $$
+            -- Posted minus the pending amounts that would reduce the balance.
+            SELECT posted - CASE WHEN normal_balance = 'credit' THEN pending_debits
+                                 ELSE pending_credits END
+        $$
+        """
     )
+    # Postings arrive in order with the index of the entry (`p_items`) each belongs to;
+    # entries are checked one after the other, each against the balances the previous
+    # ones left (a batch is checked exactly like its items sent one by one).
+    # The entries' time is read here, under the balance locks (and never before an
+    # account's last change): postings of one account are then time-ordered like their
+    # ids, so an as_of sum always equals some running balance. The writer sends each
+    # entry's canonical bytes cut where that time goes (`chain.canonical_parts`, `e_parts`
+    # with `e_part_counts` parts per entry); they are joined with the time rendered as
+    # `chain.format_time` does, then hashed: hash = sha256(prev_hash || canonical).
+    op.execute(CREATE_APPLY_ENTRIES)
 
 
 def downgrade() -> None:

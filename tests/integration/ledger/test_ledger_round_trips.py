@@ -186,3 +186,21 @@ def test_a_signed_transfer_takes_three_round_trips_when_its_key_is_new(
     # completion, audit, outbox and chain append sent with COMMIT.
     assert turns[0] <= 3, turns
     assert balances(client, target)["posted"] == 6
+
+
+def test_each_round_trip_of_a_signed_transfer_is_one_write_when_its_key_is_new(
+    counted: tuple[RoundTripCounter, ClientFactory],
+) -> None:
+    counter, factory = counted
+    client = factory(scopes=WRITE)
+    source = open_account(client, overdraft_limit_minor=None)["id"]
+    target = open_account(client)["id"]
+    assert transfer(client, source, target, 1).status_code == 201  # warm, as above
+    with counter.counting_writes() as counted_writes:
+        response = transfer(client, source, target, 5)
+    assert response.status_code == 201, response.text
+    turns, writes = counted_writes
+    # BEGIN, the transaction rows, the completion, ledger.apply_entries and COMMIT leave
+    # in one write (db_wire), not one packet each: every turn is a single write.
+    assert writes == turns, counted_writes
+    assert balances(client, target)["posted"] == 6
