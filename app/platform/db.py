@@ -112,6 +112,14 @@ def _ping_when_idle(engine: AsyncEngine, idle_s: float = PING_AFTER_IDLE_S) -> A
     return engine
 
 
+# psycopg prepares any statement run five times on a connection, and then sends DEALLOCATE
+# ALL with the ROLLBACK that ends a read session (SQLAlchemy's reset on check-in). That
+# also dropped the hot path's own prepared statements (db_wire), so the next signed
+# transfer on the connection paid a failed round trip to prepare them again. Only the hot
+# path's statements are prepared on purpose (db_wire; db_pipeline's `prepare=True`).
+NO_AUTOMATIC_PREPARE = None
+
+
 def create_engine(
     url: str, *, pool_size: int = 10, statement_timeout_ms: int = 15_000
 ) -> AsyncEngine:
@@ -126,6 +134,8 @@ def create_engine(
                 connect_args={
                     "connect_timeout": 5,
                     "options": f"-c statement_timeout={statement_timeout_ms}",
+                    # See NO_AUTOMATIC_PREPARE.
+                    "prepare_threshold": NO_AUTOMATIC_PREPARE,
                 },
             )
         )
@@ -168,6 +178,7 @@ def create_autocommit_engine(
                 "options": (
                     f"-c statement_timeout={statement_timeout_ms} -c synchronous_commit=off"
                 ),
+                "prepare_threshold": NO_AUTOMATIC_PREPARE,
             },
         )
     )

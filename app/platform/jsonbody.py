@@ -8,6 +8,7 @@ integers either (JSON Schema keeps them apart, unlike Python).
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,9 @@ from jsonschema import Draft202012Validator
 from app.platform.errors import ValidationError
 
 MAX_JSON_DEPTH = 32
+# Characters valid in a JSON string (escaped) that no PostgreSQL text or jsonb can hold:
+# U+0000 and the halves of surrogate pairs standing alone.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class MalformedJsonError(ValidationError):
@@ -59,7 +63,8 @@ def _depth(value: Any, limit: int) -> int:
 
 
 def parse_json_bytes(raw: bytes) -> Any:
-    """Decode a JSON document strictly. Raises MalformedJsonError."""
+    """Decode a JSON document strictly. Raises MalformedJsonError (400), or ValidationError
+    (422) for a string no database text can hold."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -77,7 +82,28 @@ def parse_json_bytes(raw: bytes) -> Any:
         raise MalformedJsonError(f"body is not valid JSON: {error}") from None
     if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise MalformedJsonError(f"JSON nesting deeper than {MAX_JSON_DEPTH}")
+    # Only a `\u` escape can put such a character in a string (raw control characters are
+    # not JSON, and the body decoded as UTF-8), so most bodies skip the walk.
+    if "\\u" in text and _has_unstorable(value):
+        raise ValidationError(
+            "strings must not contain U+0000 or an unpaired surrogate (\\u0000, \\ud800...)"
+        )
     return value
+
+
+def _has_unstorable(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if _UNSTORABLE.search(node):
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 _VALIDATORS: dict[int, tuple[Draft202012Validator, Any]] = {}

@@ -154,3 +154,48 @@ def test_a_refused_commit_keeps_the_prepared_statements_when_rolled_back_on_the_
     prepared, kept = _run(stack, scenario)
     assert prepared == 1
     assert kept == 1
+
+
+def test_read_sessions_leave_the_prepared_statements_when_their_connection_is_reused(
+    stack: Stack,
+) -> None:
+    """A read session that runs one query many times and ends (SQLAlchemy rolls the
+    connection back on check-in) must not drop db_wire's statements: psycopg sends
+    DEALLOCATE ALL with that ROLLBACK once it has prepared anything itself, which our
+    engines keep it from doing on its own (db.NO_AUTOMATIC_PREPARE)."""
+    from sqlalchemy import text
+    from sqlalchemy.util import greenlet_spawn
+
+    from app.platform.db import create_engine
+
+    assert stack.database_url is not None
+    url = stack.database_url
+    tag = secrets.token_hex(6)
+
+    async def main() -> list[str]:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as setup:
+            await setup.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (tag text PRIMARY KEY, n int)")
+        engine = create_engine(url, pool_size=1)
+        try:
+            pooled = await engine.raw_connection()
+            driver: psycopg.AsyncConnection[Any] = pooled.driver_connection
+            await db_wire.commit(driver, [(INSERT, {"tag": tag, "n": 1})])
+            backend = driver.pgconn.backend_pid
+            await greenlet_spawn(pooled.close)  # the pool's check-in awaits the driver
+            async with engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                assert raw.driver_connection.pgconn.backend_pid == backend
+                for _ in range(8):  # beyond psycopg's default threshold of 5
+                    await connection.execute(
+                        text(f"SELECT n FROM {TABLE} WHERE tag = :t"), {"t": tag}
+                    )
+            # The connection went back to the pool and was rolled back there.
+            async with engine.connect() as connection:
+                rows = await connection.execute(
+                    text("SELECT name FROM pg_prepared_statements WHERE name LIKE 'mp%' ")
+                )
+                return [str(row[0]) for row in rows]
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(main()) != []

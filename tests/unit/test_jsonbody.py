@@ -47,3 +47,30 @@ def test_body_is_malformed_when_not_strict_json(raw: bytes) -> None:
 def test_body_must_be_an_object_when_an_array_is_sent() -> None:
     with pytest.raises(ValidationError, match="JSON object"):
         parse_and_validate(b"[1]", SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"amount_minor": 1, "note": "a\\u0000b"}',
+        b'{"amount_minor": 1, "note": "\\ud800"}',
+        b'{"amount_minor": 1, "note": ["\\udfff x"]}',
+        b'{"amount_minor": 1, "n\\u0000": 1}',
+    ],
+)
+def test_string_is_refused_with_422_when_no_database_text_can_hold_it(raw: bytes) -> None:
+    schema = {"type": "object"}
+    with pytest.raises(ValidationError) as refused:
+        parse_and_validate(raw, schema)
+    assert not isinstance(refused.value, MalformedJsonError)
+    assert refused.value.status == 422
+
+
+def test_escaped_backslash_before_u0000_text_is_accepted_when_it_is_plain_text() -> None:
+    # `\\u0000` in JSON is a backslash and the five characters u0000: storable text.
+    assert parse_and_validate(
+        b'{"note": "\\\\u0000", "pair": "\\ud83d\\ude00"}', {"type": "object"}
+    ) == {
+        "note": "\\u0000",
+        "pair": "\U0001f600",
+    }

@@ -805,3 +805,17 @@ def test_openapi_lists_every_ledger_operation_with_its_problem_codes(client: Any
         create["x-error-codes"]
     )
     assert "duplicate_account_code" in paths["/v1/ledger/accounts"]["post"]["x-error-codes"]
+
+
+def test_transaction_is_refused_with_422_and_nothing_written_when_a_string_holds_u0000(
+    client: Any, funded: tuple[str, str], stack: Stack
+) -> None:
+    """JSON may escape U+0000 (and a lone surrogate: tests/unit/test_jsonbody.py);
+    PostgreSQL stores neither. The request is a 422 validation_error, not a 500 from the
+    database, and nothing is written."""
+    source, wallet = funded
+    before = _counts(stack)
+    response = transfer(client, source, wallet, 5, description="before\u0000after")
+    _problem(response, 422, "validation_error")
+    assert _counts(stack) == before
+    assert balances(client, wallet)["posted"] == 10_000
