@@ -262,4 +262,6 @@ async def stage_settled(
         {"provider": provider, "since": since, "until": since + timedelta(days=days)},
     )
     # Temporary tables get no autovacuum: without statistics the planner guesses badly.
-    await session.execute(text(f"ANALYZE {SETTLED_TABLE}"))
+    # The matching joins and groups by (kind, reference) only, so only those get them:
+    # statistics of all six columns cost about 0.09 s of a million-line run.
+    await session.execute(text(f"ANALYZE {SETTLED_TABLE} (kind, reference)"))
