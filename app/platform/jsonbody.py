@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -91,19 +92,27 @@ def parse_json_bytes(raw: bytes) -> Any:
     return value
 
 
-def _has_unstorable(value: Any) -> bool:
+def _leaves(value: Any, *, with_keys: bool = False) -> Iterator[Any]:
+    """Every scalar of a decoded JSON value (and, `with_keys`, every object key), iteratively
+    so that no nesting can exhaust the Python stack."""
     stack = [value]
     while stack:
         node = stack.pop()
-        if isinstance(node, str):
-            if _UNSTORABLE.search(node):
-                return True
-        elif isinstance(node, dict):
-            stack.extend(node.keys())
+        if isinstance(node, dict):
+            if with_keys:
+                stack.extend(node.keys())
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-    return False
+        else:
+            yield node
+
+
+def _has_unstorable(value: Any) -> bool:
+    return any(
+        isinstance(leaf, str) and _UNSTORABLE.search(leaf) is not None
+        for leaf in _leaves(value, with_keys=True)
+    )
 
 
 _VALIDATORS: dict[int, tuple[Draft202012Validator, Any]] = {}
@@ -121,16 +130,7 @@ def _validators(schema: dict[str, Any]) -> tuple[Draft202012Validator, Any]:
 
 
 def _has_decimal(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-        elif isinstance(node, Decimal):
-            return True
-    return False
+    return any(isinstance(leaf, Decimal) for leaf in _leaves(value))
 
 
 def validate(value: Any, schema: dict[str, Any]) -> None:

@@ -28,9 +28,5 @@ def evidence_http(live_stack: Stack) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def staged_database(stack: Stack) -> Iterator[Database]:
     """A connection that stages settlement files and records and runs the matching SQL."""
-    assert stack.database_url is not None
-    database = Database(stack.database_url)
-    try:
+    with Database.of(stack) as database:
         yield database
-    finally:
-        database.close()

@@ -24,12 +24,8 @@ FILE = (
 @pytest.fixture
 def database(stack: Stack) -> Iterator[Database]:
     # Its own engine (one pooled connection), so no other test's temporary tables are in it.
-    assert stack.database_url is not None
-    database = Database(stack.database_url)
-    try:
+    with Database.of(stack) as database:
         yield database
-    finally:
-        database.close()
 
 
 async def _backend(session: AsyncSession) -> int:

@@ -5,9 +5,10 @@ and the matching rules (`matching.classify`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, NamedTuple, TypeVar
@@ -15,6 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.entrypoints.devstack import Stack
 from app.platform.db import create_engine, session_factory
 from app.providers.api import SETTLEMENT_LINES, SettlementLine, stage_settlement_file
 from app.reconciliation import domain, matching
@@ -96,6 +98,18 @@ class Database:
     def close(self) -> None:
         self.runner.run(self.engine.dispose())
         self.runner.close()
+
+    @classmethod
+    @contextlib.contextmanager
+    def of(cls, stack: Stack) -> Iterator[Database]:
+        """A Database on `stack`'s PostgreSQL, closed when the block ends."""
+        if stack.database_url is None:
+            raise RuntimeError("the stack has no database")
+        database = cls(stack.database_url)
+        try:
+            yield database
+        finally:
+            database.close()
 
     def rolled_back(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         async def run() -> T:

@@ -170,15 +170,21 @@ def counted(stack: Stack) -> Iterator[tuple[RoundTripCounter, ClientFactory]]:
         counter.close()
 
 
+def _warm_pair(factory: ClientFactory) -> tuple[Any, str, str]:
+    """A writing client, a funding account and a target, after one transfer between them:
+    pooled connections open, token fetched, statements prepared."""
+    client = factory(scopes=WRITE)
+    source = open_account(client, overdraft_limit_minor=None)["id"]
+    target = open_account(client)["id"]
+    assert transfer(client, source, target, 1).status_code == 201
+    return client, source, target
+
+
 def test_a_signed_transfer_takes_three_round_trips_when_its_key_is_new(
     counted: tuple[RoundTripCounter, ClientFactory],
 ) -> None:
     counter, factory = counted
-    client = factory(scopes=WRITE)
-    source = open_account(client, overdraft_limit_minor=None)["id"]
-    target = open_account(client)["id"]
-    # Warm: pooled connections open, token fetched, statements prepared.
-    assert transfer(client, source, target, 1).status_code == 201
+    client, source, target = _warm_pair(factory)
     with counter.counting() as turns:
         response = transfer(client, source, target, 5)
     assert response.status_code == 201, response.text
@@ -192,10 +198,7 @@ def test_each_round_trip_of_a_signed_transfer_is_one_write_when_its_key_is_new(
     counted: tuple[RoundTripCounter, ClientFactory],
 ) -> None:
     counter, factory = counted
-    client = factory(scopes=WRITE)
-    source = open_account(client, overdraft_limit_minor=None)["id"]
-    target = open_account(client)["id"]
-    assert transfer(client, source, target, 1).status_code == 201  # warm, as above
+    client, source, target = _warm_pair(factory)
     with counter.counting_writes() as counted_writes:
         response = transfer(client, source, target, 5)
     assert response.status_code == 201, response.text
