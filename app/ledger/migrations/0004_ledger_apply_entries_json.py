@@ -31,10 +31,8 @@ _ARRAYS_ARGS = """
 """
 
 
-def upgrade() -> None:
-    op.execute(f"DROP FUNCTION ledger.apply_entries({_ARRAYS_ARGS})")
-    op.execute(
-        """
+# ledger_0005 restores this version when it is downgraded.
+CREATE_APPLY_ENTRIES = """
         CREATE FUNCTION ledger.apply_entries(p_batch jsonb) RETURNS bigint
         LANGUAGE plpgsql
         SET search_path = pg_catalog, pg_temp
@@ -207,7 +205,11 @@ def upgrade() -> None:
         END
         $$
         """
-    )
+
+
+def upgrade() -> None:
+    op.execute(f"DROP FUNCTION ledger.apply_entries({_ARRAYS_ARGS})")
+    op.execute(CREATE_APPLY_ENTRIES)
 
 
 def downgrade() -> None:
