@@ -27,7 +27,7 @@ from app.platform.errors import DomainError, InvariantViolation
 VERIFY_BATCH_SIZE = 500
 MAX_VERIFY_ENTRIES = 10_000_000
 
-# Migrations ledger_0003 and ledger_0004, the home of the balance rules: locks the chain
+# Migrations ledger_0003 to ledger_0005, the home of the balance rules: locks the chain
 # head, then the balance rows, refuses what they forbid, sets the balances, inserts the
 # postings and appends the entries in order; sent with the COMMIT, in its round trip. Its
 # one parameter is the batch as JSON text (see ledger_0004 for its shape): far cheaper to

@@ -1,23 +1,26 @@
-"""ledger: `ledger.apply_entries()` reads, locks and writes by key, and appends in one insert
+"""ledger: `ledger.apply_entries()` is planned once per session, and reaches rows by key
 
 The same function, with the same input, rules, refusals (SQLSTATEs MPLA1, MPLC1, MPLF1 with
 the refused item's index), locking order (chain head, then balance rows in account-id
-order), chain hashing and result as ledger_0004; it costs PostgreSQL less CPU per call
-(issue 16):
+order), chain hashing and result as ledger_0004. It costs PostgreSQL less CPU (issue 16):
 
-- ledger_0004 found the balance rows with `account_id = ANY(array)` joined to accounts,
-  and updated them with a join to the new values. Planned generically (an array of
-  unknown length), both became sequential scans of whole tables, and the ANY filter
-  compared every row with every element: a cost that grew with the number of accounts
-  times the accounts in the call (about 4.7 ms for a batch of 100 transfers at 1,000
-  accounts). Now every row is reached by its key: one probe per account, walked in
-  account-id order, and the function runs with sequential scans, hash and merge joins
-  disabled, so its plans are index lookups whatever the table statistics say;
+- ledger_0004's statements were planned again on every call. PL/pgSQL statements go
+  through the plan cache, which kept choosing custom plans: with the account array's
+  length known, a custom plan (index scans) looks far cheaper than the generic one,
+  which guesses ten elements and so scanned whole tables, filtering every row against
+  every account of the call. Planning the balance-row query alone was about a tenth of
+  the backend's CPU per transfer. Now the function runs with
+  `plan_cache_mode = force_generic_plan`, and with sequential scans, hash and merge
+  joins disabled, so its generic plans are key lookups whatever the table statistics or
+  sizes say, planned once per session;
+- the balance rows are locked by one probe per account, walking the call's accounts in
+  id order (a nested loop over the sorted array into a LATERAL subquery that locks the
+  row it finds), so the lock order does not depend on a plan either;
 - each posting carries the slot of its account (its rank among the call's accounts in
-  id order) from the one statement that reads the postings, instead of a JSON object of
-  slots and a second query for the unknown accounts;
-- the journal entries are hashed in a loop of plain expressions and inserted by one
-  statement, instead of one INSERT per entry.
+  id order) from the statement that reads the postings, instead of a JSON object of
+  slots and another query for unknown accounts;
+- the journal entries are hashed in a loop of plain expressions; the balances, the
+  postings, the entries and the chain head are written by one statement.
 
 Revision ID: ledger_0005
 Revises: ledger_0004
@@ -203,22 +206,6 @@ CREATE_APPLY_ENTRIES = """
                 END IF;
                 after := after || posted[k];
             END LOOP;
-            UPDATE ledger.balances b
-            SET posted_minor = v.posted, pending_debits_minor = v.debits,
-                pending_credits_minor = v.credits, updated_at = occurred
-            FROM unnest(ids, posted, debits, credits) AS v(id, posted, debits, credits)
-            WHERE b.account_id = v.id;
-            INSERT INTO ledger.postings
-                (created_at, entry_id, transaction_id, leg, account_id, direction,
-                 amount_minor, currency, effect, balance_after_minor)
-            SELECT occurred, v.entry_id, v.transaction_id, v.leg, v.account_id,
-                   v.direction, v.amount_minor, v.currency, v.effect, v.balance_after
-            FROM unnest(p_entries, p_transactions, p_legs, p_accounts, p_directions,
-                        p_amounts, p_currencies, p_effects, after)
-                 WITH ORDINALITY
-                 AS v(entry_id, transaction_id, leg, account_id, direction, amount_minor,
-                      currency, effect, balance_after, n)
-            ORDER BY v.n;
             -- hash = sha256(prev_hash || canonical), the canonical bytes being the parts
             -- joined with the entries' time.
             running := decode(head_hash, 'hex');
@@ -227,17 +214,40 @@ CREATE_APPLY_ENTRIES = """
                 running := sha256(running || decode(replace(e_parts[i], ',', stamp), 'hex'));
                 e_hashes[i] := encode(running, 'hex');
             END LOOP;
-            INSERT INTO ledger.journal_entries
-                (seq, id, transaction_id, kind, occurred_at, prev_hash, hash)
-            SELECT head_seq + v.n, v.id, v.transaction_id, v.kind, occurred, v.prev, v.hash
-            FROM unnest(e_ids, e_transactions, e_kinds, e_prev, e_hashes) WITH ORDINALITY
-                 AS v(id, transaction_id, kind, prev, hash, n)
-            ORDER BY v.n;
-            head_seq := head_seq + coalesce(cardinality(e_ids), 0);
+            -- Every write in one statement (the rows it touches are locked already, so
+            -- the order of its parts does not matter).
+            WITH balance AS (
+                UPDATE ledger.balances b
+                SET posted_minor = v.posted, pending_debits_minor = v.debits,
+                    pending_credits_minor = v.credits, updated_at = occurred
+                FROM unnest(ids, posted, debits, credits) AS v(id, posted, debits, credits)
+                WHERE b.account_id = v.id
+            ), posting AS (
+                INSERT INTO ledger.postings
+                    (created_at, entry_id, transaction_id, leg, account_id, direction,
+                     amount_minor, currency, effect, balance_after_minor)
+                SELECT occurred, v.entry_id, v.transaction_id, v.leg, v.account_id,
+                       v.direction, v.amount_minor, v.currency, v.effect, v.balance_after
+                FROM unnest(p_entries, p_transactions, p_legs, p_accounts, p_directions,
+                            p_amounts, p_currencies, p_effects, after)
+                     WITH ORDINALITY
+                     AS v(entry_id, transaction_id, leg, account_id, direction, amount_minor,
+                          currency, effect, balance_after, n)
+                ORDER BY v.n
+            ), journal AS (
+                INSERT INTO ledger.journal_entries
+                    (seq, id, transaction_id, kind, occurred_at, prev_hash, hash)
+                SELECT head_seq + v.n, v.id, v.transaction_id, v.kind, occurred, v.prev,
+                       v.hash
+                FROM unnest(e_ids, e_transactions, e_kinds, e_prev, e_hashes) WITH ORDINALITY
+                     AS v(id, transaction_id, kind, prev, hash, n)
+                ORDER BY v.n
+            )
             UPDATE ledger.chain_head
-            SET last_seq = head_seq,
+            SET last_seq = head_seq + coalesce(cardinality(e_ids), 0),
                 last_hash = coalesce(e_hashes[cardinality(e_hashes)], head_hash)
             WHERE id = 1;
+            head_seq := head_seq + coalesce(cardinality(e_ids), 0);
             RETURN head_seq;
         END
         $$

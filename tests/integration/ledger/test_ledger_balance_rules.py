@@ -146,3 +146,108 @@ def test_apply_entries_refuses_a_currency_when_it_differs_from_the_account(
     x = _open(stack, limit=None)
     with pytest.raises(api.CurrencyMismatchError):
         _move(stack, w, x, 1, currency="EUR")
+
+
+def _batch(stack: Stack, moves: list[tuple[str, str, int, str]]) -> list[Any]:
+    """One batch (`api.create_transactions`): each move is (source, target, amount, status)."""
+
+    async def work(session: AsyncSession) -> list[Any]:
+        return await api.create_transactions(
+            session,
+            [
+                api.NewTransaction(
+                    legs=(
+                        api.Leg(source, "debit", amount_minor, "USD"),
+                        api.Leg(target, "credit", amount_minor, "USD"),
+                    ),
+                    status=status,
+                )
+                for source, target, amount_minor, status in moves
+            ],
+        )
+
+    return _run(stack, work)
+
+
+def test_apply_entries_keeps_each_running_balance_when_a_batch_spans_many_accounts(
+    stack: Stack,
+) -> None:
+    # Six accounts whose id order has nothing to do with the order the items name them
+    # in: every posting must land on its own account's slot, whatever the rank.
+    names = [_open(stack, limit=None) for _ in range(6)]
+    moves = [
+        (names[i % 6], names[(5 * i + 1) % 6], 10 + i, "pending" if i % 7 == 3 else "posted")
+        for i in range(24)
+        if i % 6 != (5 * i + 1) % 6
+    ]
+    written = _batch(stack, moves)
+    posted = dict.fromkeys(names, 0)
+    debits = dict.fromkeys(names, 0)
+    credits = dict.fromkeys(names, 0)
+    for (source, target, amount_minor, status), transaction in zip(moves, written, strict=True):
+        if status == "posted":
+            # Credit-normal accounts: a debit lowers posted, a credit raises it.
+            posted[source] -= amount_minor
+            posted[target] += amount_minor
+        else:
+            debits[source] += amount_minor
+            credits[target] += amount_minor
+        assert _running(stack, transaction.id) == [posted[source], posted[target]]
+    for name in names:
+        found = _balances(stack, name)
+        assert (found.posted_minor, found.pending_debits_minor, found.pending_credits_minor) == (
+            posted[name],
+            debits[name],
+            credits[name],
+        )
+
+
+@pytest.mark.parametrize(
+    ("spoil", "refusal", "index"),
+    [
+        # Item 4 overdraws the wallet only after items 0 and 2 spent from it; item 5
+        # would have refilled it, but entries are checked in order.
+        (None, api.InsufficientFundsError, 4),
+        # An unknown account is refused before any balance rule, so item 5 is named
+        # although item 4 overdraws first.
+        ("unknown", api.UnknownAccountError, 5),
+        # A currency mismatch is refused at its own item, before item 4's overdraft.
+        ("currency", api.CurrencyMismatchError, 3),
+    ],
+)
+def test_apply_entries_names_the_refused_item_and_writes_nothing_when_a_batch_fails(
+    stack: Stack, spoil: str | None, refusal: type[Exception], index: int
+) -> None:
+    wallet = _open(stack, limit=0, funded_minor=100)
+    others = [_open(stack, limit=None) for _ in range(4)]
+    moves = [
+        (wallet, others[0], 40, "posted"),
+        (others[1], others[2], 5, "posted"),
+        (wallet, others[3], 40, "posted"),
+        (others[2], others[1], 1, "posted"),
+        (wallet, others[0], 30, "posted"),
+        (others[3], wallet, 50, "posted"),
+    ]
+    if spoil == "unknown":
+        moves[5] = (others[3], f"acc_{secrets.token_hex(12)}", 50, "posted")
+    currency = {3: "EUR"} if spoil == "currency" else {}
+
+    async def work(session: AsyncSession) -> list[Any]:
+        return await api.create_transactions(
+            session,
+            [
+                api.NewTransaction(
+                    legs=(
+                        api.Leg(source, "debit", amount_minor, currency.get(i, "USD")),
+                        api.Leg(target, "credit", amount_minor, currency.get(i, "USD")),
+                    )
+                )
+                for i, (source, target, amount_minor, _) in enumerate(moves)
+            ],
+        )
+
+    with pytest.raises(refusal) as refused:
+        _run(stack, work)
+    assert getattr(refused.value, "extra", {}).get("index") == index
+    assert _balances(stack, wallet).posted_minor == 100
+    assert [_balances(stack, other).posted_minor for other in others] == [0, 0, 0, 0]
