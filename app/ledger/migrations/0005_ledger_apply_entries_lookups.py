@@ -19,8 +19,8 @@ order), chain hashing and result as ledger_0004. It costs PostgreSQL less CPU (i
 - each posting carries the slot of its account (its rank among the call's accounts in
   id order) from the statement that reads the postings, instead of a JSON object of
   slots and another query for unknown accounts;
-- the journal entries are hashed in a loop of plain expressions; the balances, the
-  postings, the entries and the chain head are written by one statement.
+- the journal entries are hashed in a loop of plain expressions and inserted by one
+  statement, not one INSERT per entry.
 
 Revision ID: ledger_0005
 Revises: ledger_0004
@@ -206,6 +206,22 @@ CREATE_APPLY_ENTRIES = """
                 END IF;
                 after := after || posted[k];
             END LOOP;
+            UPDATE ledger.balances b
+            SET posted_minor = v.posted, pending_debits_minor = v.debits,
+                pending_credits_minor = v.credits, updated_at = occurred
+            FROM unnest(ids, posted, debits, credits) AS v(id, posted, debits, credits)
+            WHERE b.account_id = v.id;
+            INSERT INTO ledger.postings
+                (created_at, entry_id, transaction_id, leg, account_id, direction,
+                 amount_minor, currency, effect, balance_after_minor)
+            SELECT occurred, v.entry_id, v.transaction_id, v.leg, v.account_id,
+                   v.direction, v.amount_minor, v.currency, v.effect, v.balance_after
+            FROM unnest(p_entries, p_transactions, p_legs, p_accounts, p_directions,
+                        p_amounts, p_currencies, p_effects, after)
+                 WITH ORDINALITY
+                 AS v(entry_id, transaction_id, leg, account_id, direction, amount_minor,
+                      currency, effect, balance_after, n)
+            ORDER BY v.n;
             -- hash = sha256(prev_hash || canonical), the canonical bytes being the parts
             -- joined with the entries' time.
             running := decode(head_hash, 'hex');
@@ -214,40 +230,17 @@ CREATE_APPLY_ENTRIES = """
                 running := sha256(running || decode(replace(e_parts[i], ',', stamp), 'hex'));
                 e_hashes[i] := encode(running, 'hex');
             END LOOP;
-            -- Every write in one statement (the rows it touches are locked already, so
-            -- the order of its parts does not matter).
-            WITH balance AS (
-                UPDATE ledger.balances b
-                SET posted_minor = v.posted, pending_debits_minor = v.debits,
-                    pending_credits_minor = v.credits, updated_at = occurred
-                FROM unnest(ids, posted, debits, credits) AS v(id, posted, debits, credits)
-                WHERE b.account_id = v.id
-            ), posting AS (
-                INSERT INTO ledger.postings
-                    (created_at, entry_id, transaction_id, leg, account_id, direction,
-                     amount_minor, currency, effect, balance_after_minor)
-                SELECT occurred, v.entry_id, v.transaction_id, v.leg, v.account_id,
-                       v.direction, v.amount_minor, v.currency, v.effect, v.balance_after
-                FROM unnest(p_entries, p_transactions, p_legs, p_accounts, p_directions,
-                            p_amounts, p_currencies, p_effects, after)
-                     WITH ORDINALITY
-                     AS v(entry_id, transaction_id, leg, account_id, direction, amount_minor,
-                          currency, effect, balance_after, n)
-                ORDER BY v.n
-            ), journal AS (
-                INSERT INTO ledger.journal_entries
-                    (seq, id, transaction_id, kind, occurred_at, prev_hash, hash)
-                SELECT head_seq + v.n, v.id, v.transaction_id, v.kind, occurred, v.prev,
-                       v.hash
-                FROM unnest(e_ids, e_transactions, e_kinds, e_prev, e_hashes) WITH ORDINALITY
-                     AS v(id, transaction_id, kind, prev, hash, n)
-                ORDER BY v.n
-            )
+            INSERT INTO ledger.journal_entries
+                (seq, id, transaction_id, kind, occurred_at, prev_hash, hash)
+            SELECT head_seq + v.n, v.id, v.transaction_id, v.kind, occurred, v.prev, v.hash
+            FROM unnest(e_ids, e_transactions, e_kinds, e_prev, e_hashes) WITH ORDINALITY
+                 AS v(id, transaction_id, kind, prev, hash, n)
+            ORDER BY v.n;
+            head_seq := head_seq + coalesce(cardinality(e_ids), 0);
             UPDATE ledger.chain_head
-            SET last_seq = head_seq + coalesce(cardinality(e_ids), 0),
+            SET last_seq = head_seq,
                 last_hash = coalesce(e_hashes[cardinality(e_hashes)], head_hash)
             WHERE id = 1;
-            head_seq := head_seq + coalesce(cardinality(e_ids), 0);
             RETURN head_seq;
         END
         $$
