@@ -9,7 +9,9 @@
   and the tests' in-memory exporter do) switches recording on from then on.
 - `instrument_app(app, engines)` instruments Starlette once, with its own instrumentor's
   `instrument_app` only (never also the ASGI middleware, which would double every server
-  span), and each async SQLAlchemy engine through its `.sync_engine`.
+  span), and each async SQLAlchemy engine through its `.sync_engine`. The instrumentor's
+  middleware runs behind `server_spans.ServerSpanGate`, which skips its attribute work
+  while spans are not recorded.
 - `span(name, **attributes)` is the helper domains use for their own spans: a payment's
   saga step, an adapter, a provider call (`provider_call(provider, operation)`), so a
   trace reads API -> saga step -> adapter -> provider call.
@@ -154,14 +156,20 @@ def provider() -> GatedTracerProvider:
     return _provider if _provider is not None else configure_tracing("moneypath")
 
 
-def instrument_app(app: Starlette, engines: Sequence[AsyncEngine]) -> None:
-    """Instrument one Starlette app and its engines; calling it twice changes nothing."""
+def instrument_app(
+    app: Starlette,
+    engines: Sequence[AsyncEngine],
+    tracer_provider: GatedTracerProvider | None = None,
+) -> None:
+    """Instrument one Starlette app and its engines; calling it twice changes nothing.
+
+    `tracer_provider` defaults to the process's (`provider()`)."""
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
     from opentelemetry.instrumentation.starlette import StarletteInstrumentor
 
     from app.platform.server_spans import gate_server_spans
 
-    tracer_provider = provider()
+    tracer_provider = tracer_provider or provider()
     if not getattr(app, "_is_instrumented_by_opentelemetry", False):
         StarletteInstrumentor.instrument_app(app, tracer_provider=tracer_provider)
         gate_server_spans(app, tracer_provider.gate)
