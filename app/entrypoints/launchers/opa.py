@@ -35,6 +35,21 @@ def check_policies(policies_dir: Path) -> None:
         )
 
 
+# OPA is a Go program: its garbage collector runs each time the heap grows by GOGC percent
+# since the last collection. Its live heap is a few MB (the policies and their data), and
+# every decision allocates, so at Go's default of 100 it collects very often. At 400 it
+# spent about a quarter less CPU per decision in our measurement (0.34 -> 0.26 ms, issue
+# 16) for a heap a few MB larger. An operator's own GOGC wins.
+OPA_GC_PERCENT = "400"
+
+
+def opa_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment OPA runs with: ours, with GOGC defaulting to OPA_GC_PERCENT."""
+    inherited = dict(os.environ if environ is None else environ)
+    inherited.setdefault("GOGC", OPA_GC_PERCENT)
+    return inherited
+
+
 def start_opa(
     group: ProcessGroup, *, port: int, policies_dir: Path, watch: bool, timeout_s: float
 ) -> None:
@@ -56,7 +71,7 @@ def start_opa(
     argv.append(str(policies_dir))
     if port_open(port):
         raise StackError(f"port {port} is taken: stop the other OPA server")
-    group.spawn("opa", argv)
+    group.spawn("opa", argv, env=opa_environment())
     # The design card's client asks /health; wait_ready adds the early exit when the
     # process dies and the log line that says why.
     probe = OpaClient(host="127.0.0.1", port=port, timeout=1, retries=0)
