@@ -40,7 +40,8 @@ def gate_server_spans(app: Starlette, gate: Gate) -> None:
     code, route and duration. The Starlette instrumentor has no option for this, but the
     ASGI middleware it adds does (`exclude_spans`); its arguments are read when Starlette
     builds the middleware stack, at the first request. If the instrumentor ever adds it
-    differently, nothing is found here and the spans simply stay (and are recorded).
+    differently, nothing is found here: the event spans come back and the middleware's
+    attribute work runs on every request (spans still record only while the gate is open).
     """
     for index, middleware in enumerate(app.user_middleware):
         added: object = middleware.cls
