@@ -10,7 +10,8 @@ statement runs on a pooled connection without a Session (`fetch_rows_pooled`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, LiteralString
 
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.util import greenlet_spawn
 
-from app.platform import db_wire, tracing
+from app.platform import commit_groups, db_wire, tracing
 from app.platform.errors import InvariantViolation
 
 CommitStep = Callable[[AsyncSession], Awaitable[None]]
@@ -260,27 +261,46 @@ async def _send_and_commit(session: AsyncSession, queued: list[_Queued]) -> None
 
 
 async def _commit_pooled(engine: AsyncEngine, ordered: list[_Queued]) -> None:
-    """BEGIN, `ordered` and COMMIT on a pooled connection, in one write (`db_wire`).
+    """BEGIN, `ordered` and COMMIT on a pooled connection, in one write (`db_wire`),
+    grouped with the transactions other requests of this process queued meanwhile
+    (`commit_groups`). A refusal comes out as the statement's own (`_refused`)."""
+    groups = commit_groups.groups_for(engine, functools.partial(_commit_on_pooled, engine))
+    first = [(q.sql, q.params) for q in ordered if not q.last]
+    last = [(q.sql, q.params) for q in ordered if q.last]
+    try:
+        await groups.commit(first, last)
+    except psycopg.Error as error:
+        raise _refused(ordered, error) from error
+
+
+async def _commit_on_pooled(
+    engine: AsyncEngine, statements: Sequence[commit_groups.Statement], members: int
+) -> None:
+    """One transaction on a pooled connection (the `commit_groups.Committer`).
 
     A Session's Connection and the tracing span of its checkout cost more CPU than the
     pipeline itself (issue 16); this pipeline gets a span of its own instead. A refused
-    transaction block is rolled back; a connection whose exchange broke off (or that
-    cannot be rolled back) is invalidated, so the pool never hands it out again."""
+    transaction block is rolled back and its error raised; a connection whose exchange
+    broke off (or that cannot be rolled back) is invalidated, so the pool never hands it
+    out again, and CommitBrokenError says the outcome is unknown."""
     pooled = await _checkout(engine)
     driver: psycopg.AsyncConnection[Any] = pooled.driver_connection
     attributes: dict[str, str | int | bool] = {
         "db.system": "postgresql",
-        "db.statements": len(ordered) + 2,
+        "db.statements": len(statements) + 2,
+        "db.transactions": members,
     }
     usable = False
     try:
         with tracing.span("db.commit_pipeline", **attributes):
             try:
-                await db_wire.commit(driver, [(q.sql, q.params) for q in ordered])
+                await db_wire.commit(driver, statements)
                 usable = True
             except psycopg.Error as error:
                 usable = await _reset(driver)
-                raise _refused(ordered, error) from error
+                if not usable:
+                    raise commit_groups.CommitBrokenError(error) from error
+                raise
     finally:
         if not usable:
             await greenlet_spawn(pooled.invalidate)
