@@ -113,10 +113,17 @@ class OutcomeMetricsMiddleware:
         async def observe(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
-                headers = {k.lower(): v for k, v in message.get("headers", [])}
-                if headers.get(b"idempotent-replayed") == b"true":
+                # One pass for the two headers read here (no dict of all of them); as with
+                # a dict, a repeated header's last value counts.
+                replayed, content_type = False, b""
+                for name, value in message.get("headers", ()):
+                    lowered = name.lower()
+                    if lowered == b"idempotent-replayed":
+                        replayed = value == b"true"
+                    elif lowered == b"content-type":
+                        content_type = value
+                if replayed:
                     metrics.record_idempotent_replay(route)
-                content_type = headers.get(b"content-type", b"")
                 state["problem"] = content_type.startswith(b"application/problem+json")
             elif (
                 message["type"] == "http.response.body"

@@ -136,6 +136,35 @@ def test_log_lines_carry_the_trace_id_when_a_request_is_traced(
     assert len(authorized[-1]["span_id"]) == 16
 
 
+def test_log_lines_keep_the_callers_trace_id_when_a_sampled_traceparent_is_sent(
+    api: TestClient, client_factory: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Whether or not an exporter is attached by now (the `spans` fixture attaches one for
+    # the rest of the process), the caller's trace continues in the transfer's log lines.
+    caller_trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    client = client_factory(scopes=["ledger:write", "ledger:read"])
+    source = open_account(client, overdraft_limit_minor=None)["id"]
+    target = open_account(client)["id"]
+    body = {"status": "posted", "postings": [leg(source, "debit", 4), leg(target, "credit", 4)]}
+    capfd.readouterr()
+
+    response = client.post(
+        "/v1/ledger/transactions",
+        json=body,
+        idempotency_key=key(),
+        headers={"traceparent": f"00-{caller_trace_id}-00f067aa0ba902b7-01"},
+    )
+
+    assert response.status_code == 201
+    output = capfd.readouterr().out
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    authorized = [line for line in lines if line.get("event") == "request_authorized"]
+    assert authorized, output[-2000:]
+    assert authorized[-1]["trace_id"] == caller_trace_id
+    assert len(authorized[-1]["span_id"]) == 16
+    assert authorized[-1]["span_id"] != "00f067aa0ba902b7"
+
+
 class _Collector:
     """A local OTLP/HTTP endpoint that records what is posted to it."""
 
