@@ -173,6 +173,11 @@ def create_autocommit_engine(
             max_overflow=pool_size,
             pool_timeout=10,
             isolation_level="AUTOCOMMIT",
+            # No rollback when a connection goes back to the pool: in autocommit mode no
+            # transaction block is ever left open (nothing here sends BEGIN), and the
+            # rollback call cost the admission of every signed request about 50 µs of
+            # CPU (issue 16). SQLAlchemy documents None for autocommit connections.
+            pool_reset_on_return=None,
             connect_args={
                 "connect_timeout": 5,
                 "options": (
