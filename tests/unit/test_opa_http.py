@@ -74,18 +74,31 @@ async def _keep_alive(_: int, writer: asyncio.StreamWriter) -> bool:
     return True
 
 
-def test_decisions_share_one_kept_connection_when_opa_keeps_it_open() -> None:
-    async def scenario() -> tuple[int, int, int]:
-        server = _Server(_keep_alive)
+def _connections_and_requests(
+    on_request: Callable[[int, asyncio.StreamWriter], Awaitable[bool]],
+    decisions: int,
+    *,
+    pause_s: float = 0.0,
+) -> tuple[int, int]:
+    """Ask `decisions` times, each answered 200 (pausing between them); then how many
+    connections and requests the server saw."""
+
+    async def run() -> tuple[int, int]:
+        server = _Server(on_request)
         async with server as port:
             api = OpaDataApi("127.0.0.1", port, tls=False, timeout_s=2)
-            for _ in range(5):
+            for _ in range(decisions):
                 answer = await api.post("moneypath/authz/decision", b'{"input":{}}')
                 assert (answer.status, answer.body) == (200, DECISION)
+                await asyncio.sleep(pause_s)
             await api.close()
-        return server.connections, len(server.requests), api.connections_opened
+        return server.connections, len(server.requests)
 
-    assert asyncio.run(scenario()) == (1, 5, 1)
+    return asyncio.run(run())
+
+
+def test_decisions_share_one_kept_connection_when_opa_keeps_it_open() -> None:
+    assert _connections_and_requests(_keep_alive, 5) == (1, 5)
 
 
 def test_the_request_is_a_json_post_to_the_data_api_when_sent() -> None:
@@ -109,16 +122,7 @@ def test_a_new_connection_is_opened_when_opa_asks_to_close_after_answering() -> 
         await writer.drain()
         return False
 
-    async def scenario() -> tuple[int, int]:
-        server = _Server(close_each)
-        async with server as port:
-            api = OpaDataApi("127.0.0.1", port, tls=False, timeout_s=2)
-            for _ in range(3):
-                assert (await api.post("p", b"{}")).status == 200
-            await api.close()
-        return server.connections, len(server.requests)
-
-    assert asyncio.run(scenario()) == (3, 3)
+    assert _connections_and_requests(close_each, 3) == (3, 3)
 
 
 def test_a_kept_connection_opa_closed_while_idle_is_replaced_without_failing() -> None:
@@ -129,17 +133,8 @@ def test_a_kept_connection_opa_closed_while_idle_is_replaced_without_failing() -
         await writer.drain()
         return False
 
-    async def scenario() -> tuple[int, int]:
-        server = _Server(hang_up_after_answering)
-        async with server as port:
-            api = OpaDataApi("127.0.0.1", port, tls=False, timeout_s=2)
-            assert (await api.post("p", b"{}")).status == 200
-            await asyncio.sleep(0.1)  # the close reaches us while the connection is idle
-            assert (await api.post("p", b"{}")).status == 200
-            await api.close()
-        return server.connections, len(server.requests)
-
-    assert asyncio.run(scenario()) == (2, 2)
+    # The pause lets the close reach us while the connection is idle.
+    assert _connections_and_requests(hang_up_after_answering, 2, pause_s=0.1) == (2, 2)
 
 
 def _refused_by(
@@ -219,16 +214,7 @@ def test_a_kept_connection_that_breaks_before_answering_is_retried_once_on_a_new
         await writer.drain()
         return True
 
-    async def scenario() -> tuple[int, int]:
-        server = _Server(drop_the_second_request_on_a_connection)
-        async with server as port:
-            api = OpaDataApi("127.0.0.1", port, tls=False, timeout_s=2)
-            assert (await api.post("p", b"{}")).status == 200
-            assert (await api.post("p", b"{}")).status == 200
-            await api.close()
-        return server.connections, len(server.requests)
-
-    assert asyncio.run(scenario()) == (2, 3)
+    assert _connections_and_requests(drop_the_second_request_on_a_connection, 2) == (2, 3)
 
 
 def test_a_fresh_connection_that_breaks_is_not_retried() -> None:
