@@ -112,6 +112,9 @@ class CommitGroups:
             await asyncio.sleep(0)
             await self._commit_next_group()
         finally:
+            if member in self._waiting:
+                # Cancelled before its group was taken: nobody will wait for its turn.
+                self._waiting.remove(member)
             self._hand_over()
         if not member.settled:
             raise InvariantViolation("db.commit_group", "a leader left out of its own group")

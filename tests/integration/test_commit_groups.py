@@ -76,6 +76,23 @@ def test_a_member_cancelled_before_its_turn_is_left_out_and_the_rest_commit(url:
     assert _tags(url, prefix) == {prefix + "a", prefix + "c", prefix + "d"}
 
 
+def test_the_next_commit_goes_through_when_a_leader_is_cancelled_before_its_group(
+    url: str,
+) -> None:
+    prefix = f"lead-gone-{secrets.token_hex(4)}-"
+
+    async def body(groups: commit_groups.CommitGroups) -> None:
+        leader = asyncio.create_task(groups.commit([], _insert(prefix + "gone")))
+        await asyncio.sleep(0)  # the leader waits its one turn before closing the group
+        leader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+        await asyncio.wait_for(groups.commit([], _insert(prefix + "next")), timeout=5)
+
+    asyncio.run(_with_groups(url, body))
+    assert _tags(url, prefix) == {prefix + "next"}
+
+
 def test_a_member_whose_statement_refuses_gets_its_own_error_and_the_rest_commit(
     url: str,
 ) -> None:
@@ -122,9 +139,7 @@ def test_every_member_learns_the_outcome_is_unknown_when_its_group_connection_is
         await asyncio.sleep(0.05)
         # The group after the leader's: its first statement sleeps until it is killed.
         marker = f"pg_sleep_marker_{secrets.token_hex(4)}"
-        sleeper: list[commit_groups.Statement] = [
-            ("SELECT pg_sleep(5) AS " + marker, {})  # type: ignore[list-item]
-        ]
+        sleeper: list[commit_groups.Statement] = [("SELECT pg_sleep(5) AS " + marker, {})]
         members = [
             asyncio.create_task(groups.commit(sleeper, _insert(prefix + "one"))),
             asyncio.create_task(groups.commit([], _insert(prefix + "two"))),
