@@ -39,8 +39,47 @@ def _row(event: Any) -> dict[str, Any]:
         "event_type": event.EVENT_TYPE,
         "event_version": event.EVENT_VERSION,
         "aggregate_id": event.aggregate_id,
-        "payload": dataclasses.asdict(event),
+        "payload": payload(event),
     }
+
+
+# Each event class's field names, read once. `dataclasses.asdict` looks them up and
+# deep-copies every value on each call, which cost a transfer's event (two posting
+# lines) about 14 µs of CPU (issue 16); events hold text, numbers and tuples of further
+# dataclasses, which need neither.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
+class _UnusualValueError(Exception):
+    """A value `payload` leaves to `dataclasses.asdict` (a dict, a date, a subclass...)."""
+
+
+def payload(event: Any) -> dict[str, Any]:
+    """`dataclasses.asdict(event)`: equal to it, for any event."""
+    try:
+        return _fields(event)
+    except _UnusualValueError:
+        return dataclasses.asdict(event)
+
+
+def _fields(instance: Any) -> dict[str, Any]:
+    cls = type(instance)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        if not dataclasses.is_dataclass(cls):
+            raise _UnusualValueError(cls.__name__)
+        names = _FIELD_NAMES[cls] = tuple(field.name for field in dataclasses.fields(cls))
+    return {name: _value(getattr(instance, name)) for name in names}
+
+
+def _value(value: Any) -> Any:
+    kind = type(value)
+    if kind in _ATOMS:
+        return value  # immutable: asdict's deep copy of it is itself
+    if kind is tuple or kind is list:
+        return kind(_value(item) for item in value)
+    return _fields(value)
 
 
 def _encoded(row: dict[str, Any]) -> dict[str, Any]:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.ledger import events as ledger_events
 from app.payments import events as payment_events
+from app.platform import outbox
 from app.platform.events import Event
 from app.risk import events as risk_events
 
@@ -44,3 +49,50 @@ def test_event_payload_is_its_fields_only_when_written_to_the_outbox(cls: type[E
 def test_merchant_event_list_holds_every_payment_event_when_endpoints_subscribe() -> None:
     payment_classes = [cls for cls in EVENTS if cls.__module__ == payment_events.__name__]
     assert set(payment_events.MERCHANT_EVENTS) == set(payment_classes)
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+@pytest.mark.parametrize("cls", EVENTS, ids=lambda cls: cls.__name__)
+def test_outbox_payload_equals_asdict_when_an_event_has_any_field_values(
+    cls: type[Event], data: st.DataObject
+) -> None:
+    """The outbox's payload (field names read once per class) is `dataclasses.asdict`,
+    types included (a tuple of posting lines stays a tuple of dicts)."""
+    event = data.draw(st.builds(cls))
+    written = outbox.payload(event)
+    expected = dataclasses.asdict(event)
+    assert written == expected
+    assert [type(value) for value in written.values()] == [
+        type(value) for value in expected.values()
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Unusual:
+    when: datetime
+    tags: dict[str, list[str]]
+    lines: list[ledger_events.PostingLine]
+    status: StrEnum
+
+
+class _Status(StrEnum):
+    POSTED = "posted"
+
+
+def test_outbox_payload_equals_asdict_when_values_are_not_plain() -> None:
+    """Dates, dicts, enums: left to `dataclasses.asdict`, which copies them."""
+    tags = {"k": ["a"]}
+    event = _Unusual(
+        datetime(2026, 12, 2, tzinfo=UTC),
+        tags,
+        [ledger_events.PostingLine("acc_1", "debit", 5, "USD")],
+        _Status.POSTED,
+    )
+    written = outbox.payload(event)
+    assert written == dataclasses.asdict(event)
+    assert written["tags"] is not tags
+    assert written["tags"]["k"] is not tags["k"]
+    assert written["lines"] == [
+        {"account_id": "acc_1", "direction": "debit", "amount_minor": 5, "currency": "USD"}
+    ]
