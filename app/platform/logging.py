@@ -21,9 +21,25 @@ _SECRET_FIELDS = re.compile(
 )
 
 
+# Each field name's verdict, found once: a line has about a dozen fields, and searching
+# the pattern for each of them on every line cost more than the rest of the line (issue
+# 16). Names come from code, so there are few; past the cap, a name is searched each time.
+_VERDICTS: dict[str, bool] = {"event": False}
+_MAX_VERDICTS = 4096
+
+
+def _is_secret(key: str) -> bool:
+    verdict = _SECRET_FIELDS.search(key) is not None
+    if len(_VERDICTS) < _MAX_VERDICTS:
+        _VERDICTS[key] = verdict
+    return verdict
+
+
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    verdicts = _VERDICTS
     for key in list(event):
-        if key != "event" and _SECRET_FIELDS.search(key):
+        secret = verdicts.get(key)
+        if secret if secret is not None else _is_secret(key):
             event[key] = "[redacted]"
     return event
 
