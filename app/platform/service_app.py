@@ -35,6 +35,7 @@ from app.platform.web import (
     domain_error_handler,
     endpoint_routes,
     http_exception_handler,
+    route_exact_paths_first,
     unhandled_error_handler,
 )
 
@@ -168,6 +169,7 @@ def build_service_app(
             Exception: unhandled_error_handler,
         },
     )
+    route_exact_paths_first(app.router)
     app.add_middleware(OutcomeMetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     instrument(services)

@@ -45,7 +45,7 @@ from app.platform.web.pagination import (
     page_schema,
 )
 from app.platform.web.responses import json_response, problem_response
-from app.platform.web.routing import endpoint_route, endpoint_routes
+from app.platform.web.routing import endpoint_route, endpoint_routes, route_exact_paths_first
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -81,5 +81,6 @@ __all__ = [
     "problem_response",
     "read_body",
     "request_id_of",
+    "route_exact_paths_first",
     "unhandled_error_handler",
 ]
