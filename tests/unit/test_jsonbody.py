@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -74,3 +75,46 @@ def test_escaped_backslash_before_u0000_text_is_accepted_when_it_is_plain_text()
         "note": "\\u0000",
         "pair": "\U0001f600",
     }
+
+
+def _nested(levels: int) -> bytes:
+    # `levels` arrays around one scalar: a value MAX_JSON_DEPTH counts as levels + 1 deep.
+    return b'{"v": ' + b"[" * (levels - 1) + b"1" + b"]" * (levels - 1) + b"}"
+
+
+@pytest.mark.parametrize(("levels", "refused"), [(31, False), (32, True), (40, True)])
+def test_nesting_is_refused_past_the_limit_when_brackets_are_near_it(
+    levels: int, refused: bool
+) -> None:
+    raw = _nested(levels)
+    assert raw.count(b"[") + raw.count(b"{") == levels
+    if refused:
+        with pytest.raises(MalformedJsonError, match="nesting deeper than 32"):
+            parse_and_validate(raw, {"type": "object"})
+    else:
+        assert parse_and_validate(raw, {"type": "object"})["v"] is not None
+
+
+def test_shallow_body_is_accepted_when_its_strings_hold_many_brackets() -> None:
+    raw = b'{"note": "' + b"[{" * 40 + b'"}'
+    assert parse_and_validate(raw, {"type": "object"}) == {"note": "[{" * 40}
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"amount_minor": 100, "note": [{"x": 2.50}]}', b'{"amount_minor": 1E+2}']
+)
+def test_fraction_anywhere_goes_to_jsonschema_when_the_parser_saw_one(raw: bytes) -> None:
+    """jsonschema-rs would take 1E+2 for the integer 100; the parser's Decimal sends the
+    body to jsonschema, which refuses it (and any fraction deeper down reaches it too)."""
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "amount_minor": {"type": "integer"},
+            "note": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    if b"E+2" in raw:
+        with pytest.raises(ValidationError, match="amount_minor"):
+            parse_and_validate(raw, schema)
+    else:
+        assert parse_and_validate(raw, schema)["note"][0]["x"] == Decimal("2.50")
