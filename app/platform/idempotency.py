@@ -340,10 +340,15 @@ async def complete(
     body: Any,
     audit_event: audit.AuditEvent | None = None,
     outbox_rows: Sequence[dict[str, Any]] = (),
+    *,
+    rendered: bytes | None = None,
 ) -> None:
     """Store the response in the caller's transaction, with `audit_event` and the outbox
     rows (`outbox.collected`) if given: one statement, sent with the COMMIT. If the claim
-    was taken over, the commit fails with an error that `claim_was_lost` recognizes."""
+    was taken over, the commit fails with an error that `claim_was_lost` recognizes.
+
+    `rendered`: `body` as UTF-8 JSON already (the response's rendering); it is stored as
+    jsonb, so its spacing and escapes make no difference to a replay."""
     await send_with_commit(
         session,
         _COMPLETE_AUDIT_AND_EMIT,
@@ -352,7 +357,7 @@ async def complete(
             "audited": audit_event is not None,
             "outbox": outbox.as_json(outbox_rows),
             "status": status,
-            "body": json.dumps(body, default=str),
+            "body": rendered.decode() if rendered is not None else json.dumps(body, default=str),
             "client_id": held.client_id,
             "key": held.key,
             "token": held.token,

@@ -21,7 +21,12 @@ from app.platform.db import run_in_transaction
 from app.platform.errors import DomainError, problem_body
 from app.platform.web.auditing import outcome_event
 from app.platform.web.declarations import Call, Endpoint, Result, Services
-from app.platform.web.responses import json_response, problem_response
+from app.platform.web.responses import (
+    json_response,
+    problem_response,
+    render_json,
+    rendered_json_response,
+)
 
 T = TypeVar("T")
 
@@ -96,8 +101,12 @@ async def _completing(services: Services, work: Callable[[AsyncSession], Awaitab
 async def execute(endpoint: Endpoint, call: Call, held: idempotency.Claim | None) -> Response:
     """Run the handler; store and audit its outcome with the effect, in one transaction."""
     services = call.services
+    # The answer's JSON, rendered once for both the response and the stored replay (the
+    # idempotency row keeps it as jsonb, so the same text serves): None when not rendered.
+    rendered: bytes | None = None
 
     async def work(session: AsyncSession) -> Result:
+        nonlocal rendered
         if held is not None:
             # The handler's outbox events ride along with the completion (one statement).
             outbox.collect(session)
@@ -108,8 +117,11 @@ async def execute(endpoint: Endpoint, call: Call, held: idempotency.Claim | None
         event = outcome_event(endpoint, call, result, "success", None) if endpoint.audited else None
         if held is not None:
             stored = result.body if result.replay_body is None else result.replay_body
+            rendered = render_json(result.body) if result.replay_body is None else None
             # One statement: the completion, the audit record and the events land together.
-            await idempotency.complete(session, held, result.status, stored, event, emitted)
+            await idempotency.complete(
+                session, held, result.status, stored, event, emitted, rendered=rendered
+            )
         elif event is not None:
             await audit.record(session, event)
         return result
@@ -122,6 +134,8 @@ async def execute(endpoint: Endpoint, call: Call, held: idempotency.Claim | None
         if held is not None:
             await release_key(services, held)
         raise
+    if rendered is not None:
+        return rendered_json_response(result.status, rendered, result.headers)
     return json_response(result.status, result.body, result.headers)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,30 @@ def problem_response(error: DomainError, request: Request | None = None) -> Resp
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
     return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def render_json(body: Any) -> bytes | None:
+    """The bytes `json_response` sends for `body` (as JSONResponse renders it), or None
+    when JSONResponse cannot render it (it raises there, as before)."""
+    try:
+        return json.dumps(
+            body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        ).encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError (a lone surrogate) included
+        return None
+
+
+def rendered_json_response(
+    status: int, rendered: bytes, headers: Mapping[str, str] | None = None
+) -> Response:
+    """`json_response` of a body already rendered by `render_json`: the same bytes and
+    headers, without rendering it again."""
+    return Response(
+        rendered,
+        status_code=status,
+        headers=dict(headers or {}),
+        media_type=JSONResponse.media_type,
+    )
 
 
 def replayed_response(status: int, body: Any) -> Response:
