@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase
 # here, where every caller imports them from.
 from app.platform.db_pipeline import (
     _BEFORE_COMMIT,
+    _CONNECTED,
     _EXPLICIT,
     _WITH_COMMIT,
     CommitStep,
@@ -215,31 +216,56 @@ async def run_in_transaction(
     """
     for attempt in range(1, attempts + 1):
         try:
-            async with sessions() as session, session.begin():
-                steps: list[CommitStep] = []
-                queued: list[_Queued] = []
-                session.info[_BEFORE_COMMIT] = steps
-                session.info[_WITH_COMMIT] = queued
-                try:
-                    result = await work(session)
-                    # From here on `at_commit` and `send_with_commit` run at once: the
-                    # lists are final.
-                    del session.info[_BEFORE_COMMIT]
-                    del session.info[_WITH_COMMIT]
-                    for step in steps:
-                        await step(session)
-                    if queued or _EXPLICIT in session.info:
-                        await _send_and_commit(session, queued)
-                except BaseException:
-                    await _abandon(session)
-                    raise
-                return result
+            return await _attempt(sessions, work)
         except DBAPIError as error:
             if not is_retryable(error) or attempt == attempts:
                 raise
             cap = min(RETRY_MAX_DELAY_S, RETRY_BASE_DELAY_S * 2**attempt)
             await asyncio.sleep(random.uniform(0, cap))  # noqa: S311 - jitter, not crypto
     raise RuntimeError("unreachable: the loop either returns or raises")
+
+
+def _used(session: AsyncSession) -> bool:
+    """Whether the session began a transaction or holds objects a commit would flush."""
+    return session.in_transaction() or bool(session.new or session.dirty or session.deleted)
+
+
+async def _attempt(
+    sessions: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    """One try of `run_in_transaction`.
+
+    The session begins lazily (SQLAlchemy's autobegin, on its first statement) and is
+    committed and closed only if it was used: a signed transfer queues every statement for
+    the pooled commit pipeline and never touches the session's own connection, and an
+    explicit `session.begin()` with its commit and close cost about 75 µs of CPU per
+    request for nothing (issue 16).
+    """
+    session = sessions()
+    steps: list[CommitStep] = []
+    queued: list[_Queued] = []
+    session.info[_BEFORE_COMMIT] = steps
+    session.info[_WITH_COMMIT] = queued
+    try:
+        result = await work(session)
+        # From here on `at_commit` and `send_with_commit` run at once: the lists are final.
+        del session.info[_BEFORE_COMMIT]
+        del session.info[_WITH_COMMIT]
+        for step in steps:
+            await step(session)
+        if queued or _EXPLICIT in session.info:
+            await _send_and_commit(session, queued)
+        if _used(session):
+            await session.commit()
+    except BaseException:
+        await _abandon(session)
+        if session.in_transaction():
+            await session.rollback()
+        await session.close()
+        raise
+    if _CONNECTED in session.info:
+        await session.close()
+    return result
 
 
 async def ensure_month_partitions(session: AsyncSession, table: str, months_ahead: int) -> int:

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.entrypoints.devstack import Stack
 from app.platform import db, idempotency
@@ -130,4 +131,83 @@ def test_a_completion_rolls_back_its_transaction_when_its_claim_was_taken_over(
         return False
 
     assert asyncio.run(scenario()) is True
+    assert _tags(stack, tag) == 0
+
+
+def _checkouts(engine: AsyncEngine) -> list[int]:
+    """A counter of the pool's checkouts (a list, so the listener can bump it)."""
+    seen = [0]
+
+    def counted(*_: object) -> None:
+        seen[0] += 1
+
+    sqlalchemy_event.listen(engine.sync_engine, "checkout", counted)
+    return seen
+
+
+def test_a_session_begins_only_when_a_statement_runs_on_it_when_work_only_queues(
+    stack: Stack,
+) -> None:
+    """A transfer's work only queues statements: its commit takes one pooled connection
+    for the pipeline, and the session's lazily begun transaction takes none."""
+    tag = secrets.token_hex(6)
+
+    async def queued_only(session: AsyncSession) -> bool:
+        await db.send_with_commit(
+            session, "INSERT INTO public.pipelining_probe VALUES (%(t)s)", {"t": tag}
+        )
+        return session.in_transaction()
+
+    async def scenario() -> tuple[bool, int, int]:
+        assert stack.database_url is not None
+        engine = db.create_engine(stack.database_url, pool_size=1)
+        try:
+            checkouts = _checkouts(engine)
+            began = await db.run_in_transaction(db.session_factory(engine), queued_only)
+            return began, checkouts[0], engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
+        finally:
+            await engine.dispose()
+
+    began, checkouts, still_out = asyncio.run(scenario())
+    assert (began, checkouts, still_out) == (False, 1, 0)
+    assert _tags(stack, tag) == 1
+
+
+def test_a_statement_run_on_the_session_is_committed_when_work_returns(stack: Stack) -> None:
+    tag = secrets.token_hex(6)
+
+    async def through_session(session: AsyncSession) -> None:
+        await session.execute(text("INSERT INTO public.pipelining_probe VALUES (:t)"), {"t": tag})
+
+    async def scenario() -> int:
+        assert stack.database_url is not None
+        engine = db.create_engine(stack.database_url, pool_size=1)
+        try:
+            await db.run_in_transaction(db.session_factory(engine), through_session)
+            return engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined,no-any-return]
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) == 0
+    assert _tags(stack, tag) == 1
+
+
+def test_a_statement_run_on_the_session_is_rolled_back_when_work_raises(stack: Stack) -> None:
+    tag = secrets.token_hex(6)
+
+    async def failing(session: AsyncSession) -> None:
+        await session.execute(text("INSERT INTO public.pipelining_probe VALUES (:t)"), {"t": tag})
+        raise LookupError("the handler refused after writing")
+
+    async def scenario() -> int:
+        assert stack.database_url is not None
+        engine = db.create_engine(stack.database_url, pool_size=1)
+        try:
+            with pytest.raises(LookupError):
+                await db.run_in_transaction(db.session_factory(engine), failing)
+            return engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined,no-any-return]
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(scenario()) == 0
     assert _tags(stack, tag) == 0
