@@ -318,3 +318,17 @@ def test_hand_signed_request_is_accepted_when_it_covers_only_what_the_profile_si
     over an ordinary extra field goes through."""
     response = client.send(_hand_signed(client, ["x-extra"], [("X-Extra", "plain value")]))
     assert response.status_code == 201, response.text
+
+
+def test_live_api_accepts_every_component_and_refuses_an_odd_value_when_sent_over_the_wire(
+    client_factory: ClientFactory, api_http: httpx.Client
+) -> None:
+    """Through uvicorn's own HTTP parser, where the raw path, query and header lines come
+    from the wire rather than from the test client."""
+    live = client_factory(scopes=["ledger:write"], http=api_http)
+    accepted = live.send(_library_signed(live, EVERY_COMPONENT, target=PATH + "?a=%20b&c"))
+    refused = live.send(_hand_signed(live, ["x-extra"], [("X-Extra", b"caf\xe9")]))
+
+    assert accepted.status_code == 201, accepted.text
+    assert refused.status_code == 401
+    assert _code(refused) == "invalid_signature"
