@@ -332,3 +332,17 @@ def test_live_api_accepts_every_component_and_refuses_an_odd_value_when_sent_ove
     assert accepted.status_code == 201, accepted.text
     assert refused.status_code == 401
     assert _code(refused) == "invalid_signature"
+
+
+@pytest.mark.parametrize("field", ["Signature-Input", "Signature"])
+def test_request_is_401_invalid_signature_when_a_signature_field_repeats_the_label(
+    client: ApiClient, field: str
+) -> None:
+    """RFC 8941 would let the last `sig1` win, and the last one here is the valid one; a
+    proxy reading the first would check another signature than we do."""
+    request = _library_signed(client, EVERY_COMPONENT)
+    other = _library_signed(client, ["@method", "@target-uri", "content-digest"])
+    request.headers[field] = f"{other.headers[field]}, {request.headers[field]}"
+    response = client.send(request)
+    assert response.status_code == 401
+    assert _code(response) == "invalid_signature"
