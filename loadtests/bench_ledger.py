@@ -9,10 +9,12 @@ api module (set-up is not what we measure); the measured transfers go over HTTP 
 whole pipeline: bearer token, RFC 9421 signature + nonce, OPA, Idempotency-Key, schema
 validation, the ledger transaction, audit record and outbox event.
 
-Three scenarios, each with pgbench TPC-B (scale 10) against the same PostgreSQL right
-before and right after it, the ratio taken against their mean (pgbench's tables made once,
-before the first run; every timed run starts from a CHECKPOINT, so none pays for the dirty
-pages of the one before):
+Three scenarios, with pgbench TPC-B (scale 10) against the same PostgreSQL right before
+and right after them, the ratio taken against their mean (pgbench's tables made once,
+before the first run; every timed slice starts from a CHECKPOINT, so none pays for the
+dirty pages of the one before). The first two share one pgbench pair and take turns
+(`--slices`, 3 each by default, alternating), so their ratio compares the rows, not the
+shared machine's drift between two back-to-back runs:
 1. uncontended: 1,000 accounts, each transfer between two random ones, one signed request
    per transfer (`POST /v1/ledger/transactions`);
 2. hot: 2 accounts, every transfer between the same two (every request on the same rows);
@@ -46,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -209,7 +211,7 @@ def _drive(
     presigned_per_client: int,
     *,
     batch: bool = False,
-) -> Outcome:
+) -> _Slice:
     """Send signed transfers from every client for `seconds`.
 
     The requests are built, signed and serialised BEFORE the clock starts (their `created`
@@ -277,16 +279,45 @@ def _drive(
         thread.start()
     for thread in threads:
         thread.join(timeout=seconds + 60)
-    elapsed = time.monotonic() - started
-    client_cpu_s = _own_cpu_s() - client_cpu_before
-    ordered = sorted(latencies_ms) or [0.0]
-    per_request = BATCH_SIZE if batch else 1
+    return _Slice(
+        statuses=statuses,
+        latencies_ms=latencies_ms,
+        elapsed_s=time.monotonic() - started,
+        client_cpu_s=_own_cpu_s() - client_cpu_before,
+    )
+
+
+@dataclass
+class _Slice:
+    """What one timed stretch of one scenario did."""
+
+    statuses: Counter[int]
+    latencies_ms: list[float]
+    elapsed_s: float
+    client_cpu_s: float
+    server_cpu_s: dict[str, float] = field(default_factory=dict)
+
+
+def _outcome(slices: list[_Slice], per_request: int) -> Outcome:
+    """One scenario's figures over all its slices."""
+    statuses: Counter[int] = Counter()
+    for part in slices:
+        statuses.update(part.statuses)
+    done = max(1, statuses[201] * per_request)
+    ordered = sorted(ms for part in slices for ms in part.latencies_ms) or [0.0]
+
+    def per_transfer_ms(server: str) -> float:
+        return sum(part.server_cpu_s[server] for part in slices) * 1000 / done
+
     return Outcome(
-        transfers_per_s=statuses[201] * per_request / elapsed,
+        transfers_per_s=statuses[201] * per_request / sum(part.elapsed_s for part in slices),
         statuses=statuses,
         p50_ms=statistics.median(ordered),
         p99_ms=ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-        client_cpu_ms_per_transfer=client_cpu_s * 1000 / max(1, statuses[201] * per_request),
+        api_cpu_ms_per_transfer=per_transfer_ms("api"),
+        db_cpu_ms_per_transfer=per_transfer_ms("postgres"),
+        opa_cpu_ms_per_transfer=per_transfer_ms("opa"),
+        client_cpu_ms_per_transfer=sum(part.client_cpu_s for part in slices) * 1000 / done,
     )
 
 
@@ -429,6 +460,32 @@ def _pgbench(database_url: str, seconds: float, clients: int) -> float:
     return float(match.group(1))
 
 
+@dataclass(frozen=True)
+class _Scenario:
+    name: str
+    accounts: int
+    batch: bool
+
+
+def _timed_slice(
+    stack: Stack,
+    clients: list[ApiClient],
+    accounts: list[str],
+    seconds: float,
+    presigned: int,
+    *,
+    batch: bool,
+) -> _Slice:
+    """One slice of a scenario, from a CHECKPOINT, with the CPU each server spent in it."""
+    assert stack.database_url is not None
+    _checkpoint(stack.database_url)
+    pids = {part: stack.processes[part].pid for part in ("api", "postgres", "opa")}
+    cpu_before = {part: _tree_cpu_s(pid) for part, pid in pids.items()}
+    timed = _drive(clients, accounts, seconds, presigned, batch=batch)
+    timed.server_cpu_s = {part: _tree_cpu_s(pid) - cpu_before[part] for part, pid in pids.items()}
+    return timed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
@@ -438,6 +495,12 @@ def main() -> int:
     parser.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--pgbench-clients", type=int, default=8)
     parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=3,
+        help="turns the uncontended and hot scenarios take, alternating, in their seconds",
+    )
     parser.add_argument(
         # Enough for a 15 s run at about 500 transfers/s: a client that runs out signs in
         # the timed loop, and its CPU then competes with the servers being measured.
@@ -474,53 +537,66 @@ def main() -> int:
             )
             _pgbench_init(database_url)
             results: dict[str, tuple[Outcome, float]] = {}
-            scenarios = (
-                ("uncontended", args.accounts, False),
-                ("hot", 2, False),
-                ("batch", args.accounts, True),
+            single = (
+                _Scenario("uncontended", args.accounts, batch=False),
+                _Scenario("hot", 2, batch=False),
             )
-            for name, count, batch in scenarios:
-                accounts = asyncio.run(_open_accounts(database_url, count))
-                # pgbench runs right before and right after the scenario and the ratio uses
-                # their mean: the machine is shared, and a baseline taken on one side only
-                # moved the ratio by a third when the background load changed.
-                tps_before = _pgbench(database_url, args.seconds, args.pgbench_clients)
-                _checkpoint(database_url)
-                pids = {part: stack.processes[part].pid for part in ("api", "postgres", "opa")}
-                cpu_before = {part: _tree_cpu_s(pid) for part, pid in pids.items()}
-                presigned = max(1, args.presigned // BATCH_SIZE) if batch else args.presigned
-                outcome = _drive(clients, accounts, args.seconds, presigned, batch=batch)
-                done = max(1, outcome.statuses[201] * (BATCH_SIZE if batch else 1))
-                spent = {
-                    part: (_tree_cpu_s(pid) - cpu_before[part]) * 1000 / done
-                    for part, pid in pids.items()
+            for group in (single, (_Scenario("batch", args.accounts, batch=True),)):
+                opened = {
+                    scenario.name: asyncio.run(_open_accounts(database_url, scenario.accounts))
+                    for scenario in group
                 }
-                outcome.api_cpu_ms_per_transfer = spent["api"]
-                outcome.db_cpu_ms_per_transfer = spent["postgres"]
-                outcome.opa_cpu_ms_per_transfer = spent["opa"]
-                outcome.statements_per_transfer = _statements(
-                    stack, clients[0], accounts, batch=batch
-                )
-                outcome.round_trips_per_transfer = _round_trips(stack, accounts, batch=batch)
+                slices: dict[str, list[_Slice]] = {scenario.name: [] for scenario in group}
+                # pgbench runs right before and right after the group and the ratio uses
+                # their mean: the machine is shared, and a baseline taken on one side only
+                # moved the ratio by a third when the background load changed. The two
+                # single-transfer scenarios take turns in slices between the same two
+                # pgbench runs: run one after the other, their ratio moved by a fifth
+                # with the machine alone (0.82 to 1.04 on the same code within an hour).
+                rounds = args.slices if len(group) > 1 else 1
+                tps_before = _pgbench(database_url, args.seconds, args.pgbench_clients)
+                for _ in range(rounds):
+                    for scenario in group:
+                        presigned = -(-args.presigned // rounds)
+                        if scenario.batch:
+                            presigned = max(1, presigned // BATCH_SIZE)
+                        slices[scenario.name].append(
+                            _timed_slice(
+                                stack,
+                                clients,
+                                opened[scenario.name],
+                                args.seconds / rounds,
+                                presigned,
+                                batch=scenario.batch,
+                            )
+                        )
                 tps_after = _pgbench(database_url, args.seconds, args.pgbench_clients)
                 tps = (tps_before + tps_after) / 2
-                results[name] = (outcome, tps)
-                unit = f"batches of {BATCH_SIZE}" if batch else "one transfer per request"
-                print(
-                    f"{name:>11} ({count} accounts, {unit}): {outcome.transfers_per_s:8.1f} "
-                    f"posted transfers/s | pgbench TPC-B {tps:8.1f} tps (before {tps_before:.0f}, "
-                    f"after {tps_after:.0f}) | ratio "
-                    f"{outcome.transfers_per_s / tps:.3f} | p50 {outcome.p50_ms:.1f} ms "
-                    f"p99 {outcome.p99_ms:.1f} ms (per request) | CPU per transfer: API "
-                    f"{outcome.api_cpu_ms_per_transfer:.2f} ms, PostgreSQL "
-                    f"{outcome.db_cpu_ms_per_transfer:.2f} ms, OPA "
-                    f"{outcome.opa_cpu_ms_per_transfer:.2f} ms, bench client "
-                    f"{outcome.client_cpu_ms_per_transfer:.2f} ms | per transfer: SQL statements "
-                    f"{outcome.statements_per_transfer:.2f}, database round trips "
-                    f"{outcome.round_trips_per_transfer:.2f} | statuses "
-                    f"{dict(outcome.statuses)}",
-                    flush=True,
-                )
+                for scenario in group:
+                    batch = scenario.batch
+                    accounts = opened[scenario.name]
+                    outcome = _outcome(slices[scenario.name], BATCH_SIZE if batch else 1)
+                    outcome.statements_per_transfer = _statements(
+                        stack, clients[0], accounts, batch=batch
+                    )
+                    outcome.round_trips_per_transfer = _round_trips(stack, accounts, batch=batch)
+                    results[scenario.name] = (outcome, tps)
+                    unit = f"batches of {BATCH_SIZE}" if batch else "one transfer per request"
+                    print(
+                        f"{scenario.name:>11} ({scenario.accounts} accounts, {unit}): "
+                        f"{outcome.transfers_per_s:8.1f} posted transfers/s | pgbench TPC-B "
+                        f"{tps:8.1f} tps (before {tps_before:.0f}, after {tps_after:.0f}) | "
+                        f"ratio {outcome.transfers_per_s / tps:.3f} | p50 "
+                        f"{outcome.p50_ms:.1f} ms p99 {outcome.p99_ms:.1f} ms (per request) | "
+                        f"CPU per transfer: API {outcome.api_cpu_ms_per_transfer:.2f} ms, "
+                        f"PostgreSQL {outcome.db_cpu_ms_per_transfer:.2f} ms, OPA "
+                        f"{outcome.opa_cpu_ms_per_transfer:.2f} ms, bench client "
+                        f"{outcome.client_cpu_ms_per_transfer:.2f} ms | per transfer: SQL "
+                        f"statements {outcome.statements_per_transfer:.2f}, database round "
+                        f"trips {outcome.round_trips_per_transfer:.2f} | {rounds} slice(s) | "
+                        f"statuses {dict(outcome.statuses)}",
+                        flush=True,
+                    )
             hot = results["hot"][0].transfers_per_s
             cold = results["uncontended"][0].transfers_per_s
             print(f"hot / uncontended transfers: {hot / cold:.3f}", flush=True)

@@ -81,3 +81,34 @@ def test_wire_client_sends_the_built_request_and_reads_each_status_when_kept_ali
     sent = {name.lower(): value for name, value in headers.items()}
     expected = {name.decode().lower(): value.decode() for name, value in built.headers.raw}
     assert sent == expected
+
+
+def test_a_scenario_adds_up_its_slices_when_it_ran_in_turns() -> None:
+    """The uncontended and hot scenarios run in alternating slices: each one's figures are
+    its slices' totals, never the mean of per-slice rates."""
+    bench = _bench()
+    slices = [
+        bench._Slice(
+            statuses=bench.Counter({201: 100, 409: 1}),
+            latencies_ms=[1.0, 2.0, 3.0],
+            elapsed_s=1.0,
+            client_cpu_s=0.1,
+            server_cpu_s={"api": 0.3, "postgres": 0.2, "opa": 0.1},
+        ),
+        bench._Slice(
+            statuses=bench.Counter({201: 300}),
+            latencies_ms=[4.0, 5.0],
+            elapsed_s=3.0,
+            client_cpu_s=0.3,
+            server_cpu_s={"api": 0.9, "postgres": 0.6, "opa": 0.3},
+        ),
+    ]
+    outcome = bench._outcome(slices, 1)
+    assert outcome.transfers_per_s == pytest.approx(100.0)  # 400 transfers in 4 s
+    assert dict(outcome.statuses) == {201: 400, 409: 1}
+    assert outcome.p50_ms == 3.0
+    assert outcome.api_cpu_ms_per_transfer == pytest.approx(3.0)  # 1.2 s over 400
+    assert outcome.db_cpu_ms_per_transfer == pytest.approx(2.0)
+    assert outcome.opa_cpu_ms_per_transfer == pytest.approx(1.0)
+    assert outcome.client_cpu_ms_per_transfer == pytest.approx(1.0)
+    assert bench._outcome(slices, 100).transfers_per_s == pytest.approx(10_000.0)
