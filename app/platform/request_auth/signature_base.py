@@ -1,11 +1,11 @@
 """The RFC 9421 signature base (section 2.5) of a request, built from our own parse.
 
 We build it instead of handing the request to `http-message-signatures`' verifier because
-that path cost about 280 us of CPU per request in a tight loop (and about half a
-millisecond inside the app), of which the Ed25519 check itself is only about 115 us: it
-parses Signature-Input and Signature again and copies every header into several
-case-insensitive dictionaries. Here the base comes from the Signature-Input member the
-verifier has already parsed. The library stays our client signer and the tests' oracle.
+that path cost 0.60-0.67 ms of CPU per signed request inside the app (0.24-0.28 ms with
+this module; about 340 against 160 us in a tight loop), while the Ed25519 check itself is
+about 110 us: it parsed Signature-Input and Signature again and copied every header into
+several case-insensitive dictionaries. Here the base comes from the Signature-Input member
+the verifier has already parsed. The library stays our client signer and the tests' oracle.
 
 Only what our profile lets a request cover is supported: the plain derived components
 of a request and plain field names (the verifier refuses components with parameters).
