@@ -1,29 +1,21 @@
 """RFC 9421 HTTP Message Signatures on state-changing requests (DESIGN.md's profile).
 
-The signature itself is checked by the `http-message-signatures` library and the RFC 9530
-`Content-Digest` with its `ContentDigest`; around them we enforce the label, the covered
-components, the freshness window, the binding to the token's key and the nonce's single
-use (`nonces.py`).
+The signature is checked over a base we build ourselves (`signature_base.py`) with
+cryptography's Ed25519, and the RFC 9530 `Content-Digest` with the
+`http-message-signatures` library's `ContentDigest`; around them we enforce the label, the
+covered components, the freshness window, the binding to the token's key and the nonce's
+single use (`nonces.py`).
 """
 
 from __future__ import annotations
 
-import datetime
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import http_sf
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from http_message_signatures import (
-    ContentDigest,
-    HTTPMessageVerifier,
-    HTTPSignatureKeyResolver,
-    InvalidSignature,
-    algorithms,
-)
+from http_message_signatures import ContentDigest, InvalidSignature
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
@@ -38,6 +30,14 @@ from app.platform.request_auth.refusals import (
     SignatureRequiredError,
     StaleRequestError,
 )
+from app.platform.request_auth.signature_base import (
+    FieldLines,
+    PublicOrigin,
+    RequestComponents,
+    check_ed25519,
+    field_lines,
+    signature_base,
+)
 from app.platform.web.declarations import Principal
 
 SIGNATURE_LABEL = "sig1"
@@ -49,52 +49,22 @@ _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _ALLOWED_PARAMETERS = frozenset({"created", "expires", "keyid", "nonce", "alg", "tag"})
 
 
-class _Headers:
-    """Read-only header view in wire order, as the library's resolver expects."""
-
-    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
-        self._fields = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
-
-    def items(self) -> list[tuple[str, str]]:
-        return list(self._fields)
-
-    def __iter__(self) -> Any:
-        return iter(dict.fromkeys(name for name, _ in self._fields))
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(f.lower() == name.lower() for f, _ in self._fields)
+def _refuse_duplicate_label(key: str, context: str) -> None:
+    # RFC 8941 lets the last duplicate win; a proxy that reads the first would then check
+    # another signature than we do, so two members under one label are refused.
+    if context == "dictionary":
+        raise ValueError(f"duplicate label {key!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class _Message:
-    method: str
-    url: str
-    headers: _Headers
-
-
-class _BoundKey(HTTPSignatureKeyResolver):
-    def __init__(self, key_id: str, key: Ed25519PublicKey) -> None:
-        self._key_id = key_id
-        self._key = key
-
-    def resolve_public_key(self, key_id: str) -> Ed25519PublicKey | None:
-        return self._key if key_id == self._key_id else None
-
-    def resolve_private_key(self, key_id: str) -> Any:
-        raise KeyError("verification only")
-
-
-class _Verifier(HTTPMessageVerifier):
-    # The freshness window is enforced by us (with its own error code) before the library
-    # runs; the library's own skew only has to admit our +30 s future allowance.
-    max_clock_skew = datetime.timedelta(seconds=CREATED_FUTURE_WINDOW_S)
-
-
-def _parse_dictionary(value: str, what: str) -> dict[str, Any]:
+def _parse_dictionary(value: str, what: str, *, unique: bool = False) -> dict[str, Any]:
     if len(value) > MAX_SIGNATURE_HEADER_LENGTH:
         raise InvalidSignatureError(f"{what} is too long")
     try:
-        parsed = http_sf.parse(value.encode("latin-1"), tltype="dictionary")
+        parsed = http_sf.parse(
+            value.encode("latin-1"),
+            tltype="dictionary",
+            on_duplicate_key=_refuse_duplicate_label if unique else None,
+        )
     except (ValueError, TypeError, UnicodeEncodeError):
         raise InvalidSignatureError(f"{what} is not a structured dictionary") from None
     if not isinstance(parsed, dict):
@@ -102,17 +72,17 @@ def _parse_dictionary(value: str, what: str) -> dict[str, Any]:
     return parsed
 
 
-def _header(request: Request, name: str) -> str | None:
-    values = request.headers.getlist(name)
-    return ", ".join(values) if values else None
+def _joined(fields: FieldLines, name: str) -> str | None:
+    lines = fields.get(name)
+    return ", ".join(lines) if lines is not None else None
 
 
 class Rfc9421Verifier:
     """Checks the `sig1` RFC 9421 signature of a state-changing request (DESIGN.md).
 
     Order: presence -> structure and parameters -> freshness -> key binding -> signature
-    (library) -> Content-Digest -> nonce single use. The nonce is recorded last, so a
-    request that fails any check cannot burn a legitimate client's nonce.
+    -> Content-Digest -> nonce single use. The nonce is recorded last, so a request that
+    fails any check cannot burn a legitimate client's nonce.
     """
 
     def __init__(
@@ -130,7 +100,7 @@ class Rfc9421Verifier:
         With `admission`, the nonce, the client's `is_active` check and the request's
         Idempotency-Key claim are one statement (admission.py); the authenticator then
         leaves `is_active` to this verifier (`checks_active`)."""
-        self._base_url = public_base_url.rstrip("/")
+        self._origin = PublicOrigin(public_base_url)
         self._nonces = SeenNonces(sessions, nonce_ttl_s)
         self._clock = clock
         self._admission = admission
@@ -140,11 +110,15 @@ class Rfc9421Verifier:
         return self._admission is not None
 
     def target_uri(self, request: Request) -> str:
-        # Never from the Host header: a proxy or a client could make that say anything.
-        path = request.scope.get("raw_path") or request.url.path.encode()
-        query = request.scope.get("query_string") or b""
-        uri = self._base_url + path.decode("latin-1")
-        return uri + ("?" + query.decode("latin-1") if query else "")
+        return self._components(request, {}).target_uri()
+
+    def _components(self, request: Request, fields: FieldLines) -> RequestComponents:
+        scope = request.scope
+        path = scope.get("raw_path") or request.url.path.encode()
+        query = scope.get("query_string") or b""
+        return RequestComponents(
+            self._origin, scope["method"], path.decode("latin-1"), query.decode("latin-1"), fields
+        )
 
     async def verify(
         self,
@@ -155,29 +129,34 @@ class Rfc9421Verifier:
     ) -> idempotency.EarlyClaim:
         """Raises a 401 DomainError; `claim` is claimed with the nonce when this verifier
         has an admission (otherwise it is ignored and left to the idempotency stage)."""
-        signature_input = _header(request, "signature-input")
-        signature = _header(request, "signature")
+        fields = field_lines(request.scope["headers"])
+        signature_input = _joined(fields, "signature-input")
+        signature = _joined(fields, "signature")
         if signature_input is None or signature is None:
             raise SignatureRequiredError(
                 "state-changing requests need an RFC 9421 signature (Signature-Input, Signature)"
             )
-        inputs = _parse_dictionary(signature_input, "Signature-Input")
-        signatures = _parse_dictionary(signature, "Signature")
+        inputs = _parse_dictionary(signature_input, "Signature-Input", unique=True)
+        signatures = _parse_dictionary(signature, "Signature", unique=True)
         if list(inputs) != [SIGNATURE_LABEL] or list(signatures) != [SIGNATURE_LABEL]:
             raise InvalidSignatureError(f"send exactly one signature, labelled {SIGNATURE_LABEL}")
-        covered_items, params = inputs[SIGNATURE_LABEL]
+        member = inputs[SIGNATURE_LABEL]
+        covered_items, params = member
         if not isinstance(covered_items, list):
             raise InvalidSignatureError("Signature-Input sig1 must be an inner list")
         covered = self._covered_names(covered_items)
         keyid, nonce = self._check_parameters(params)
-        self._check_coverage(request, body, covered)
+        self._check_coverage(fields, body, covered)
         self._check_freshness(params)
         if principal is None or principal.key_id is None or principal.key_jwk is None:
             raise KeyNotBoundError("the access token binds no signing key")
         if keyid != principal.key_id:
             raise KeyNotBoundError("the request was signed with a key the token does not bind")
-        self._check_signature(request, keyid, principal.key_jwk)
-        digest = _header(request, "content-digest")
+        components = self._components(request, fields)
+        self._check_signature(
+            components, covered, member, signatures[SIGNATURE_LABEL], principal.key_jwk
+        )
+        digest = _joined(fields, "content-digest")
         if digest is not None:
             self._check_digest(digest, body)
         if self._admission is None:
@@ -214,13 +193,13 @@ class Rfc9421Verifier:
         return keyid, nonce
 
     @staticmethod
-    def _check_coverage(request: Request, body: bytes, covered: list[str]) -> None:
+    def _check_coverage(fields: FieldLines, body: bytes, covered: list[str]) -> None:
         required = {"@method", "@target-uri"}
-        if body or "content-digest" in request.headers:
-            if "content-digest" not in request.headers:
+        if body or "content-digest" in fields:
+            if "content-digest" not in fields:
                 raise DigestMismatchError("a request with a body needs a Content-Digest header")
             required.add("content-digest")
-        if "idempotency-key" in request.headers:
+        if "idempotency-key" in fields:
             required.add("idempotency-key")
         missing = required - set(covered)
         if missing:
@@ -235,25 +214,26 @@ class Rfc9421Verifier:
                 f"now+{CREATED_FUTURE_WINDOW_S} s]"
             )
 
-    def _check_signature(self, request: Request, keyid: str, jwk: Mapping[str, Any]) -> None:
+    @staticmethod
+    def _check_signature(
+        components: RequestComponents,
+        covered: list[str],
+        member: tuple[list[Any], Mapping[str, Any]],
+        signature: tuple[Any, Mapping[str, Any]],
+        jwk: Mapping[str, Any],
+    ) -> None:
         try:
             key = ed25519_public_key(jwk)
         except ValueError:
             raise InvalidSignatureError("the bound key is not an Ed25519 key") from None
-        message = _Message(
-            method=request.method.upper(),
-            url=self.target_uri(request),
-            headers=_Headers(request.headers.raw),
-        )
-        verifier = _Verifier(
-            signature_algorithm=algorithms.ED25519, key_resolver=_BoundKey(keyid, key)
-        )
-        try:
-            verifier.verify(message, max_age=None, expect_tag=None)
-        except InvalidSignature:
-            raise InvalidSignatureError("the signature does not verify") from None
-        except Exception:  # noqa: BLE001 - any library refusal of hostile input is a 401
-            raise InvalidSignatureError("the signature could not be checked") from None
+        tag = member[1].get("tag")
+        if tag is not None and not isinstance(tag, str):
+            raise InvalidSignatureError("tag must be a string")
+        # Section 2.3: the parsed member serialized again, so a signer's own spacing in
+        # Signature-Input does not matter.
+        as_list: list[Any] = [member]
+        base = signature_base(components, covered, http_sf.ser(as_list))
+        check_ed25519(key, signature[0], base)
 
     @staticmethod
     def _check_digest(value: str, body: bytes) -> None:
