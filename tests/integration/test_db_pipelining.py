@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import psycopg
 import pytest
@@ -145,6 +145,30 @@ def _checkouts(engine: AsyncEngine) -> list[int]:
     return seen
 
 
+def _run_once(
+    stack: Stack, work: Callable[[AsyncSession], Awaitable[object]]
+) -> tuple[object, int, int]:
+    """`work` in one `run_in_transaction` on a fresh one-connection engine: what it returned
+    (or raised), the pool's checkouts, and the connections still checked out after it."""
+
+    async def scenario() -> tuple[object, int, int]:
+        assert stack.database_url is not None
+        engine = db.create_engine(stack.database_url, pool_size=1)
+        try:
+            checkouts = _checkouts(engine)
+            outcome: object
+            try:
+                outcome = await db.run_in_transaction(db.session_factory(engine), work)
+            except Exception as error:  # noqa: BLE001 - the outcome under test
+                outcome = error
+            still_out: int = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
+            return outcome, checkouts[0], still_out
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(scenario())
+
+
 def test_a_session_begins_only_when_a_statement_runs_on_it_when_work_only_queues(
     stack: Stack,
 ) -> None:
@@ -158,37 +182,18 @@ def test_a_session_begins_only_when_a_statement_runs_on_it_when_work_only_queues
         )
         return session.in_transaction()
 
-    async def scenario() -> tuple[bool, int, int]:
-        assert stack.database_url is not None
-        engine = db.create_engine(stack.database_url, pool_size=1)
-        try:
-            checkouts = _checkouts(engine)
-            began = await db.run_in_transaction(db.session_factory(engine), queued_only)
-            return began, checkouts[0], engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
-        finally:
-            await engine.dispose()
-
-    began, checkouts, still_out = asyncio.run(scenario())
-    assert (began, checkouts, still_out) == (False, 1, 0)
+    assert _run_once(stack, queued_only) == (False, 1, 0)
     assert _tags(stack, tag) == 1
 
 
 def test_a_statement_run_on_the_session_is_committed_when_work_returns(stack: Stack) -> None:
     tag = secrets.token_hex(6)
 
-    async def through_session(session: AsyncSession) -> None:
+    async def through_session(session: AsyncSession) -> str:
         await session.execute(text("INSERT INTO public.pipelining_probe VALUES (:t)"), {"t": tag})
+        return "done"
 
-    async def scenario() -> int:
-        assert stack.database_url is not None
-        engine = db.create_engine(stack.database_url, pool_size=1)
-        try:
-            await db.run_in_transaction(db.session_factory(engine), through_session)
-            return engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined,no-any-return]
-        finally:
-            await engine.dispose()
-
-    assert asyncio.run(scenario()) == 0
+    assert _run_once(stack, through_session) == ("done", 1, 0)
     assert _tags(stack, tag) == 1
 
 
@@ -199,15 +204,7 @@ def test_a_statement_run_on_the_session_is_rolled_back_when_work_raises(stack: S
         await session.execute(text("INSERT INTO public.pipelining_probe VALUES (:t)"), {"t": tag})
         raise LookupError("the handler refused after writing")
 
-    async def scenario() -> int:
-        assert stack.database_url is not None
-        engine = db.create_engine(stack.database_url, pool_size=1)
-        try:
-            with pytest.raises(LookupError):
-                await db.run_in_transaction(db.session_factory(engine), failing)
-            return engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined,no-any-return]
-        finally:
-            await engine.dispose()
-
-    assert asyncio.run(scenario()) == 0
+    outcome, checkouts, still_out = _run_once(stack, failing)
+    assert isinstance(outcome, LookupError)
+    assert (checkouts, still_out) == (1, 0)
     assert _tags(stack, tag) == 0
